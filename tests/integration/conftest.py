@@ -1,0 +1,105 @@
+"""Integration tier: a real kube-apiserver + etcd + kube-controller-manager, started once per session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client, config
+
+from tests.conftest import missing_prerequisite
+from tests.controlplane.cluster import ControlPlane, ControlPlaneError, build_binaries
+from tests.controlplane.operator_process import OperatorProcess
+
+REPO = Path(__file__).resolve().parents[2]
+_failed: list[str] = []
+OPERATOR_NAMESPACE = "certmint"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        _failed.append(item.nodeid)
+
+
+@pytest.fixture(scope="session")
+def control_plane() -> Iterator[ControlPlane]:
+    if shutil.which("go") is None and not os.environ.get("CERTMINT_KUBE_BIN_DIR"):
+        missing_prerequisite("Go is needed to build kube-apiserver/etcd (run `make test`, which checks)")
+    try:
+        bin_dir = (
+            Path(os.environ["CERTMINT_KUBE_BIN_DIR"])
+            if os.environ.get("CERTMINT_KUBE_BIN_DIR")
+            else build_binaries()
+        )
+    except ControlPlaneError as e:
+        missing_prerequisite(str(e))
+    workdir = REPO / ".local" / f"test-cluster-{os.getpid()}"
+    cp = ControlPlane(workdir=workdir, bin_dir=bin_dir)
+    try:
+        cp.start()
+        yield cp
+    finally:
+        cp.stop()
+        if _failed:
+            print(
+                f"\nintegration failures: control-plane and operator logs kept in {workdir}/logs",
+                file=sys.stderr,
+            )
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def api(control_plane: ControlPlane) -> client.ApiClient:
+    """An admin API client, as `kubectl` with the admin kubeconfig would be."""
+    return config.new_client_from_config(config_file=str(control_plane.admin_kubeconfig))
+
+
+def api_for(control_plane: ControlPlane, user: str) -> client.ApiClient:
+    """An API client for a restricted identity from the token file."""
+    return config.new_client_from_config(config_file=str(control_plane.kubeconfig_for(user)))
+
+
+def kubectl(control_plane: ControlPlane, *args: str, check: bool = True, user: str = "admin") -> str:
+    """Run the kubectl built from the same release, as a user would."""
+    kubeconfig = control_plane.admin_kubeconfig if user == "admin" else control_plane.kubeconfig_for(user)
+    proc = subprocess.run(
+        [str(control_plane.bin_dir / "kubectl"), f"--kubeconfig={kubeconfig}", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"kubectl {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
+    return proc.stdout + proc.stderr if not check else proc.stdout
+
+
+@pytest.fixture(scope="session")
+def crds(control_plane: ControlPlane) -> None:
+    """The CRDs from crds/, applied server-side like a GitOps tool would, and established."""
+    kubectl(
+        control_plane, "apply", "--server-side", "--field-manager=certmint-tests", "-f", str(REPO / "crds")
+    )
+    kubectl(control_plane, "wait", "--for=condition=Established", "--timeout=60s", "-f", str(REPO / "crds"))
+    kubectl(control_plane, "create", "namespace", OPERATOR_NAMESPACE)
+
+
+@pytest.fixture(scope="session")
+def operator(control_plane: ControlPlane, crds: None) -> Iterator[OperatorProcess]:
+    """One operator process for the session; tests that kill it restart it before they end."""
+    proc = OperatorProcess(
+        kubeconfig=control_plane.admin_kubeconfig,
+        log_dir=control_plane.workdir / "logs",
+        namespace=OPERATOR_NAMESPACE,
+    )
+    proc.start()
+    yield proc
+    proc.stop()
