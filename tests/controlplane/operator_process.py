@@ -1,0 +1,84 @@
+"""Run the operator as a separate process, exactly as a user runs it (``python -m certmint``)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.controlplane.cluster import free_port
+
+
+@dataclass
+class OperatorProcess:
+    kubeconfig: Path
+    log_dir: Path
+    namespace: str = "certmint"
+    extra_env: dict[str, str] = field(default_factory=dict)
+    extra_args: list[str] = field(default_factory=list)
+    proc: subprocess.Popen[bytes] | None = None
+    port: int = 0
+    runs: int = 0
+
+    @property
+    def log_path(self) -> Path:
+        return self.log_dir / f"operator-{self.runs}.log"
+
+    def start(self, timeout: float = 60.0) -> None:
+        self.runs += 1
+        self.port = free_port()
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "CERTMINT_NAMESPACE": self.namespace,
+            "CERTMINT_HTTP_PORT": str(self.port),
+            **self.extra_env,
+        }
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "certmint", "--verbose", *self.extra_args],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"operator exited with {self.proc.returncode}; log: {self.log_path}")
+            if self.get("/readyz")[0] == 200:
+                return
+            time.sleep(0.1)  # readiness-probe interval
+        raise RuntimeError(f"operator not ready after {timeout}s; log: {self.log_path}")
+
+    def get(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as resp:
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+        except (urllib.error.URLError, OSError):
+            return 0, ""
+
+    def stop(self) -> None:
+        """Graceful stop (SIGTERM), as Kubernetes does on a rollout."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def kill(self) -> None:
+        """SIGKILL: a crash at an arbitrary point."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
