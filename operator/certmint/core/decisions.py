@@ -1,0 +1,369 @@
+"""Does a Certificate need (re-)issuing? A chain of pure checks over gathered state, cert-manager style.
+
+issuance_reason() walks the checks in order and returns the first reason to
+issue, or None when the Secret's content is good. The same answer drives
+"should we issue?" and "is it Ready?". Secret metadata (labels and
+annotations) is not part of that answer: drift there is repaired in place by
+the caller using desired_secret_metadata() and metadata_drift(), without a
+new certificate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Final
+
+from certmint.core.policy import RequestedIdentity
+from certmint.core.spec import CertificateSpec, format_duration
+from certmint.pki.csr import CertificateTemplate
+from certmint.pki.inspect import CertificateFacts, certificate_facts, load_pem_chain
+from certmint.pki.keys import PKIError, load_private_key, public_key_matches
+from certmint.pki.names import normalize_dns_name, normalize_ip_address, quote
+from certmint.pki.signing import backdate_for
+from certmint.pki.usages import effective_usages
+
+# Reason codes (CamelCase, for status conditions and events).
+DOES_NOT_EXIST: Final = "DoesNotExist"
+MISSING_DATA: Final = "MissingData"
+INVALID_KEY_PAIR: Final = "InvalidKeyPair"
+INVALID_CERTIFICATE: Final = "InvalidCertificate"
+SPEC_CHANGED: Final = "SpecChanged"
+INCORRECT_ISSUER: Final = "IncorrectIssuer"
+EXPIRED: Final = "Expired"
+RENEWING: Final = "Renewing"
+MANUALLY_TRIGGERED: Final = "ManuallyTriggered"  # for the caller (e.g. a future `certmint renew`)
+
+# Secret metadata keys owned by the operator.
+CERTIFICATE_NAME: Final = "certmint.dev/certificate-name"
+ISSUER_NAME: Final = "certmint.dev/issuer-name"
+ISSUER_KIND: Final = "certmint.dev/issuer-kind"
+SERIAL_NUMBER: Final = "certmint.dev/serial-number"
+NOT_AFTER: Final = "certmint.dev/not-after"
+COMMON_NAME: Final = "certmint.dev/common-name"
+ALT_NAMES: Final = "certmint.dev/alt-names"
+IP_SANS: Final = "certmint.dev/ip-sans"
+URI_SANS: Final = "certmint.dev/uri-sans"
+
+#: Certificate times have one-second resolution; lifetimes compare within this.
+_LIFETIME_TOLERANCE: Final = timedelta(seconds=2)
+_MAX_LABEL_VALUE: Final = 63
+
+
+@dataclass(frozen=True)
+class Reason:
+    """Why a certificate must be issued: a CamelCase code and a sentence a person can act on."""
+
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class SecretSnapshot:
+    """What the Certificate's Secret holds right now (decoded data, not base64).
+
+    ``namespace`` (optional) only makes messages read "Secret ns/name".
+    """
+
+    exists: bool
+    certificate_pem: bytes | None
+    key_pem: bytes | None
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+    namespace: str = ""
+
+
+@dataclass(frozen=True)
+class IssuerIdentity:
+    """The issuer the Certificate points at now, as far as matching certificates is concerned.
+
+    ``subject_key_id``: hex SubjectKeyIdentifier of the CA (unused for
+    self-signed, where the certificate must be signed by its own key).
+    ``subject_text`` (RFC 4514) is compared when a certificate carries no
+    AuthorityKeyIdentifier. ``not_after``, the CA's expiry, lets the duration
+    check tell a truncated certificate from a spec change; without it a
+    certificate shorter than the spec's duration is assumed truncated.
+    """
+
+    self_signed: bool
+    subject_key_id: str | None
+    subject_text: str | None = None
+    not_after: datetime | None = None
+
+
+def issuance_reason(
+    spec: CertificateSpec,
+    secret: SecretSnapshot,
+    issuer: IssuerIdentity | None,
+    *,
+    now: datetime,
+    renewal_at: datetime | None,
+) -> Reason | None:
+    """The first reason to issue, or None when the Secret's key pair is good for ``spec``.
+
+    Order: Secret missing; tls.crt/tls.key missing; key or certificate
+    unparseable; key not matching the certificate; certificate not matching
+    the spec; issued by another issuer (skipped when ``issuer`` is None, e.g.
+    not ready); expired; renewal time reached (skipped when ``renewal_at`` is None).
+    """
+    where = _secret_text(spec, secret)
+    facts = _load(secret, where)
+    if isinstance(facts, Reason):
+        return facts
+    differences = spec_differences(spec, facts, issuer)
+    if differences:
+        return Reason(
+            SPEC_CHANGED, f"the certificate in Secret {where} does not match the spec: " + "; ".join(differences)
+        )
+    wrong_issuer = issuer_difference(spec, secret.annotations, facts, issuer)
+    if wrong_issuer is not None:
+        return Reason(INCORRECT_ISSUER, f"the certificate in Secret {where} {wrong_issuer}")
+    if now >= facts.not_after:
+        return Reason(EXPIRED, f"the certificate in Secret {where} expired at {_rfc3339(facts.not_after)}")
+    if renewal_at is not None and now >= renewal_at:
+        return Reason(
+            RENEWING,
+            f"renewal time {_rfc3339(renewal_at)} reached; the current certificate expires at "
+            f"{_rfc3339(facts.not_after)}",
+        )
+    return None
+
+
+def _secret_text(spec: CertificateSpec, secret: SecretSnapshot) -> str:
+    return f"{secret.namespace}/{spec.secret_name}" if secret.namespace else spec.secret_name
+
+
+def _load(secret: SecretSnapshot, where: str) -> CertificateFacts | Reason:
+    """The certificate's facts, or why the Secret holds no usable, matching key pair."""
+    if not secret.exists:
+        return Reason(DOES_NOT_EXIST, f"Secret {where} does not exist")
+    parts = (("tls.crt", secret.certificate_pem), ("tls.key", secret.key_pem))
+    missing = [key for key, value in parts if not value]
+    if missing or secret.certificate_pem is None or secret.key_pem is None:
+        return Reason(MISSING_DATA, f"Secret {where} is missing {' and '.join(missing)}")
+    try:
+        key = load_private_key(secret.key_pem, check_rsa=False)  # only its public half is compared
+    except PKIError as exc:
+        return Reason(INVALID_KEY_PAIR, f"Secret {where} has an unusable tls.key: {exc}")
+    try:
+        cert = load_pem_chain(secret.certificate_pem)[0]
+    except PKIError as exc:
+        return Reason(INVALID_CERTIFICATE, f"Secret {where} has an unusable tls.crt: {exc}")
+    if not public_key_matches(key, cert):
+        message = f"Secret {where}: tls.key is not the private key of the certificate in tls.crt"
+        return Reason(INVALID_KEY_PAIR, message)
+    return certificate_facts(cert)
+
+
+def spec_differences(spec: CertificateSpec, facts: CertificateFacts, issuer: IssuerIdentity | None = None) -> list[str]:
+    """Every way the certificate differs from what the spec asks for, as short phrases.
+
+    Names compare as sets (order and case of DNS names do not matter);
+    usages compare after alias resolution and with what a CA always gets.
+    """
+    diffs: list[str] = []
+    if (spec.common_name or None) != facts.common_name:
+        diffs.append(f"commonName is {_show(facts.common_name)}, spec wants {_show(spec.common_name)}")
+    wanted_sets = {
+        "dnsNames": ({normalize_dns_name(n) for n in spec.dns_names}, set(facts.dns_names)),
+        "ipAddresses": ({_ip(ip) for ip in spec.ip_addresses}, set(facts.ip_addresses)),
+        "uris": (set(spec.uris), set(facts.uris)),
+        "emailAddresses": (set(spec.email_addresses), set(facts.email_addresses)),
+        "usages": (set(effective_usages(spec.usages, is_ca=spec.is_ca)), set(facts.usages)),
+    }
+    for label, (wanted, actual) in wanted_sets.items():
+        if wanted != actual:
+            diffs.append(f"{label} are [{_items(actual)}], spec wants [{_items(wanted)}]")
+    if spec.is_ca != facts.is_ca:
+        diffs.append(f"isCA is {str(facts.is_ca).lower()}, spec wants {str(spec.is_ca).lower()}")
+    key_now = (facts.key_algorithm, facts.key_size)
+    key_wanted = (spec.private_key.algorithm, spec.private_key.size)
+    if key_now != key_wanted:
+        diffs.append(f"private key is {_key_text(*key_now)}, spec wants {_key_text(*key_wanted)}")
+    if spec.subject != facts.subject:
+        diffs.append("subject attributes (organizations, countries, ...) differ from spec.subject")
+    lifetime_diff = _lifetime_difference(spec.duration, facts, issuer)
+    if lifetime_diff:
+        diffs.append(lifetime_diff)
+    return diffs
+
+
+def _lifetime_difference(duration: timedelta, facts: CertificateFacts, issuer: IssuerIdentity | None) -> str | None:
+    """Did spec.duration change since issuance?
+
+    Signing makes a certificate valid from ``now - backdate_for(duration)``
+    to ``now + duration``, so its lifetime lies between ``duration`` and
+    ``duration + backdate`` (a young CA can cut the back-dating short).
+    A shorter lifetime is also fine when the CA's expiry truncated it.
+    """
+    lifetime = facts.not_after - facts.not_before
+    if duration - _LIFETIME_TOLERANCE <= lifetime <= duration + backdate_for(duration) + _LIFETIME_TOLERANCE:
+        return None
+    if lifetime < duration and _maybe_truncated(facts, issuer):
+        return None
+    return f"lifetime is {format_duration(lifetime)}, spec.duration is {format_duration(duration)}"
+
+
+def _maybe_truncated(facts: CertificateFacts, issuer: IssuerIdentity | None) -> bool:
+    """Could the CA's own expiry have shortened this certificate? Unknown counts as yes (no re-issue)."""
+    if issuer is None:
+        return True
+    if issuer.self_signed:
+        return False
+    return issuer.not_after is None or facts.not_after >= issuer.not_after - _LIFETIME_TOLERANCE
+
+
+def issuer_difference(
+    spec: CertificateSpec,
+    annotations: Mapping[str, str],
+    facts: CertificateFacts,
+    issuer: IssuerIdentity | None,
+) -> str | None:
+    """Why the certificate does not come from the issuer the spec names now, or None.
+
+    The Secret's issuer annotations catch a changed issuerRef; the
+    AuthorityKeyIdentifier catches a different CA key (or a self-signed
+    certificate where a CA is wanted, and the reverse).
+    """
+    ref = spec.issuer_ref
+    named = (annotations.get(ISSUER_KIND, ref.kind), annotations.get(ISSUER_NAME, ref.name))
+    if named != (ref.kind, ref.name):
+        return f"was issued by {named[0]} {quote(named[1])}, spec.issuerRef is {ref.kind} {quote(ref.name)}"
+    if issuer is None:
+        return None
+    if issuer.self_signed:
+        own_key = facts.issuer_key_id is None or facts.issuer_key_id == facts.subject_key_id
+        if not (facts.self_issued and own_key):
+            return f"is signed by {quote(facts.issuer_text)}, but the issuer is selfSigned"
+        return None
+    if facts.issuer_key_id is not None and issuer.subject_key_id is not None:
+        if facts.issuer_key_id != issuer.subject_key_id:
+            return (
+                f"was signed by CA key {facts.issuer_key_id} ({quote(facts.issuer_text)}), "
+                f"but the issuer's CA key is now {issuer.subject_key_id}"
+            )
+    elif issuer.subject_text is not None and facts.issuer_text != issuer.subject_text:
+        return f"was signed by {quote(facts.issuer_text)}, the issuer's CA is {quote(issuer.subject_text)}"
+    return None
+
+
+# --- Secret metadata ------------------------------------------------------------------------------
+
+
+def desired_secret_metadata(
+    spec: CertificateSpec,
+    *,
+    certificate_name: str,
+    issuer_name: str,
+    issuer_kind: str,
+    facts: CertificateFacts | None,
+) -> tuple[dict[str, str], dict[str, str]]:
+    """(labels, annotations) the Secret must carry; the operator's keys win over secretTemplate.
+
+    The ``certmint.dev/certificate-name`` label is what the operator's
+    server-side label selector watches. A Certificate name longer than a label
+    value may be (63) is shortened with a hash suffix; the annotation of the
+    same name always holds the full name. SAN annotations are always present
+    (empty when there are none) so that a stale value is overwritten.
+    """
+    labels = {**spec.secret_labels, CERTIFICATE_NAME: certificate_label_value(certificate_name)}
+    annotations = {
+        **spec.secret_annotations,
+        CERTIFICATE_NAME: certificate_name,
+        ISSUER_NAME: issuer_name,
+        ISSUER_KIND: issuer_kind,
+    }
+    if facts is not None:
+        annotations |= {
+            SERIAL_NUMBER: facts.serial_number,
+            NOT_AFTER: _rfc3339(facts.not_after),
+            COMMON_NAME: facts.common_name or "",
+            ALT_NAMES: ",".join(facts.dns_names),
+            IP_SANS: ",".join(facts.ip_addresses),
+            URI_SANS: ",".join(facts.uris),
+        }
+    return labels, annotations
+
+
+def certificate_label_value(name: str) -> str:
+    """A valid label value naming the Certificate: the name itself, or a prefix plus a hash when too long."""
+    if len(name) <= _MAX_LABEL_VALUE:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:10]
+    prefix = name[: _MAX_LABEL_VALUE - len(digest) - 1].rstrip("-.")
+    return f"{prefix}-{digest}"
+
+
+def metadata_drift(
+    current_labels: Mapping[str, str],
+    current_annotations: Mapping[str, str],
+    desired_labels: Mapping[str, str],
+    desired_annotations: Mapping[str, str],
+) -> tuple[dict[str, str], dict[str, str]] | None:
+    """The labels and annotations to set (missing or different), or None when nothing drifted.
+
+    Keys that others added are left alone: the Secret is shared territory
+    (reloaders, backup tools, GitOps annotations).
+    """
+    labels = {k: v for k, v in desired_labels.items() if current_labels.get(k) != v}
+    annotations = {k: v for k, v in desired_annotations.items() if current_annotations.get(k) != v}
+    if not labels and not annotations:
+        return None
+    return labels, annotations
+
+
+# --- spec to request ------------------------------------------------------------------------------
+
+
+def requested_identity(spec: CertificateSpec) -> RequestedIdentity:
+    """What a Certificate asks its issuer to certify, for check_policy."""
+    return RequestedIdentity(
+        common_name=spec.common_name,
+        dns_names=spec.dns_names,
+        ip_addresses=spec.ip_addresses,
+        uris=spec.uris,
+        email_addresses=spec.email_addresses,
+        duration=spec.duration,
+        key_algorithm=spec.private_key.algorithm,
+        is_ca=spec.is_ca,
+    )
+
+
+def certificate_template(spec: CertificateSpec) -> CertificateTemplate:
+    """The CSR contents for a Certificate."""
+    return CertificateTemplate(
+        common_name=spec.common_name,
+        dns_names=spec.dns_names,
+        ip_addresses=spec.ip_addresses,
+        uris=spec.uris,
+        email_addresses=spec.email_addresses,
+        subject=spec.subject,
+    )
+
+
+# --- helpers --------------------------------------------------------------------------------------
+
+
+def _ip(text: str) -> str:
+    try:
+        return normalize_ip_address(text)
+    except ValueError:
+        return text
+
+
+def _show(value: str | None) -> str:
+    return "unset" if value is None else quote(value)
+
+
+def _items(values: set[str]) -> str:
+    return ", ".join(sorted(values))
+
+
+def _key_text(algorithm: str, size: int) -> str:
+    return f"{algorithm} {size}" if size else algorithm
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")

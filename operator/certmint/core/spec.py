@@ -1,0 +1,570 @@
+"""Typed, validated views of the custom resources' ``spec`` dicts.
+
+The CRD schema (defaults, enums, CEL rules) is the first line of defence; the
+parsers here apply the same defaults again and check what the API server
+cannot (IP syntax, key size per algorithm, renewBefore against duration...),
+so the rest of the operator works with frozen dataclasses that are known to
+be sensible. Every problem is a SpecError whose message starts with the field
+path, ready for a status condition.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from fractions import Fraction
+from types import MappingProxyType
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from certmint.pki.keys import ECDSA, ED25519, KEY_SIZES, PKCS1, PKCS8, RSA
+from certmint.pki.names import SubjectNames, dedupe, normalize_dns_name, normalize_ip_address
+from certmint.pki.names import quote as _q
+from certmint.pki.usages import EXTENDED_KEY_USAGES, KEY_USAGES
+
+__all__ = [
+    "DEFAULT_DURATION",
+    "DEFAULT_USAGES",
+    "EXTENDED_KEY_USAGES",
+    "KEY_USAGES",
+    "CertificateRequestSpec",
+    "CertificateSpec",
+    "IssuerRef",
+    "IssuerSpec",
+    "KeySpec",
+    "Policy",
+    "SpecError",
+    "SubjectSpec",
+    "format_duration",
+    "parse_duration",
+]
+
+#: cert-manager's default lifetime: 90 days.
+DEFAULT_DURATION: Final = timedelta(hours=2160)
+DEFAULT_USAGES: Final = ("digital signature", "key encipherment", "server auth", "client auth")
+DEFAULT_KEY_SIZES: Final = {ECDSA: 256, RSA: 2048, ED25519: 0}
+ISSUER_KINDS: Final = ("Issuer", "ClusterIssuer")
+
+#: The subject block of a Certificate is the PKI layer's SubjectNames (pki must not import core).
+SubjectSpec = SubjectNames
+
+
+class SpecError(ValueError):
+    """A spec value the operator cannot work with; the message starts with the field path."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def _fail(path: str, problem: str) -> SpecError:
+    return SpecError(f"{path}: {problem}", field=path)
+
+
+# --- durations ---------------------------------------------------------------------------------
+
+_NANOS_PER_UNIT: Final = {
+    "ns": 1,
+    "us": 1_000,
+    "\u00b5s": 1_000,  # micro sign, as Go accepts
+    "\u03bcs": 1_000,  # Greek small letter mu, as Go accepts
+    "ms": 1_000_000,
+    "s": 1_000_000_000,
+    "m": 60_000_000_000,
+    "h": 3_600_000_000_000,
+}
+_DURATION_PART: Final = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)")
+
+
+def parse_duration(text: str, *, field: str = "duration") -> timedelta:
+    """Parse Go's duration syntax ("90s", "1h30m", "1.5h", "500ms"), as Kubernetes users write it.
+
+    Negative durations are refused: no certmint field has a use for them.
+    Precision below a microsecond is truncated (timedelta's resolution).
+    """
+    if not isinstance(text, str):
+        raise _fail(field, f'{_q(text)} is not a duration string like "1h30m"')
+    body = text.strip()
+    if body.startswith("-"):
+        raise _fail(field, f'{_q(text)} is negative; durations must be positive like "1h30m"')
+    body = body.removeprefix("+")
+    if body == "0":
+        return timedelta(0)
+    nanos = Fraction(0)
+    position = 0
+    while position < len(body):
+        match = _DURATION_PART.match(body, position)
+        if match is None:
+            break
+        nanos += Fraction(match.group(1)) * _NANOS_PER_UNIT[match.group(2)]
+        position = match.end()
+    if not body or position != len(body):
+        raise _fail(field, f'{_q(text)} is not a duration like "1h30m" (units: h, m, s, ms, us, ns)')
+    return timedelta(microseconds=int(nanos // 1000))
+
+
+def format_duration(duration: timedelta) -> str:
+    """Compact Go-style text that parse_duration reads back exactly: "2160h", "1h30m", "1.5s", "500ms".
+
+    Zero parts are left out (unlike Go's "1h30m0s"), which reads better in status fields.
+    """
+    micros = duration // timedelta(microseconds=1)
+    if micros < 0:
+        return "-" + format_duration(-duration)
+    if micros == 0:
+        return "0s"
+    if micros < 1_000:
+        return f"{micros}us"
+    if micros < 1_000_000:
+        return _decimal(micros, 1_000) + "ms"
+    hours, rest = divmod(micros, 3_600_000_000)
+    minutes, rest = divmod(rest, 60_000_000)
+    parts = [f"{hours}h" if hours else "", f"{minutes}m" if minutes else ""]
+    parts.append(_decimal(rest, 1_000_000) + "s" if rest else "")
+    return "".join(parts)
+
+
+def _decimal(value: int, scale: int) -> str:
+    whole, fraction = divmod(value, scale)
+    if not fraction:
+        return str(whole)
+    digits = len(str(scale)) - 1
+    return f"{whole}.{fraction:0{digits}d}".rstrip("0")
+
+
+# --- small typed readers for untyped dicts ------------------------------------------------------
+
+
+def _mapping(value: Any, path: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise _fail(path, f"must be an object, got {type(value).__name__}")
+    return value
+
+
+def _string(value: Any, path: str) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise _fail(path, f"must be a string, got {_q(value)}")
+    return value
+
+
+def _required_string(value: Any, path: str) -> str:
+    text = _string(value, path)
+    if text is None:
+        raise _fail(path, "is required")
+    return text
+
+
+def _strings(value: Any, path: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list | tuple) or not all(isinstance(item, str) for item in value):
+        raise _fail(path, "must be a list of strings")
+    return tuple(value)
+
+
+def _integer(value: Any, path: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _fail(path, f"must be an integer, got {_q(value)}")
+    return value
+
+
+def _boolean(value: Any, path: str) -> bool:
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise _fail(path, f"must be true or false, got {_q(value)}")
+    return value
+
+
+def _string_map(value: Any, path: str) -> Mapping[str, str]:
+    items = _mapping(value, path)
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in items.items()):
+        raise _fail(path, "must map strings to strings")
+    return MappingProxyType(dict(items))
+
+
+def _optional_duration(value: Any, path: str) -> timedelta | None:
+    if value is None or value == "":
+        return None
+    return parse_duration(value, field=path)
+
+
+def _lifetime_duration(value: Any, path: str) -> timedelta:
+    """A certificate lifetime: DEFAULT_DURATION when absent, and longer than zero."""
+    duration = _optional_duration(value, path)
+    if duration is None:
+        return DEFAULT_DURATION
+    if duration <= timedelta(0):
+        raise _fail(path, "must be longer than zero")
+    return duration
+
+
+# --- shared pieces ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IssuerRef:
+    """Which issuer signs: an ``Issuer`` in the same namespace or a ``ClusterIssuer``."""
+
+    name: str
+    kind: str = "Issuer"
+
+    @classmethod
+    def from_dict(cls, ref: Any, path: str = "spec.issuerRef") -> IssuerRef:
+        """Parse ``issuerRef``; ``group`` is accepted and ignored (always certmint.dev)."""
+        ref = _mapping(ref, path)
+        name = _required_string(ref.get("name"), f"{path}.name")
+        kind = _string(ref.get("kind"), f"{path}.kind") or "Issuer"
+        if kind not in ISSUER_KINDS:
+            raise _fail(f"{path}.kind", f"{_q(kind)} is not one of Issuer, ClusterIssuer")
+        return cls(name=name, kind=kind)
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    """The private key to generate. Ed25519 reports size 0 and is always PKCS8 (PKCS1 has no Ed25519 form)."""
+
+    algorithm: str = ECDSA
+    size: int = 256
+    encoding: str = PKCS1
+    rotation_policy: str = "Always"
+
+    @classmethod
+    def from_dict(cls, key: Any, path: str = "spec.privateKey") -> KeySpec:
+        """Parse ``privateKey`` with cert-manager's fields; the default is ECDSA P-256 (fast, small).
+
+        For Ed25519 any size is ignored and the encoding is PKCS8: the CRD
+        refuses PKCS1 there, and should such an object slip through (an older
+        CRD) it still gets the only encoding that can hold the key.
+        """
+        key = _mapping(key, path)
+        algorithm = _string(key.get("algorithm"), f"{path}.algorithm") or ECDSA
+        if algorithm not in KEY_SIZES:
+            raise _fail(f"{path}.algorithm", f"{_q(algorithm)} is not one of ECDSA, RSA, Ed25519")
+        size = _integer(key.get("size"), f"{path}.size")
+        if algorithm == ED25519 or not size:
+            size = DEFAULT_KEY_SIZES[algorithm]
+        if size not in KEY_SIZES[algorithm]:
+            allowed = ", ".join(map(str, sorted(KEY_SIZES[algorithm])))
+            raise _fail(f"{path}.size", f"{size} is not a valid {algorithm} key size (use {allowed})")
+        encoding = _string(key.get("encoding"), f"{path}.encoding") or PKCS1
+        if encoding not in (PKCS1, PKCS8):
+            raise _fail(f"{path}.encoding", f"{_q(encoding)} is not one of PKCS1, PKCS8")
+        if algorithm == ED25519:
+            encoding = PKCS8
+        rotation = _string(key.get("rotationPolicy"), f"{path}.rotationPolicy") or "Always"
+        if rotation not in ("Always", "Never"):
+            raise _fail(f"{path}.rotationPolicy", f"{_q(rotation)} is not one of Always, Never")
+        return cls(algorithm=algorithm, size=size, encoding=encoding, rotation_policy=rotation)
+
+
+def _subject(value: Any, path: str) -> SubjectNames:
+    subject = _mapping(value, path)
+    countries = _strings(subject.get("countries"), f"{path}.countries")
+    for country in countries:
+        if len(country) != 2:
+            raise _fail(f"{path}.countries", f"{_q(country)} is not a two-letter country code")
+    return SubjectNames(
+        organizations=_strings(subject.get("organizations"), f"{path}.organizations"),
+        organizational_units=_strings(subject.get("organizationalUnits"), f"{path}.organizationalUnits"),
+        countries=countries,
+        localities=_strings(subject.get("localities"), f"{path}.localities"),
+        provinces=_strings(subject.get("provinces"), f"{path}.provinces"),
+        street_addresses=_strings(subject.get("streetAddresses"), f"{path}.streetAddresses"),
+        postal_codes=_strings(subject.get("postalCodes"), f"{path}.postalCodes"),
+        serial_number=_string(subject.get("serialNumber"), f"{path}.serialNumber"),
+    )
+
+
+def _usages(value: Any, path: str) -> tuple[str, ...]:
+    usages = _strings(value, path) or DEFAULT_USAGES
+    for usage in usages:
+        if usage not in KEY_USAGES | EXTENDED_KEY_USAGES:
+            raise _fail(path, f'{_q(usage)} is not a usage (e.g. "server auth", "digital signature")')
+    if ("encipher only" in usages or "decipher only" in usages) and "key agreement" not in usages:
+        raise _fail(path, '"encipher only" and "decipher only" need "key agreement" as well')
+    return dedupe(usages)
+
+
+_DNS_LABEL: Final = re.compile(r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?")
+
+
+def _dns_names(value: Any, path: str) -> tuple[str, ...]:
+    names = []
+    for index, raw in enumerate(_strings(value, path)):
+        name = normalize_dns_name(raw)
+        labels = name.split(".")
+        wildcard_ok = labels[0] == "*" and len(labels) > 1
+        if (
+            not name.isascii()
+            or len(name) > 253
+            or not all(_DNS_LABEL.fullmatch(label) for label in labels[1 if wildcard_ok else 0 :])
+        ):
+            raise _fail(
+                f"{path}[{index}]",
+                f"{_q(raw)} is not a DNS name (letters, digits, '-' per label, optional leading '*.'; "
+                "write internationalised names in punycode)",
+            )
+        names.append(name)
+    return dedupe(names)
+
+
+def _ip_addresses(value: Any, path: str) -> tuple[str, ...]:
+    addresses = []
+    for index, raw in enumerate(_strings(value, path)):
+        try:
+            addresses.append(normalize_ip_address(raw))
+        except ValueError:
+            raise _fail(f"{path}[{index}]", f"{_q(raw)} is not an IPv4 or IPv6 address") from None
+    return dedupe(addresses)
+
+
+def _uris(value: Any, path: str) -> tuple[str, ...]:
+    uris = _strings(value, path)
+    for index, uri in enumerate(uris):
+        if not uri.isascii() or any(c.isspace() for c in uri) or not urlsplit(uri).scheme:
+            raise _fail(f"{path}[{index}]", f'{_q(uri)} is not an absolute URI like "spiffe://domain/path"')
+    return dedupe(uris)
+
+
+def _email_addresses(value: Any, path: str) -> tuple[str, ...]:
+    emails = _strings(value, path)
+    for index, email in enumerate(emails):
+        local, at, domain = email.rpartition("@")
+        if not at or not local or not domain or not email.isascii() or any(c.isspace() for c in email):
+            raise _fail(f"{path}[{index}]", f'{_q(email)} is not an email address like "user@example.com"')
+    return dedupe(emails)
+
+
+# --- Certificate --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CertificateSpec:
+    """A parsed ``Certificate.spec``; SANs normalised (lower-case DNS, canonical IPs), without duplicates."""
+
+    secret_name: str
+    issuer_ref: IssuerRef
+    common_name: str | None = None
+    dns_names: tuple[str, ...] = ()
+    ip_addresses: tuple[str, ...] = ()
+    uris: tuple[str, ...] = ()
+    email_addresses: tuple[str, ...] = ()
+    subject: SubjectNames = field(default_factory=SubjectNames)
+    duration: timedelta = DEFAULT_DURATION
+    renew_before: timedelta | None = None
+    renew_before_percentage: int | None = None
+    usages: tuple[str, ...] = DEFAULT_USAGES
+    is_ca: bool = False
+    private_key: KeySpec = field(default_factory=KeySpec)
+    secret_labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    secret_annotations: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    revision_history_limit: int = 3
+    secret_deletion_policy: str = "Retain"
+
+    @classmethod
+    def from_dict(cls, spec: Mapping[str, Any]) -> CertificateSpec:
+        """Parse and validate a Certificate's spec; raises SpecError naming the field."""
+        spec = _mapping(spec, "spec")
+        secret_name = _required_string(spec.get("secretName"), "spec.secretName")
+        common_name = _string(spec.get("commonName"), "spec.commonName")
+        if common_name is not None and len(common_name) > 64:
+            raise _fail("spec.commonName", "is longer than 64 characters (the X.509 limit); use dnsNames")
+        dns_names = _dns_names(spec.get("dnsNames"), "spec.dnsNames")
+        ip_addresses = _ip_addresses(spec.get("ipAddresses"), "spec.ipAddresses")
+        uris = _uris(spec.get("uris"), "spec.uris")
+        emails = _email_addresses(spec.get("emailAddresses"), "spec.emailAddresses")
+        if not (common_name or dns_names or ip_addresses or uris or emails):
+            raise _fail("spec", "set at least one of commonName, dnsNames, ipAddresses, uris, emailAddresses")
+        duration, renew_before, percentage = _lifetime(spec)
+        template = _mapping(spec.get("secretTemplate"), "spec.secretTemplate")
+        history = _integer(spec.get("revisionHistoryLimit"), "spec.revisionHistoryLimit")
+        if history is not None and history < 1:
+            raise _fail("spec.revisionHistoryLimit", f"{history} must be at least 1")
+        deletion = _string(spec.get("secretDeletionPolicy"), "spec.secretDeletionPolicy") or "Retain"
+        if deletion not in ("Retain", "Delete"):
+            raise _fail("spec.secretDeletionPolicy", f"{_q(deletion)} is not one of Retain, Delete")
+        return cls(
+            secret_name=secret_name,
+            issuer_ref=IssuerRef.from_dict(spec.get("issuerRef")),
+            common_name=common_name,
+            dns_names=dns_names,
+            ip_addresses=ip_addresses,
+            uris=uris,
+            email_addresses=emails,
+            subject=_subject(spec.get("subject"), "spec.subject"),
+            duration=duration,
+            renew_before=renew_before,
+            renew_before_percentage=percentage,
+            usages=_usages(spec.get("usages"), "spec.usages"),
+            is_ca=_boolean(spec.get("isCA"), "spec.isCA"),
+            private_key=KeySpec.from_dict(spec.get("privateKey")),
+            secret_labels=_string_map(template.get("labels"), "spec.secretTemplate.labels"),
+            secret_annotations=_string_map(template.get("annotations"), "spec.secretTemplate.annotations"),
+            revision_history_limit=3 if history is None else history,
+            secret_deletion_policy=deletion,
+        )
+
+
+def _lifetime(spec: Mapping[str, Any]) -> tuple[timedelta, timedelta | None, int | None]:
+    """duration, renewBefore, renewBeforePercentage, checked against each other."""
+    duration = _lifetime_duration(spec.get("duration"), "spec.duration")
+    renew_before = _optional_duration(spec.get("renewBefore"), "spec.renewBefore")
+    percentage = _integer(spec.get("renewBeforePercentage"), "spec.renewBeforePercentage")
+    if renew_before is not None and percentage is not None:
+        raise _fail("spec", "set renewBefore or renewBeforePercentage, not both")
+    if renew_before is not None and renew_before >= duration:
+        raise _fail(
+            "spec.renewBefore",
+            f"{format_duration(renew_before)} must be shorter than spec.duration {format_duration(duration)}",
+        )
+    if percentage is not None and not 0 < percentage < 100:
+        raise _fail("spec.renewBeforePercentage", f"{percentage} must be between 1 and 99")
+    return duration, renew_before, percentage
+
+
+# --- CertificateRequest -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CertificateRequestSpec:
+    """A parsed ``CertificateRequest.spec``. The CSR itself is verified later by pki.csr.parse_csr."""
+
+    request_pem: bytes
+    issuer_ref: IssuerRef
+    duration: timedelta = DEFAULT_DURATION
+    usages: tuple[str, ...] = DEFAULT_USAGES
+    is_ca: bool = False
+
+    @classmethod
+    def from_dict(cls, spec: Mapping[str, Any]) -> CertificateRequestSpec:
+        """Parse the spec; the CSR's signature and contents are checked later by pki.csr.parse_csr."""
+        spec = _mapping(spec, "spec")
+        return cls(
+            request_pem=_request_pem(spec.get("request")),
+            issuer_ref=IssuerRef.from_dict(spec.get("issuerRef")),
+            duration=_lifetime_duration(spec.get("duration"), "spec.duration"),
+            usages=_usages(spec.get("usages"), "spec.usages"),
+            is_ca=_boolean(spec.get("isCA"), "spec.isCA"),
+        )
+
+
+def _request_pem(value: Any) -> bytes:
+    """The CSR as PEM bytes; the CRD documents PEM text (not base64 of it, unlike cert-manager)."""
+    text = _required_string(value, "spec.request")
+    if "-----BEGIN CERTIFICATE REQUEST-----" not in text:
+        raise _fail("spec.request", "must be PEM text starting with -----BEGIN CERTIFICATE REQUEST-----")
+    return text.encode()
+
+
+# --- Issuer policy ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What an issuer is willing to sign. Checked by certmint.core.policy.check_policy.
+
+    For every ``allowed_*`` list, None (the field is absent) means *no
+    restriction* while an empty tuple means *nothing of this kind is allowed*,
+    as the CRD documents. Patterns (see certmint.core.policy for the matcher):
+
+    * ``allowedDNSNames``: case-insensitive; ``*`` matches one or more
+      characters, dots included ("*.svc.cluster.local" matches
+      "web.ns.svc.cluster.local"). A commonName that looks like a DNS name
+      must match too, so the CN cannot smuggle in a name.
+    * ``allowedURIs``: ``*`` matches one or more characters other than "/",
+      i.e. exactly one path segment.
+    * ``{namespace}`` in DNS and URI patterns stands for the requesting
+      namespace, binding e.g. SPIFFE IDs to it:
+      "spiffe://cluster.local/ns/{namespace}/sa/*".
+    * ``allowedEmailAddresses``: case-insensitive; ``*`` matches one or more characters.
+    * ``allowedIPRanges``: CIDRs (a host address with bits set is widened to its network).
+    * ``allowedNamespaces`` (ClusterIssuer only): names or patterns, ``*`` = one or more characters.
+    * ``allow_ca``: sign isCA requests; a selfSigned issuer always may.
+    """
+
+    allowed_dns_names: tuple[str, ...] | None = None
+    allowed_uris: tuple[str, ...] | None = None
+    allowed_ip_ranges: tuple[str, ...] | None = None
+    allowed_email_addresses: tuple[str, ...] | None = None
+    min_duration: timedelta | None = None
+    max_duration: timedelta | None = None
+    allowed_key_algorithms: tuple[str, ...] | None = None
+    allowed_namespaces: tuple[str, ...] | None = None
+    allow_ca: bool = False
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None, path: str = "spec.policy") -> Policy:
+        """Parse an issuer's ``policy``; None or {} is the unrestricted policy (isCA still refused)."""
+        d = _mapping(d, path)
+        ranges = _optional_strings(d, "allowedIPRanges", path)
+        if ranges is not None:
+            ranges = tuple(_cidr(cidr, f"{path}.allowedIPRanges[{i}]") for i, cidr in enumerate(ranges))
+        algorithms = _optional_strings(d, "allowedKeyAlgorithms", path)
+        for algorithm in algorithms or ():
+            if algorithm not in KEY_SIZES:
+                raise _fail(f"{path}.allowedKeyAlgorithms", f"{_q(algorithm)} is not ECDSA, RSA or Ed25519")
+        min_duration = _optional_duration(d.get("minDuration"), f"{path}.minDuration")
+        max_duration = _optional_duration(d.get("maxDuration"), f"{path}.maxDuration")
+        if min_duration is not None and max_duration is not None and min_duration > max_duration:
+            raise _fail(f"{path}.minDuration", "must not be longer than maxDuration")
+        return cls(
+            allowed_dns_names=_optional_strings(d, "allowedDNSNames", path),
+            allowed_uris=_optional_strings(d, "allowedURIs", path),
+            allowed_ip_ranges=ranges,
+            allowed_email_addresses=_optional_strings(d, "allowedEmailAddresses", path),
+            min_duration=min_duration,
+            max_duration=max_duration,
+            allowed_key_algorithms=algorithms,
+            allowed_namespaces=_optional_strings(d, "allowedNamespaces", path),
+            allow_ca=_boolean(d.get("allowCA"), f"{path}.allowCA"),
+        )
+
+
+def _optional_strings(d: Mapping[str, Any], key: str, path: str) -> tuple[str, ...] | None:
+    """None when the key is absent (no restriction), else the list, possibly empty (nothing allowed)."""
+    value = d.get(key)
+    return None if value is None else _strings(value, f"{path}.{key}")
+
+
+def _cidr(text: str, path: str) -> str:
+    try:
+        return str(ipaddress.ip_network(text.strip(), strict=False))
+    except ValueError:
+        raise _fail(path, f"{_q(text)} is not a CIDR like 10.0.0.0/8 or fd00::/8") from None
+
+
+# --- Issuer / ClusterIssuer ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IssuerSpec:
+    """A parsed Issuer/ClusterIssuer spec: ``kind`` is "selfSigned" or "ca"."""
+
+    kind: str
+    ca_secret_name: str | None = None
+    policy: Policy = field(default_factory=Policy)
+
+    @classmethod
+    def from_dict(cls, spec: Mapping[str, Any]) -> IssuerSpec:
+        """Exactly one of ``selfSigned: {}`` or ``ca: {secretName}`` must be set."""
+        spec = _mapping(spec, "spec")
+        kinds = [kind for kind in ("selfSigned", "ca") if spec.get(kind) is not None]
+        if len(kinds) != 1:
+            raise _fail("spec", "set exactly one of selfSigned or ca")
+        policy = Policy.from_dict(spec.get("policy"))
+        if kinds[0] == "selfSigned":
+            _mapping(spec["selfSigned"], "spec.selfSigned")
+            return cls(kind="selfSigned", policy=policy)
+        ca = _mapping(spec["ca"], "spec.ca")
+        secret_name = _required_string(ca.get("secretName"), "spec.ca.secretName")
+        return cls(kind="ca", ca_secret_name=secret_name, policy=policy)

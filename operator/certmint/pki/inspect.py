@@ -1,0 +1,143 @@
+"""Reading certificates back into plain facts that can be compared with a spec.
+
+Decisions ("does the Secret still match the Certificate?"), status fields and
+Secret annotations all read certificates through certificate_facts(), so they
+agree on normalisation: SAN tuples are normalised (see certmint.pki.names)
+and sorted, usages use cert-manager's canonical names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
+
+from certmint.pki.csr import common_name_of, split_general_names
+from certmint.pki.keys import PKIError, describe_public_key
+from certmint.pki.names import SubjectNames
+from certmint.pki.usages import certificate_usages
+
+
+@dataclass(frozen=True)
+class CertificateFacts:
+    """Everything the lifecycle logic needs to know about an issued certificate."""
+
+    common_name: str | None
+    dns_names: tuple[str, ...]
+    ip_addresses: tuple[str, ...]
+    uris: tuple[str, ...]
+    email_addresses: tuple[str, ...]
+    usages: frozenset[str]
+    is_ca: bool
+    key_algorithm: str
+    key_size: int
+    serial_number: str
+    not_before: datetime
+    not_after: datetime
+    issuer_key_id: str | None
+    subject_key_id: str | None
+    issuer_text: str
+    subject_text: str = ""
+    subject: SubjectNames = field(default_factory=SubjectNames)
+
+    @property
+    def self_issued(self) -> bool:
+        """Issuer and subject are the same name (true for roots and self-signed leaves)."""
+        return self.issuer_text == self.subject_text
+
+
+def serial_hex(serial: int) -> str:
+    """Lower-case hex without leading zeros or colons: the form status.serialNumber and annotations use."""
+    return format(serial, "x")
+
+
+def certificate_facts(cert: x509.Certificate) -> CertificateFacts:
+    """Facts about a parsed certificate; never raises for a certificate cryptography could load."""
+    try:
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        dns, ips, uris, emails = split_general_names(sans)
+    except (x509.ExtensionNotFound, PKIError):
+        dns, ips, uris, emails = (), (), (), ()
+    algorithm, size = describe_public_key(cert.public_key())
+    return CertificateFacts(
+        common_name=common_name_of(cert.subject),
+        dns_names=tuple(sorted(dns)),
+        ip_addresses=tuple(sorted(ips)),
+        uris=tuple(sorted(uris)),
+        email_addresses=tuple(sorted(emails)),
+        usages=certificate_usages(cert),
+        is_ca=_is_ca(cert),
+        key_algorithm=algorithm,
+        key_size=size,
+        serial_number=serial_hex(cert.serial_number),
+        not_before=cert.not_valid_before_utc,
+        not_after=cert.not_valid_after_utc,
+        issuer_key_id=authority_key_id(cert),
+        subject_key_id=subject_key_id(cert),
+        issuer_text=cert.issuer.rfc4514_string(),
+        subject_text=cert.subject.rfc4514_string(),
+        subject=subject_names(cert.subject),
+    )
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        return False
+
+
+def subject_key_id(cert: x509.Certificate) -> str | None:
+    """Lower-case hex SubjectKeyIdentifier, or None when the extension is absent."""
+    try:
+        return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest.hex()
+    except x509.ExtensionNotFound:
+        return None
+
+
+def authority_key_id(cert: x509.Certificate) -> str | None:
+    """Lower-case hex AuthorityKeyIdentifier key id, or None when absent."""
+    try:
+        key_id = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
+    except x509.ExtensionNotFound:
+        return None
+    return key_id.hex() if key_id is not None else None
+
+
+def subject_names(name: x509.Name) -> SubjectNames:
+    """The non-CN attributes of a name, in the order they appear."""
+
+    def values(oid: x509.ObjectIdentifier) -> tuple[str, ...]:
+        attributes = name.get_attributes_for_oid(oid)
+        return tuple(a.value.decode() if isinstance(a.value, bytes) else a.value for a in attributes)
+
+    serials = values(NameOID.SERIAL_NUMBER)
+    return SubjectNames(
+        organizations=values(NameOID.ORGANIZATION_NAME),
+        organizational_units=values(NameOID.ORGANIZATIONAL_UNIT_NAME),
+        countries=values(NameOID.COUNTRY_NAME),
+        localities=values(NameOID.LOCALITY_NAME),
+        provinces=values(NameOID.STATE_OR_PROVINCE_NAME),
+        street_addresses=values(NameOID.STREET_ADDRESS),
+        postal_codes=values(NameOID.POSTAL_CODE),
+        serial_number=serials[0] if serials else None,
+    )
+
+
+def load_pem_chain(pem: bytes) -> list[x509.Certificate]:
+    """All certificates of a PEM bundle in order; PKIError when there are none or one is broken."""
+    try:
+        certs = x509.load_pem_x509_certificates(pem)
+    except ValueError as exc:
+        raise PKIError(f"not a PEM certificate bundle: {exc}") from exc
+    if not certs:
+        raise PKIError("no certificate found in PEM data")
+    return certs
+
+
+def certificate_pem(cert: x509.Certificate) -> bytes:
+    """PEM text of one certificate."""
+    return cert.public_bytes(Encoding.PEM)

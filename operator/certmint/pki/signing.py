@@ -1,0 +1,290 @@
+"""Turning a verified CSR into a certificate, signed by a CA or by the request's own key.
+
+Choices, all deliberate:
+
+* notBefore is back-dated (backdate_for: 1% of the duration, at most one
+  minute) so that a workload whose clock runs slightly behind the
+  operator's does not reject a brand-new certificate; it is never earlier
+  than the CA's own notBefore. Proportional, so that a one-minute
+  certificate is not half back-dating (renewal maths works on the whole
+  notBefore..notAfter span).
+* notAfter is ``now + duration`` but never later than the CA's notAfter: a
+  certificate cannot outlive its issuer, so the lifetime is silently
+  truncated (the renewal logic then renews it in time, and the issuer's
+  status shows the CA's expiry).
+* Serial numbers are 159 random bits (positive, at most 20 octets, RFC 5280).
+* The signature digest follows the signing key (see keys.signature_hash).
+* Only the SANs and subject are taken from the CSR; every other extension is
+  decided here, so a requester cannot smuggle in e.g. basicConstraints.
+* tls.crt (``chain_pem``) = the leaf, then the issuing CA, then the CA's own
+  chain, leaving out the trust anchor when it is a self-signed root (clients
+  must already have it, and RFC 8446 lets servers omit it). ca.crt
+  (``ca_pem``) = that trust anchor: the last certificate of the CA Secret's
+  tls.crt, i.e. the root a client should trust.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Final
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from certmint.pki.csr import CSRInfo, subject_alternative_names
+from certmint.pki.inspect import load_pem_chain, serial_hex
+from certmint.pki.keys import (
+    PKIError,
+    PrivateKey,
+    load_private_key,
+    public_key_matches,
+    same_public_key,
+    supported_public_key,
+)
+from certmint.pki.keys import signature_hash as _signature_hash
+from certmint.pki.names import quote
+from certmint.pki.usages import usage_extensions
+
+MAX_BACKDATE: Final = timedelta(minutes=1)
+
+
+def backdate_for(duration: timedelta) -> timedelta:
+    """How far notBefore lies before the signing time: 1% of the duration, at most MAX_BACKDATE."""
+    return min(MAX_BACKDATE, duration / 100)
+
+
+class CAError(PKIError):
+    """The CA key pair cannot sign; ``reason`` is a CamelCase code for the issuer's Ready condition."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class SigningAuthority:
+    """A CA certificate with its key and the certificates above it (from the CA Secret's tls.crt)."""
+
+    certificate: x509.Certificate
+    key: PrivateKey
+    chain: tuple[x509.Certificate, ...] = ()
+
+    @classmethod
+    def from_pem(cls, tls_crt: bytes, tls_key: bytes, *, now: datetime) -> SigningAuthority:
+        """Load and validate a CA Secret's tls.crt (CA first, then its chain) and tls.key.
+
+        Raises CAError with reason Unparseable, KeyMismatch, NotACA, NotYetValid or Expired.
+        """
+        try:
+            certs = load_pem_chain(tls_crt)
+        except PKIError as exc:
+            raise CAError("Unparseable", f"CA certificate (tls.crt) cannot be parsed: {exc}") from exc
+        try:
+            key = load_private_key(tls_key)
+        except PKIError as exc:
+            raise CAError("Unparseable", f"CA private key (tls.key) cannot be parsed: {exc}") from exc
+        authority = cls(certificate=certs[0], key=key, chain=tuple(certs[1:]))
+        authority.validate(now=now)
+        return authority
+
+    def validate(self, *, now: datetime) -> None:
+        """Raise CAError unless this key pair may sign certificates at ``now``."""
+        cert = self.certificate
+        name = self.subject_text
+        if not public_key_matches(self.key, cert):
+            raise CAError("KeyMismatch", f"CA key (tls.key) does not belong to CA certificate {quote(name)}")
+        try:
+            is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+        except x509.ExtensionNotFound:
+            is_ca = False
+        if not is_ca:
+            raise CAError("NotACA", f"certificate {quote(name)} is not a CA (no basicConstraints CA:TRUE)")
+        try:
+            can_sign = cert.extensions.get_extension_for_class(x509.KeyUsage).value.key_cert_sign
+        except x509.ExtensionNotFound:
+            can_sign = True  # no KeyUsage extension means every usage is allowed
+        if not can_sign:
+            raise CAError("NotACA", f"CA certificate {quote(name)} lacks the keyCertSign key usage")
+        if now < cert.not_valid_before_utc:
+            since = _rfc3339(cert.not_valid_before_utc)
+            raise CAError("NotYetValid", f"CA certificate {quote(name)} is not valid before {since}")
+        if now >= cert.not_valid_after_utc:
+            until = _rfc3339(cert.not_valid_after_utc)
+            raise CAError("Expired", f"CA certificate {quote(name)} expired at {until}")
+
+    @property
+    def subject_text(self) -> str:
+        """The CA's subject as an RFC 4514 string, for status and messages."""
+        return self.certificate.subject.rfc4514_string()
+
+    @property
+    def fingerprint_sha256(self) -> str:
+        """SHA-256 of the CA certificate's DER as upper-case hex pairs joined by colons.
+
+        Same text as ``openssl x509 -noout -fingerprint -sha256`` prints, so users can compare by eye.
+        """
+        return fingerprint_sha256(self.certificate)
+
+    @property
+    def not_before(self) -> datetime:
+        """Start of the CA certificate's validity (UTC)."""
+        return self.certificate.not_valid_before_utc
+
+    @property
+    def not_after(self) -> datetime:
+        """End of the CA certificate's validity (UTC); no issued certificate outlives it."""
+        return self.certificate.not_valid_after_utc
+
+    @property
+    def subject_key_id(self) -> str:
+        """Hex key id that issued certificates carry as their AuthorityKeyIdentifier."""
+        return _issuer_key_identifier(self.certificate).digest.hex()
+
+    @property
+    def trust_anchor(self) -> x509.Certificate:
+        """The top of the CA's chain: the certificate clients should trust (Secret key ca.crt)."""
+        return self.chain[-1] if self.chain else self.certificate
+
+    @property
+    def trust_anchor_pem(self) -> bytes:
+        """PEM of trust_anchor."""
+        return self.trust_anchor.public_bytes(Encoding.PEM)
+
+
+@dataclass(frozen=True)
+class SigningRequest:
+    """A verified CSR plus what the issuer decided about it."""
+
+    csr: CSRInfo
+    duration: timedelta
+    usages: tuple[str, ...]
+    is_ca: bool
+
+
+@dataclass(frozen=True)
+class IssuedCertificate:
+    """A new certificate and the PEM texts destined for the Secret (see the module docs)."""
+
+    certificate: x509.Certificate
+    certificate_pem: bytes
+    chain_pem: bytes
+    ca_pem: bytes
+    serial_number: str
+    not_before: datetime
+    not_after: datetime
+
+
+def sign(request: SigningRequest, authority: SigningAuthority, *, now: datetime) -> IssuedCertificate:
+    """Issue a certificate for the request, signed by the CA (validated again at ``now``)."""
+    authority.validate(now=now)
+    duration = _positive(request.duration)
+    not_before = max(now - backdate_for(duration), authority.not_before)
+    not_after = min(now + duration, authority.not_after)
+    cert = _build_and_sign(
+        request,
+        issuer=authority.certificate.subject,
+        authority_key_id=x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
+            _issuer_key_identifier(authority.certificate)
+        ),
+        signing_key=authority.key,
+        not_before=not_before,
+        not_after=not_after,
+    )
+    above = [authority.certificate, *authority.chain]
+    if _self_issued(above[-1]):
+        above = above[:-1]
+    chain_pem = b"".join(c.public_bytes(Encoding.PEM) for c in [cert, *above])
+    return _issued(cert, chain_pem=chain_pem, ca_pem=authority.trust_anchor_pem)
+
+
+def self_sign(request: SigningRequest, key: PrivateKey, *, now: datetime) -> IssuedCertificate:
+    """Issue a certificate signed by its own key; it is its own trust anchor (ca.crt = the certificate)."""
+    if not same_public_key(key.public_key(), request.csr.public_key):
+        raise PKIError("the private key given for self-signing does not match the CSR's public key")
+    ski = x509.SubjectKeyIdentifier.from_public_key(request.csr.public_key)
+    duration = _positive(request.duration)
+    cert = _build_and_sign(
+        request,
+        issuer=request.csr.subject,
+        authority_key_id=x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski),
+        signing_key=key,
+        not_before=now - backdate_for(duration),
+        not_after=now + duration,
+    )
+    pem = cert.public_bytes(Encoding.PEM)
+    return _issued(cert, chain_pem=pem, ca_pem=pem)
+
+
+def fingerprint_sha256(cert: x509.Certificate) -> str:
+    """Upper-case, colon-separated SHA-256 fingerprint of a certificate (openssl's format)."""
+    digest = hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest().upper()
+    return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
+
+
+def _positive(duration: timedelta) -> timedelta:
+    if duration <= timedelta(0):
+        raise PKIError(f"certificate duration must be positive, got {duration}")
+    return duration
+
+
+def _build_and_sign(
+    request: SigningRequest,
+    *,
+    issuer: x509.Name,
+    authority_key_id: x509.AuthorityKeyIdentifier,
+    signing_key: PrivateKey,
+    not_before: datetime,
+    not_after: datetime,
+) -> x509.Certificate:
+    csr = request.csr
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(csr.subject)
+        .issuer_name(issuer)
+        .public_key(csr.public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=request.is_ca, path_length=None), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(csr.public_key), critical=False)
+        .add_extension(authority_key_id, critical=False)
+    )
+    for extension, critical in usage_extensions(request.usages, is_ca=request.is_ca):
+        builder = builder.add_extension(extension, critical=critical)
+    sans = subject_alternative_names(csr.dns_names, csr.ip_addresses, csr.uris, csr.email_addresses)
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=len(csr.subject) == 0)
+    try:
+        return builder.sign(signing_key, _signature_hash(signing_key))
+    except ValueError as exc:
+        raise PKIError(f"the certificate cannot be signed: {exc}") from exc
+
+
+def _issued(cert: x509.Certificate, *, chain_pem: bytes, ca_pem: bytes) -> IssuedCertificate:
+    return IssuedCertificate(
+        certificate=cert,
+        certificate_pem=cert.public_bytes(Encoding.PEM),
+        chain_pem=chain_pem,
+        ca_pem=ca_pem,
+        serial_number=serial_hex(cert.serial_number),
+        not_before=cert.not_valid_before_utc,
+        not_after=cert.not_valid_after_utc,
+    )
+
+
+def _issuer_key_identifier(ca: x509.Certificate) -> x509.SubjectKeyIdentifier:
+    """The key id issued certificates name as their authority: the CA's SKI, else derived from its key."""
+    try:
+        return ca.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        return x509.SubjectKeyIdentifier.from_public_key(supported_public_key(ca.public_key()))
+
+
+def _self_issued(cert: x509.Certificate) -> bool:
+    return cert.issuer == cert.subject
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")

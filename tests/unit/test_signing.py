@@ -1,0 +1,336 @@
+"""CA validation and signing: real certificates, verified with cryptography, clock injected."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from certmint.pki.csr import CertificateTemplate, build_csr, parse_csr
+from certmint.pki.inspect import load_pem_chain
+from certmint.pki.keys import PKIError, PrivateKey, encode_private_key, generate_private_key
+from certmint.pki.signing import (
+    CAError,
+    SigningAuthority,
+    SigningRequest,
+    backdate_for,
+    self_sign,
+    sign,
+)
+from tests.unit.builders import NOW
+
+DEFAULT_USAGES = ("digital signature", "key encipherment", "server auth", "client auth")
+
+
+def _request(key: PrivateKey, template: CertificateTemplate, **kwargs: Any) -> SigningRequest:
+    params: dict[str, Any] = {"duration": timedelta(hours=24), "usages": DEFAULT_USAGES, "is_ca": False}
+    params.update(kwargs)
+    return SigningRequest(csr=parse_csr(build_csr(key, template)), **params)
+
+
+LEAF = CertificateTemplate(
+    common_name="web.default.svc",
+    dns_names=("web.default.svc", "web.default.svc.cluster.local"),
+    ip_addresses=("10.0.0.7",),
+    uris=("spiffe://cluster.local/ns/default/sa/web",),
+)
+
+
+# --- SigningAuthority --------------------------------------------------------------------------
+
+
+def test_authority_properties(root_ca: Any, authority: SigningAuthority) -> None:
+    assert authority.subject_text == "CN=Test Root CA"
+    assert re.fullmatch(r"([0-9A-F]{2}:){31}[0-9A-F]{2}", authority.fingerprint_sha256)
+    assert authority.fingerprint_sha256.replace(":", "") == root_ca.cert.fingerprint(hashes.SHA256()).hex().upper()
+    assert authority.not_after == root_ca.cert.not_valid_after_utc
+    assert authority.trust_anchor_pem == root_ca.cert_pem
+    assert authority.chain == ()
+    ski = root_ca.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    assert authority.subject_key_id == ski.hex()
+
+
+def _ca_error(tls_crt: bytes, tls_key: bytes, now: Any = NOW) -> CAError:
+    with pytest.raises(CAError) as caught:
+        SigningAuthority.from_pem(tls_crt, tls_key, now=now)
+    return caught.value
+
+
+def test_unparseable_certificate_or_key(root_ca: Any) -> None:
+    bad_crt = _ca_error(b"not a certificate", root_ca.key_pem)
+    assert bad_crt.reason == "Unparseable"
+    assert "tls.crt" in str(bad_crt)
+    bad_key = _ca_error(root_ca.cert_pem, b"-----BEGIN PRIVATE KEY-----\nAA==\n-----END PRIVATE KEY-----\n")
+    assert bad_key.reason == "Unparseable"
+    assert "tls.key" in str(bad_key)
+
+
+def test_key_mismatch(root_ca: Any) -> None:
+    other = encode_private_key(generate_private_key("ECDSA", 384), "PKCS8")
+    error = _ca_error(root_ca.cert_pem, other)
+    assert error.reason == "KeyMismatch"
+    assert "does not belong to CA certificate" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"ca": False}, "is not a CA"),
+        ({"ca": None}, "is not a CA"),
+        ({"key_cert_sign": False}, "lacks the keyCertSign key usage"),
+    ],
+)
+def test_not_a_ca(make_ca: Callable[..., Any], options: dict[str, Any], message: str) -> None:
+    pair = make_ca("Leaf Pretending", **options)
+    error = _ca_error(pair.cert_pem, pair.key_pem)
+    assert error.reason == "NotACA"
+    assert message in str(error)
+
+
+def test_ca_without_key_usage_extension_is_accepted(make_ca: Callable[..., Any]) -> None:
+    pair = make_ca("Old Style CA", key_cert_sign=None)
+    assert SigningAuthority.from_pem(pair.cert_pem, pair.key_pem, now=NOW).subject_text == "CN=Old Style CA"
+
+
+def test_not_yet_valid_and_expired(make_ca: Callable[..., Any]) -> None:
+    future = make_ca("Future CA", not_before=NOW + timedelta(hours=1), not_after=NOW + timedelta(days=30))
+    error = _ca_error(future.cert_pem, future.key_pem)
+    assert error.reason == "NotYetValid"
+    assert "not valid before 2030-01-01T13:00:00Z" in str(error)
+    past = make_ca("Past CA", not_before=NOW - timedelta(days=30), not_after=NOW - timedelta(seconds=1))
+    error = _ca_error(past.cert_pem, past.key_pem)
+    assert error.reason == "Expired"
+    assert "expired at 2030-01-01T11:59:59Z" in str(error)
+    # The same CA was fine a day earlier: the clock is what decides.
+    earlier = SigningAuthority.from_pem(past.cert_pem, past.key_pem, now=NOW - timedelta(days=1))
+    assert earlier.subject_text == "CN=Past CA"
+
+
+def test_ca_errors_are_pki_errors() -> None:
+    assert issubclass(CAError, PKIError)
+
+
+# --- sign ---------------------------------------------------------------------------------------
+
+
+def test_signed_leaf_verifies_and_carries_exactly_what_was_asked(
+    root_ca: Any, authority: SigningAuthority, key_of: Callable[[str, int], PrivateKey]
+) -> None:
+    key = key_of("ECDSA", 256)
+    issued = sign(_request(key, LEAF), authority, now=NOW)
+    cert = issued.certificate
+    cert.verify_directly_issued_by(root_ca.cert)
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    assert sans.critical is False
+    assert sans.value.get_values_for_type(x509.DNSName) == [
+        "web.default.svc",
+        "web.default.svc.cluster.local",
+    ]
+    assert [str(ip) for ip in sans.value.get_values_for_type(x509.IPAddress)] == ["10.0.0.7"]
+    assert sans.value.get_values_for_type(x509.UniformResourceIdentifier) == [
+        "spiffe://cluster.local/ns/default/sa/web"
+    ]
+    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "web.default.svc"
+    assert cert.issuer == root_ca.cert.subject
+    key_usage = cert.extensions.get_extension_for_class(x509.KeyUsage)
+    assert key_usage.critical is True
+    assert (key_usage.value.digital_signature, key_usage.value.key_encipherment) == (True, True)
+    assert (key_usage.value.key_cert_sign, key_usage.value.crl_sign, key_usage.value.key_agreement) == (
+        False,
+        False,
+        False,
+    )
+    eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert set(eku) == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
+    constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints)
+    assert (constraints.critical, constraints.value.ca) == (True, False)
+    aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
+    assert aki is not None and aki.hex() == authority.subject_key_id
+    ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    assert ski == x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    assert cert.public_key().public_bytes(serialization.Encoding.DER, spki) == key.public_key().public_bytes(
+        serialization.Encoding.DER, spki
+    )
+    assert cert.not_valid_before_utc == NOW - timedelta(minutes=1)
+    assert cert.not_valid_after_utc == NOW + timedelta(hours=24)
+    assert (issued.not_before, issued.not_after) == (cert.not_valid_before_utc, cert.not_valid_after_utc)
+    assert issued.serial_number == format(cert.serial_number, "x")
+    assert 0 < cert.serial_number < 2**159
+    assert isinstance(cert.signature_hash_algorithm, hashes.SHA384)  # follows the P-384 CA key
+
+
+def test_serial_numbers_are_unique(authority: SigningAuthority, key_of: Callable[[str, int], PrivateKey]) -> None:
+    request = _request(key_of("ECDSA", 256), LEAF)
+    serials = {sign(request, authority, now=NOW).serial_number for _ in range(20)}
+    assert len(serials) == 20
+
+
+def test_root_issuer_chain_and_ca(
+    root_ca: Any, authority: SigningAuthority, key_of: Callable[[str, int], PrivateKey]
+) -> None:
+    issued = sign(_request(key_of("ECDSA", 256), LEAF), authority, now=NOW)
+    assert issued.chain_pem == issued.certificate_pem  # the self-signed root is left out of tls.crt
+    assert issued.ca_pem == root_ca.cert_pem
+
+
+def test_intermediate_issuer_chain_and_ca(
+    root_ca: Any, make_ca: Callable[..., Any], key_of: Callable[[str, int], PrivateKey]
+) -> None:
+    intermediate = make_ca("Test Intermediate", parent=root_ca)
+    intermediate.cert.verify_directly_issued_by(root_ca.cert)
+    authority = SigningAuthority.from_pem(intermediate.cert_pem + root_ca.cert_pem, intermediate.key_pem, now=NOW)
+    assert authority.chain == (root_ca.cert,)
+    assert authority.trust_anchor_pem == root_ca.cert_pem
+    issued = sign(_request(key_of("ECDSA", 256), LEAF), authority, now=NOW)
+    chain = load_pem_chain(issued.chain_pem)
+    assert chain == [issued.certificate, intermediate.cert]
+    chain[0].verify_directly_issued_by(chain[1])
+    assert issued.ca_pem == root_ca.cert_pem
+
+
+def test_lifetime_is_truncated_to_the_ca(make_ca: Callable[..., Any], key_of: Callable[[str, int], PrivateKey]) -> None:
+    short = make_ca("Short CA", not_before=NOW - timedelta(seconds=10), not_after=NOW + timedelta(days=10))
+    authority = SigningAuthority.from_pem(short.cert_pem, short.key_pem, now=NOW)
+    issued = sign(_request(key_of("ECDSA", 256), LEAF, duration=timedelta(days=90)), authority, now=NOW)
+    assert issued.not_after == short.cert.not_valid_after_utc
+    assert issued.not_before == short.cert.not_valid_before_utc  # back-dating stops at the CA's notBefore
+    issued.certificate.verify_directly_issued_by(short.cert)
+
+
+def test_backdating_is_proportional_for_short_certificates() -> None:
+    assert backdate_for(timedelta(minutes=10)) == timedelta(seconds=6)
+    assert backdate_for(timedelta(hours=24)) == timedelta(minutes=1)
+
+
+def test_signing_refuses_once_the_ca_has_expired(
+    authority: SigningAuthority, key_of: Callable[[str, int], PrivateKey]
+) -> None:
+    with pytest.raises(CAError) as caught:
+        sign(_request(key_of("ECDSA", 256), LEAF), authority, now=authority.not_after)
+    assert caught.value.reason == "Expired"
+
+
+def test_issued_ca_certificate_can_itself_sign(
+    authority: SigningAuthority, key_of: Callable[[str, int], PrivateKey]
+) -> None:
+    key = generate_private_key("ECDSA", 256)
+    template = CertificateTemplate(common_name="Team Intermediate")
+    issued = sign(_request(key, template, is_ca=True, duration=timedelta(days=30)), authority, now=NOW)
+    usage = issued.certificate.extensions.get_extension_for_class(x509.KeyUsage).value
+    assert (usage.key_cert_sign, usage.crl_sign) == (True, True)
+    assert issued.certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is True
+    sub = SigningAuthority.from_pem(issued.chain_pem + issued.ca_pem, encode_private_key(key, "PKCS1"), now=NOW)
+    leaf = sign(_request(key_of("ECDSA", 256), LEAF), sub, now=NOW)
+    leaf.certificate.verify_directly_issued_by(issued.certificate)
+    assert leaf.ca_pem == authority.trust_anchor_pem
+
+
+def test_csr_extensions_other_than_sans_are_ignored(
+    authority: SigningAuthority, key_of: Callable[[str, int], PrivateKey]
+) -> None:
+    key = key_of("ECDSA", 256)
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sneaky")]))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    request = SigningRequest(
+        csr=parse_csr(csr.public_bytes(serialization.Encoding.PEM)),
+        duration=timedelta(hours=1),
+        usages=DEFAULT_USAGES,
+        is_ca=False,
+    )
+    cert = sign(request, authority, now=NOW).certificate
+    assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
+
+
+def test_usage_aliases_and_extended_usages(
+    authority: SigningAuthority, key_of: Callable[[str, int], PrivateKey]
+) -> None:
+    usages = ("signing", "s/mime", "code signing", "ipsec user", "netscape sgc")
+    cert = sign(_request(key_of("ECDSA", 256), LEAF, usages=usages), authority, now=NOW).certificate
+    assert cert.extensions.get_extension_for_class(x509.KeyUsage).value.digital_signature is True
+    eku = list(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
+    assert eku == [
+        ExtendedKeyUsageOID.CODE_SIGNING,
+        ExtendedKeyUsageOID.EMAIL_PROTECTION,
+        x509.ObjectIdentifier("1.3.6.1.5.5.7.3.7"),
+        x509.ObjectIdentifier("2.16.840.1.113730.4.1"),
+    ]
+
+
+def test_only_extended_usages_means_no_key_usage_extension(
+    authority: SigningAuthority, key_of: Callable[[str, int], PrivateKey]
+) -> None:
+    cert = sign(_request(key_of("ECDSA", 256), LEAF, usages=("client auth",)), authority, now=NOW).certificate
+    with pytest.raises(x509.ExtensionNotFound):
+        cert.extensions.get_extension_for_class(x509.KeyUsage)
+
+
+def test_invalid_requests_are_pki_errors(authority: SigningAuthority, key_of: Callable[[str, int], PrivateKey]) -> None:
+    key = key_of("ECDSA", 256)
+    with pytest.raises(PKIError, match="duration must be positive"):
+        sign(_request(key, LEAF, duration=timedelta(0)), authority, now=NOW)
+    with pytest.raises(PKIError, match="key agreement"):
+        sign(_request(key, LEAF, usages=("encipher only",)), authority, now=NOW)
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "size", "hash_type"),
+    [
+        ("RSA", 2048, hashes.SHA256),
+        ("ECDSA", 256, hashes.SHA256),
+        ("ECDSA", 521, hashes.SHA512),
+        ("Ed25519", 0, None),
+    ],
+)
+def test_signature_digest_follows_the_ca_key(
+    make_ca: Callable[..., Any],
+    key_of: Callable[[str, int], PrivateKey],
+    algorithm: str,
+    size: int,
+    hash_type: type[hashes.HashAlgorithm] | None,
+) -> None:
+    ca = make_ca(f"{algorithm} CA", key=key_of(algorithm, size))
+    authority = SigningAuthority.from_pem(ca.cert_pem, ca.key_pem, now=NOW)
+    cert = sign(_request(key_of("ECDSA", 384), LEAF), authority, now=NOW).certificate
+    cert.verify_directly_issued_by(ca.cert)
+    if hash_type is None:
+        assert cert.signature_hash_algorithm is None
+    else:
+        assert isinstance(cert.signature_hash_algorithm, hash_type)
+
+
+# --- self_sign ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("algorithm", "size"), [("ECDSA", 256), ("Ed25519", 0), ("RSA", 2048)])
+def test_self_sign(key_of: Callable[[str, int], PrivateKey], algorithm: str, size: int) -> None:
+    key = key_of(algorithm, size)
+    template = CertificateTemplate(common_name="Bootstrap Root CA")
+    issued = self_sign(_request(key, template, is_ca=True, duration=timedelta(days=3650)), key, now=NOW)
+    cert = issued.certificate
+    assert cert.issuer == cert.subject
+    cert.verify_directly_issued_by(cert)
+    assert issued.ca_pem == issued.chain_pem == issued.certificate_pem
+    aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
+    ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    assert aki == ski
+    assert issued.not_after == NOW + timedelta(days=3650)
+    assert issued.not_before == NOW - timedelta(minutes=1)
+    authority = SigningAuthority.from_pem(issued.chain_pem, encode_private_key(key, "PKCS8"), now=NOW)
+    assert authority.subject_text == "CN=Bootstrap Root CA"
+
+
+def test_self_sign_requires_the_csr_key(key_of: Callable[[str, int], PrivateKey]) -> None:
+    request = _request(key_of("ECDSA", 256), LEAF)
+    with pytest.raises(PKIError, match="does not match the CSR"):
+        self_sign(request, key_of("ECDSA", 384), now=NOW)
