@@ -121,9 +121,7 @@ def _make_serving_pki(d: Path) -> None:
     _write(d / "sa.key", _pem_key(sa_key))
     _write(
         d / "sa.pub",
-        sa_key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        ),
+        sa_key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo),
         0o644,
     )
 
@@ -179,9 +177,7 @@ class ControlPlane:
 
     def kubeconfig_for_token(self, name: str, token: str) -> Path:
         """A kubeconfig for any bearer token, e.g. a ServiceAccount token from the TokenRequest API."""
-        return _write(
-            self.workdir / f"{name}.kubeconfig", kubeconfig_text(self.server, self.ca_pem, name, token)
-        )
+        return _write(self.workdir / f"{name}.kubeconfig", kubeconfig_text(self.server, self.ca_pem, name, token))
 
     # -- start -------------------------------------------------------------------------------------
 
@@ -191,9 +187,7 @@ class ControlPlane:
             (self.workdir / sub).mkdir(parents=True, exist_ok=True)
         pki = self.workdir / "pki"
         _make_serving_pki(pki)
-        self.tokens = {
-            name: base64.b32encode(os.urandom(20)).decode().lower() for name in ("admin", *RESTRICTED_USERS)
-        }
+        self.tokens = {name: base64.b32encode(os.urandom(20)).decode().lower() for name in ("admin", *RESTRICTED_USERS)}
         self.tokens["controller-manager"] = base64.b32encode(os.urandom(20)).decode().lower()
         lines = [f'{self.tokens["admin"]},admin,admin,"system:masters"']
         lines.append(f"{self.tokens['controller-manager']},system:kube-controller-manager,kcm")
@@ -291,9 +285,7 @@ class ControlPlane:
         print(f"control plane up at {self.server}: {timings}", file=sys.stderr)
 
     def _write_kubeconfigs(self) -> None:
-        _write(
-            self.admin_kubeconfig, kubeconfig_text(self.server, self.ca_pem, "admin", self.tokens["admin"])
-        )
+        _write(self.admin_kubeconfig, kubeconfig_text(self.server, self.ca_pem, "admin", self.tokens["admin"]))
         state = {"server": self.server, "tokens": self.tokens, "bin_dir": str(self.bin_dir)}
         _write(self.workdir / "state.json", json.dumps(state))
 
@@ -386,15 +378,11 @@ def _alive(pid: int) -> bool:
 def load(workdir: Path) -> ControlPlane:
     """Describe an already running control plane from its ``state.json``."""
     state = json.loads((workdir / "state.json").read_text())
-    return ControlPlane(
-        workdir=workdir, bin_dir=Path(state["bin_dir"]), server=state["server"], tokens=state["tokens"]
-    )
+    return ControlPlane(workdir=workdir, bin_dir=Path(state["bin_dir"]), server=state["server"], tokens=state["tokens"])
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["build", "up", "down"])
     parser.add_argument("--dir", type=Path, default=Path(".local/cluster"))
     parser.add_argument("--no-controller-manager", action="store_true")
@@ -410,9 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     if workdir.exists():
         for sub in ("etcd-data", "pki", "logs"):
             subprocess.run(["rm", "-rf", str(workdir / sub)], check=True)
-    cp = ControlPlane(
-        workdir=workdir, bin_dir=build_binaries(), with_controller_manager=not args.no_controller_manager
-    )
+    cp = ControlPlane(workdir=workdir, bin_dir=build_binaries(), with_controller_manager=not args.no_controller_manager)
     try:
         cp.start()
     except BaseException:

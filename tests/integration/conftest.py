@@ -35,9 +35,7 @@ def control_plane() -> Iterator[ControlPlane]:
         missing_prerequisite("Go is needed to build kube-apiserver/etcd (run `make test`, which checks)")
     try:
         bin_dir = (
-            Path(os.environ["CERTMINT_KUBE_BIN_DIR"])
-            if os.environ.get("CERTMINT_KUBE_BIN_DIR")
-            else build_binaries()
+            Path(os.environ["CERTMINT_KUBE_BIN_DIR"]) if os.environ.get("CERTMINT_KUBE_BIN_DIR") else build_binaries()
         )
     except ControlPlaneError as e:
         missing_prerequisite(str(e))
@@ -85,9 +83,7 @@ def kubectl(control_plane: ControlPlane, *args: str, check: bool = True, user: s
 @pytest.fixture(scope="session")
 def crds(control_plane: ControlPlane) -> None:
     """The CRDs from crds/, applied server-side like a GitOps tool would, and established."""
-    kubectl(
-        control_plane, "apply", "--server-side", "--field-manager=certmint-tests", "-f", str(REPO / "crds")
-    )
+    kubectl(control_plane, "apply", "--server-side", "--field-manager=certmint-tests", "-f", str(REPO / "crds"))
     kubectl(control_plane, "wait", "--for=condition=Established", "--timeout=60s", "-f", str(REPO / "crds"))
     kubectl(control_plane, "create", "namespace", OPERATOR_NAMESPACE)
 

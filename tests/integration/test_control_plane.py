@@ -90,9 +90,7 @@ def test_schema_default_is_applied(widgets: client.CustomObjectsApi) -> None:
 
 def test_cel_rule_refuses_invalid_object(widgets: client.CustomObjectsApi) -> None:
     with pytest.raises(ApiException) as err:
-        widgets.create_namespaced_custom_object(
-            GROUP, "v1", "default", "widgets", _widget("bad", min=5, max=1)
-        )
+        widgets.create_namespaced_custom_object(GROUP, "v1", "default", "widgets", _widget("bad", min=5, max=1))
     assert err.value.status == 422
     assert "spec.min must not exceed spec.max" in err.value.body
 
@@ -103,9 +101,7 @@ def test_watch_sees_a_change(widgets: client.CustomObjectsApi) -> None:
     w = watch.Watch()
 
     def change() -> None:
-        widgets.patch_namespaced_custom_object(
-            GROUP, "v1", "default", "widgets", "watched", {"spec": {"size": 7}}
-        )
+        widgets.patch_namespaced_custom_object(GROUP, "v1", "default", "widgets", "watched", {"spec": {"size": 7}})
 
     timer = threading.Timer(0.2, change)
     timer.start()
@@ -179,16 +175,12 @@ def test_owned_object_is_garbage_collected(api: client.ApiClient) -> None:
         {
             "metadata": {
                 "name": f"{name}-owned",
-                "ownerReferences": [
-                    {"apiVersion": "v1", "kind": "ConfigMap", "name": name, "uid": owner.metadata.uid}
-                ],
+                "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": name, "uid": owner.metadata.uid}],
             }
         },
     )
     core.delete_namespaced_config_map(name, "default")
-    wait_for(
-        lambda: not _exists(core, f"{name}-owned"), "the owned ConfigMap to be garbage-collected", timeout=60
-    )
+    wait_for(lambda: not _exists(core, f"{name}-owned"), "the owned ConfigMap to be garbage-collected", timeout=60)
 
 
 def _exists(core: client.CoreV1Api, name: str) -> bool:

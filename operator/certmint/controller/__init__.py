@@ -1,0 +1,1 @@
+"""Reconcilers that join the pure core to the Kubernetes I/O layer."""

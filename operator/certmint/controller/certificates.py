@@ -1,0 +1,526 @@
+"""Certificate reconciler: decide → key → request → sign → store → ready → schedule renewal.
+
+API writes for one issuance: create the CertificateRequest, write its status,
+write the Secret (key and certificate in one request), write the Certificate
+status, post one Event — five, plus a list and a delete once the request
+history exceeds ``revisionHistoryLimit``.
+
+Crash safety: the key and certificate only ever reach the Secret together in
+one write guarded by resourceVersion, so a crash leaves either the old pair
+or the new one. After a restart a Secret whose certificate still matches is
+left alone; its renewal timer is rebuilt from the certificate itself.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from certmint import metrics
+from certmint.controller.runtime import Operator
+from certmint.controller.state import CertificateRecord, IssuerRecord, Settled
+from certmint.core.conditions import Condition, condition_status, merge_conditions, rfc3339
+from certmint.core.decisions import (
+    IssuerIdentity,
+    Reason,
+    SecretSnapshot,
+    certificate_template,
+    desired_secret_metadata,
+    issuance_reason,
+    metadata_drift,
+    requested_identity,
+)
+from certmint.core.policy import check_policy
+from certmint.core.renewal import renewal_time, retry_delay
+from certmint.core.spec import CertificateSpec, format_duration
+from certmint.kube import resources
+from certmint.kube.client import ApiError
+from certmint.kube.resources import ObjectRef, SecretData
+from certmint.pki.csr import build_csr, parse_csr
+from certmint.pki.inspect import CertificateFacts, certificate_facts, load_pem_chain
+from certmint.pki.keys import (
+    PKIError,
+    PrivateKey,
+    encode_private_key,
+    generate_private_key,
+    key_algorithm,
+    load_private_key,
+)
+from certmint.pki.signing import IssuedCertificate, SigningRequest, self_sign, sign
+
+log = logging.getLogger("certmint.certificates")
+COMPONENT = "certmint"
+
+
+@dataclass(frozen=True)
+class Failure:
+    reason: str
+    message: str
+    retry: bool = True
+
+
+async def reconcile_certificate(op: Operator, namespace: str, name: str) -> None:
+    key = ("Certificate", namespace, name)
+    rec = op.state.certificates.get((namespace, name))
+    if rec is None:
+        op.queue.cancel_timer(key)
+        op.state.settled.pop((namespace, name), None)
+        return
+    inputs = _inputs(op, rec)
+    settled = op.state.settled.get((namespace, name))
+    if settled is not None and settled.inputs == inputs:
+        due = op.queue.due_at(key)
+        if not settled.waits_for_timer or (due is not None and due > op.clock()):
+            # Nothing we act on changed since the last outcome (often this event is our own status write).
+            return
+    seen = SeenSecret(inputs[1])
+    waits_for_timer = await _reconcile(op, rec, seen)
+    if waits_for_timer is None:
+        op.state.settled.pop((namespace, name), None)
+    else:
+        # The outcome holds for the inputs we started from, with the Secret as we last read or wrote it:
+        # anything that changed meanwhile differs from these and triggers another pass.
+        op.state.settled[(namespace, name)] = Settled((inputs[0], seen.resource_version, inputs[2]), waits_for_timer)
+
+
+@dataclass
+class SeenSecret:
+    """The Secret's resourceVersion as this reconcile pass last read or wrote it."""
+
+    resource_version: str | None
+
+
+def _inputs(op: Operator, rec: CertificateRecord) -> tuple[int, str | None, tuple[bool, str | None]]:
+    """What a reconcile outcome depends on: the spec's generation, the Secret's version, the issuer's identity."""
+    if rec.spec is None:
+        return (rec.generation, None, (False, None))
+    issuer = op.state.issuer_for(rec.namespace, rec.spec.issuer_ref)
+    return (
+        rec.generation,
+        op.state.secret_versions.get((rec.namespace, rec.spec.secret_name)),
+        issuer.identity_token if issuer else (False, None),
+    )
+
+
+async def _reconcile(op: Operator, rec: CertificateRecord, seen: SeenSecret) -> bool | None:
+    """One pass; returns whether the outcome waits on a timer (renewal, retry), or None to look again now."""
+    namespace, name = rec.namespace, rec.name
+    if rec.spec is None:
+        await _write_status(op, rec, [Condition("Ready", "False", "InvalidSpec", rec.spec_error or "invalid spec")], {})
+        metrics.set_ready(namespace, name, "False")
+        return False
+    spec = rec.spec
+    issuer = op.state.issuer_for(namespace, spec.issuer_ref)
+    now = op.now()
+    secret = await resources.read_secret(op.api, namespace, spec.secret_name)
+    seen.resource_version = secret.resource_version if secret else None
+    op.state.secret_versions[(namespace, spec.secret_name)] = seen.resource_version
+    if secret is not None and secret.labels.get(resources.CERTIFICATE_NAME_LABEL, name) != name:
+        other = secret.labels[resources.CERTIFICATE_NAME_LABEL]
+        return await _fail(
+            op,
+            rec,
+            Failure(
+                "SecretInUse",
+                f"Secret {namespace}/{spec.secret_name} belongs to Certificate {other}; choose another spec.secretName",
+                retry=False,
+            ),
+            valid=None,
+        )
+    facts = _facts(secret)
+    renewal_at = _renewal_at(op, rec, spec, facts)
+    reason = issuance_reason(spec, _snapshot(secret), _identity(issuer), now=now, renewal_at=renewal_at)
+    if reason is None and facts is not None and renewal_at is not None:
+        await _keep(op, rec, spec, secret, facts, renewal_at, seen)
+        return True
+    assert reason is not None
+    still_valid = facts if facts is not None and reason.code == "Renewing" else None
+    return await _issue(op, rec, spec, issuer, secret, reason, still_valid, seen)
+
+
+def _facts(secret: SecretData | None) -> CertificateFacts | None:
+    if secret is None or not secret.data.get("tls.crt"):
+        return None
+    try:
+        return certificate_facts(load_pem_chain(secret.data["tls.crt"])[0])
+    except PKIError:
+        return None
+
+
+def _snapshot(secret: SecretData | None) -> SecretSnapshot:
+    if secret is None:
+        return SecretSnapshot(exists=False, certificate_pem=None, key_pem=None, labels={}, annotations={})
+    return SecretSnapshot(
+        exists=True,
+        certificate_pem=secret.data.get("tls.crt"),
+        key_pem=secret.data.get("tls.key"),
+        labels=secret.labels,
+        annotations=secret.annotations,
+    )
+
+
+def _identity(issuer: IssuerRecord | None) -> IssuerIdentity | None:
+    if issuer is None or not issuer.ready or issuer.spec is None:
+        return None
+    if issuer.spec.kind == "selfSigned":
+        return IssuerIdentity(self_signed=True, subject_key_id=None)
+    assert issuer.authority is not None
+    authority = issuer.authority
+    return IssuerIdentity(
+        self_signed=False,
+        subject_key_id=authority.subject_key_id,
+        subject_text=authority.subject_text,
+        not_after=authority.not_after,
+    )
+
+
+def _renewal_at(
+    op: Operator, rec: CertificateRecord, spec: CertificateSpec, facts: CertificateFacts | None
+) -> datetime.datetime | None:
+    if facts is None:
+        return None
+    return renewal_time(
+        facts.not_before,
+        facts.not_after,
+        renew_before=spec.renew_before,
+        renew_before_percentage=spec.renew_before_percentage,
+        jitter_key=f"{rec.uid}/{facts.serial_number}",
+        max_jitter_fraction=op.settings.jitter_fraction,
+    )
+
+
+def _ref(rec: CertificateRecord) -> ObjectRef:
+    return ObjectRef(kind="Certificate", namespace=rec.namespace, name=rec.name, uid=rec.uid)
+
+
+# -- the Secret is good: repair metadata, publish status, set the timer -----------------------------------
+
+
+async def _keep(
+    op: Operator,
+    rec: CertificateRecord,
+    spec: CertificateSpec,
+    secret: SecretData | None,
+    facts: CertificateFacts,
+    renewal_at: datetime.datetime,
+    seen: SeenSecret,
+) -> None:
+    assert secret is not None
+    labels, annotations = desired_secret_metadata(
+        spec, certificate_name=rec.name, issuer_name=spec.issuer_ref.name, issuer_kind=spec.issuer_ref.kind, facts=facts
+    )
+    drift = metadata_drift(secret.labels, secret.annotations, labels, annotations)
+    owner = _ref(rec) if spec.secret_deletion_policy == "Delete" else None
+    if drift is not None or (owner is not None and owner.uid not in secret.owner_uids):
+        set_labels, set_annotations = drift or ({}, {})
+        updated = await resources.update_secret(
+            op.api, secret, data=None, labels=set_labels, annotations=set_annotations, owner=owner
+        )
+        op.secret_written(rec.namespace, spec.secret_name, updated.resource_version)
+        seen.resource_version = updated.resource_version
+        log.info("Certificate %s/%s: repaired Secret metadata without re-issuing", rec.namespace, rec.name)
+    ready = Condition("Ready", "True", "Ready", f"certificate is up to date and valid until {rfc3339(facts.not_after)}")
+    issuing = Condition("Issuing", "False", "UpToDate", f"next renewal at {rfc3339(renewal_at)}")
+    fields: dict[str, Any] = {
+        "notBefore": rfc3339(facts.not_before),
+        "notAfter": rfc3339(facts.not_after),
+        "renewalTime": rfc3339(renewal_at),
+        "serialNumber": facts.serial_number,
+        "revision": rec.status.get("revision") or 1,
+        "failedIssuanceAttempts": None,
+        "lastFailureTime": None,
+    }
+    await _write_status(op, rec, [ready, issuing], fields)
+    _observe_metrics(rec, spec, facts, renewal_at, "True")
+    op.schedule(("Certificate", rec.namespace, rec.name), renewal_at)
+
+
+def _observe_metrics(
+    rec: CertificateRecord, spec: CertificateSpec, facts: CertificateFacts, renewal_at: datetime.datetime, ready: str
+) -> None:
+    labels = (rec.namespace, rec.name, spec.issuer_ref.name, spec.issuer_ref.kind)
+    metrics.certificate_expiration.labels(*labels).set(facts.not_after.timestamp())
+    metrics.certificate_renewal.labels(*labels).set(renewal_at.timestamp())
+    metrics.set_ready(rec.namespace, rec.name, ready)
+
+
+# -- issuance ----------------------------------------------------------------------------------------------
+
+
+async def _issue(
+    op: Operator,
+    rec: CertificateRecord,
+    spec: CertificateSpec,
+    issuer: IssuerRecord | None,
+    secret: SecretData | None,
+    reason: Reason,
+    still_valid: CertificateFacts | None,
+    seen: SeenSecret,
+) -> bool | None:
+    started = time.perf_counter()
+    failure = _precheck(rec, spec, issuer)
+    if failure is not None:
+        return await _fail(op, rec, failure, valid=still_valid)
+    assert issuer is not None and issuer.spec is not None
+    key = await _private_key(op, spec, secret)
+    csr_pem = build_csr(key, certificate_template(spec))
+    revision = int(rec.status.get("revision") or 0) + 1
+    now = op.now()
+    try:
+        request = await resources.create_certificate_request(
+            op.api, rec.namespace, certificate=_ref(rec), revision=revision, spec=_request_spec(spec, csr_pem)
+        )
+    except ApiError as e:
+        return await _fail(
+            op, rec, Failure("RequestFailed", f"could not create a CertificateRequest: {e}"), valid=still_valid
+        )
+    request_key = (rec.namespace, request["metadata"]["name"])
+    op.state.inflight_requests.add(request_key)
+    try:
+        signing = SigningRequest(csr=parse_csr(csr_pem), duration=spec.duration, usages=spec.usages, is_ca=spec.is_ca)
+        if issuer.spec.kind == "selfSigned":
+            issued = self_sign(signing, key, now=now)
+        else:
+            assert issuer.authority is not None
+            issued = sign(signing, issuer.authority, now=now)
+        await resources.patch_status(
+            op.api, "CertificateRequest", rec.namespace, request_key[1], signed_request_status(issued, issuer, now)
+        )
+    except (ApiError, PKIError) as e:
+        return await _fail(
+            op,
+            rec,
+            Failure("SigningFailed", f"signing CertificateRequest {request_key[1]} failed: {e}"),
+            valid=still_valid,
+        )
+    finally:
+        op.state.inflight_requests.discard(request_key)
+
+    facts = certificate_facts(issued.certificate)
+    labels, annotations = desired_secret_metadata(
+        spec, certificate_name=rec.name, issuer_name=spec.issuer_ref.name, issuer_kind=spec.issuer_ref.kind, facts=facts
+    )
+    data = {
+        "tls.crt": issued.chain_pem,
+        "tls.key": encode_private_key(key, spec.private_key.encoding),
+        "ca.crt": issued.ca_pem,
+    }
+    owner = _ref(rec) if spec.secret_deletion_policy == "Delete" else None
+    try:
+        if secret is None:
+            written = await resources.create_tls_secret(
+                op.api, rec.namespace, spec.secret_name, data=data, labels=labels, annotations=annotations, owner=owner
+            )
+        else:
+            written = await resources.update_secret(
+                op.api, secret, data=data, labels=labels, annotations=annotations, owner=owner
+            )
+    except ApiError as e:
+        if e.conflict:  # the Secret changed under us: start over from what is there now
+            op.queue.add(("Certificate", rec.namespace, rec.name))
+            return None
+        return await _fail(
+            op, rec, Failure("SecretWriteFailed", f"could not write Secret {spec.secret_name}: {e}"), valid=still_valid
+        )
+    op.secret_written(rec.namespace, spec.secret_name, written.resource_version)
+    seen.resource_version = written.resource_version
+
+    renewal_at = _renewal_at(op, rec, spec, facts)
+    assert renewal_at is not None
+    trigger = "Renewed" if reason.code == "Renewing" else "Issued"
+    message = (
+        f"{trigger} certificate serial {facts.serial_number} (revision {revision}, CertificateRequest "
+        f"{request_key[1]}), valid until {rfc3339(facts.not_after)}; reason: {reason.message}"
+    )
+    ready = Condition("Ready", "True", trigger, f"certificate is up to date and valid until {rfc3339(facts.not_after)}")
+    issuing = Condition("Issuing", "False", trigger, message)
+    await _write_status(
+        op,
+        rec,
+        [ready, issuing],
+        {
+            "notBefore": rfc3339(facts.not_before),
+            "notAfter": rfc3339(facts.not_after),
+            "renewalTime": rfc3339(renewal_at),
+            "serialNumber": facts.serial_number,
+            "revision": revision,
+            "failedIssuanceAttempts": None,
+            "lastFailureTime": None,
+        },
+    )
+    op.schedule(("Certificate", rec.namespace, rec.name), renewal_at)
+    metrics.issuances.labels(spec.issuer_ref.kind, trigger).inc()
+    metrics.issuance_seconds.observe(time.perf_counter() - started)
+    _observe_metrics(rec, spec, facts, renewal_at, "True")
+    log.info("Certificate %s/%s: %s", rec.namespace, rec.name, message)
+    await _event(op, rec, "Normal", trigger, message)
+    if revision > spec.revision_history_limit:
+        await _prune_requests(op, rec, spec.revision_history_limit)
+    return True
+
+
+def _precheck(rec: CertificateRecord, spec: CertificateSpec, issuer: IssuerRecord | None) -> Failure | None:
+    ref = spec.issuer_ref
+    where = "" if ref.kind == "ClusterIssuer" else f" in namespace {rec.namespace}"
+    if issuer is None:
+        return Failure("IssuerNotFound", f"{ref.kind} {ref.name!r} does not exist{where}")
+    if not issuer.ready or issuer.spec is None:
+        return Failure("IssuerNotReady", f"{ref.kind} {ref.name!r} is not ready: {issuer.reason}: {issuer.message}")
+    violations = check_policy(
+        issuer.spec.policy,
+        requested_identity(spec),
+        namespace=rec.namespace,
+        cluster_scoped_issuer=ref.kind == "ClusterIssuer",
+        self_signed=issuer.spec.kind == "selfSigned",
+    )
+    if violations:
+        # Permanent until the Certificate or the issuer's policy changes; both re-trigger us.
+        return Failure("PolicyViolation", f"{ref.kind} {ref.name!r} refuses: " + "; ".join(violations), retry=False)
+    return None
+
+
+async def _private_key(op: Operator, spec: CertificateSpec, secret: SecretData | None) -> PrivateKey:
+    wanted = (spec.private_key.algorithm, spec.private_key.size)
+    if spec.private_key.rotation_policy == "Never" and secret is not None and secret.data.get("tls.key"):
+        try:
+            existing = load_private_key(secret.data["tls.key"])
+            if key_algorithm(existing.public_key()) == wanted:
+                return existing
+        except PKIError:
+            pass
+    if spec.private_key.algorithm == "RSA":
+        # RSA generation takes tens of milliseconds: keep it off the event loop.
+        key: PrivateKey = await op.run_blocking(generate_private_key, *wanted)
+        return key
+    return generate_private_key(*wanted)
+
+
+def _request_spec(spec: CertificateSpec, csr_pem: bytes) -> dict[str, Any]:
+    return {
+        "request": csr_pem.decode(),
+        "issuerRef": {"name": spec.issuer_ref.name, "kind": spec.issuer_ref.kind, "group": "certmint.dev"},
+        "duration": format_duration(spec.duration),
+        "usages": list(spec.usages),
+        "isCA": spec.is_ca,
+    }
+
+
+def signed_request_status(issued: IssuedCertificate, issuer: IssuerRecord, now: datetime.datetime) -> dict[str, Any]:
+    who = f"{issuer.kind} {issuer.name}"
+    conditions = merge_conditions(
+        [],
+        [
+            Condition("Approved", "True", "PolicyAllowed", f"the request satisfies the policy of {who}"),
+            Condition("Ready", "True", "Issued", f"signed by {who}, serial {issued.serial_number}"),
+        ],
+        now=now,
+    )
+    return {
+        "conditions": conditions,
+        "certificate": issued.chain_pem.decode(),
+        "ca": issued.ca_pem.decode(),
+        "notBefore": rfc3339(issued.not_before),
+        "notAfter": rfc3339(issued.not_after),
+    }
+
+
+async def _prune_requests(op: Operator, rec: CertificateRecord, limit: int) -> None:
+    try:
+        requests = await resources.list_certificate_requests(op.api, rec.namespace, rec.name)
+        ordered = sorted(
+            requests,
+            key=lambda r: int((r["metadata"].get("annotations") or {}).get(resources.REVISION_ANNOTATION, "0")),
+        )
+        for old in ordered[:-limit]:
+            await resources.delete_certificate_request(op.api, rec.namespace, old["metadata"]["name"])
+    except ApiError as e:
+        log.warning("Certificate %s/%s: pruning old CertificateRequests failed: %s", rec.namespace, rec.name, e)
+
+
+# -- failures and status -------------------------------------------------------------------------------------
+
+
+async def _fail(op: Operator, rec: CertificateRecord, failure: Failure, *, valid: CertificateFacts | None) -> bool:
+    """Record a failed attempt; keep Ready=True only while the Secret still holds a valid, matching certificate."""
+    attempts = int(rec.status.get("failedIssuanceAttempts") or 0) + 1
+    spec = rec.spec
+    now = op.now()
+    metrics.errors.labels("Certificate", failure.reason).inc()
+    retry_note = ""
+    if failure.retry and spec is not None:
+        delay = retry_delay(spec.duration, attempts)
+        op.schedule(("Certificate", rec.namespace, rec.name), now + delay)
+        retry_note = f"; retrying in {format_duration(delay)} (attempt {attempts})"
+    else:
+        op.queue.cancel_timer(("Certificate", rec.namespace, rec.name))
+    message = failure.message + retry_note
+    conditions = [Condition("Issuing", "True", failure.reason, message)]
+    if valid is None:
+        conditions.append(Condition("Ready", "False", failure.reason, message))
+    previous_reason = _condition_reason(rec.status, "Issuing")
+    await _write_status(
+        op,
+        rec,
+        conditions,
+        {
+            "failedIssuanceAttempts": attempts,
+            "lastFailureTime": rfc3339(now),
+        },
+    )
+    metrics.set_ready(rec.namespace, rec.name, "True" if valid is not None else "False")
+    if previous_reason != failure.reason:  # one Event per new cause, not one per retry
+        log.warning("Certificate %s/%s: %s", rec.namespace, rec.name, message)
+        await _event(op, rec, "Warning", failure.reason, message)
+    return failure.retry
+
+
+def _condition_reason(status: dict[str, Any], type_: str) -> str | None:
+    for c in status.get("conditions") or []:
+        if c.get("type") == type_ and c.get("status") == "True":
+            return str(c.get("reason"))
+    return None
+
+
+async def _write_status(
+    op: Operator, rec: CertificateRecord, conditions: list[Condition], fields: dict[str, Any]
+) -> None:
+    status: dict[str, Any] = {
+        **fields,
+        "observedGeneration": rec.generation,
+        "conditions": merge_conditions(
+            rec.status.get("conditions") or [], conditions, now=op.now(), observed_generation=rec.generation
+        ),
+    }
+    if all(rec.status.get(k) == v for k, v in status.items()):
+        return
+    try:
+        result = await resources.patch_status(op.api, "Certificate", rec.namespace, rec.name, status)
+    except ApiError as e:
+        if e.not_found:
+            return  # deleted meanwhile
+        raise
+    rec.status = dict(result.get("status") or {})
+    rec.resource_version = result["metadata"]["resourceVersion"]
+    if condition_status(rec.status.get("conditions") or [], "Ready") is None:
+        log.debug("status of %s/%s has no Ready condition", rec.namespace, rec.name)
+
+
+async def _event(op: Operator, rec: CertificateRecord, type_: str, reason: str, message: str) -> None:
+    if not op.settings.post_events:
+        return
+    try:
+        await resources.post_event(
+            op.api,
+            _ref(rec),
+            type_=type_,
+            reason=reason,
+            message=message,
+            component=COMPONENT,
+            now=op.now(),
+            fallback_namespace=op.settings.namespace,
+        )
+    except ApiError as e:  # an Event is nice to have; never fail a reconcile over it
+        log.debug("posting an Event failed: %s", e)

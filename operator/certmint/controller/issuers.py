@@ -1,0 +1,100 @@
+"""Issuer / ClusterIssuer reconciler: is the CA usable? Publish the answer in status and in memory."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from typing import Any
+
+from certmint.controller.runtime import Operator
+from certmint.controller.state import IssuerRecord
+from certmint.core.conditions import Condition, merge_conditions, rfc3339
+from certmint.kube import resources
+from certmint.pki.signing import CAError, SigningAuthority
+
+log = logging.getLogger("certmint.issuers")
+
+
+async def reconcile_issuer_kind(op: Operator, kind: str, namespace: str, name: str) -> None:
+    key = (kind, namespace, name)
+    rec = op.state.issuers.get(key)
+    if rec is None:
+        op.queue.cancel_timer(key)
+        op.enqueue_dependents_of_issuer(key)  # their issuer is gone: they must say so
+        return
+    before = rec.identity_token
+    now = op.now()
+    await _check(op, rec, now)
+    if rec.identity_token != before:
+        log.info("%s %s: ready=%s (%s)", kind, _display(rec), rec.ready, rec.reason)
+        op.enqueue_dependents_of_issuer(key)
+    await _publish(op, rec, now)
+    if rec.spec is not None and rec.spec.kind == "ca":
+        recheck = now + datetime.timedelta(seconds=op.settings.issuer_recheck_seconds)
+        if rec.authority is not None:
+            recheck = min(recheck, rec.authority.not_after)
+        op.schedule(key, recheck)
+
+
+async def reconcile_issuer(op: Operator, namespace: str, name: str) -> None:
+    await reconcile_issuer_kind(op, "Issuer", namespace, name)
+
+
+async def reconcile_cluster_issuer(op: Operator, namespace: str, name: str) -> None:
+    await reconcile_issuer_kind(op, "ClusterIssuer", namespace, name)
+
+
+def _display(rec: IssuerRecord) -> str:
+    return f"{rec.namespace}/{rec.name}" if rec.namespace else rec.name
+
+
+def ca_secret_namespace(op: Operator, rec: IssuerRecord) -> str:
+    return op.settings.namespace if rec.kind == "ClusterIssuer" else rec.namespace
+
+
+async def _check(op: Operator, rec: IssuerRecord, now: datetime.datetime) -> None:
+    rec.authority = None
+    if rec.spec is None:
+        rec.ready, rec.reason, rec.message = False, "InvalidSpec", rec.spec_error or "invalid spec"
+        return
+    if rec.spec.kind == "selfSigned":
+        rec.ready, rec.reason, rec.message = True, "SelfSigned", "signs each certificate with its own key"
+        return
+    secret_ns = ca_secret_namespace(op, rec)
+    secret_name = rec.spec.ca_secret_name or ""
+    secret = await resources.read_secret(op.api, secret_ns, secret_name)
+    where = f"Secret {secret_ns}/{secret_name}"
+    if secret is None:
+        hint = " (ClusterIssuer CA Secrets live in the operator's namespace)" if rec.kind == "ClusterIssuer" else ""
+        rec.ready, rec.reason, rec.message = False, "CASecretNotFound", f"{where} does not exist{hint}"
+        return
+    missing = [k for k in ("tls.crt", "tls.key") if not secret.data.get(k)]
+    if missing:
+        rec.ready, rec.reason, rec.message = False, "CASecretInvalid", f"{where} has no {' or '.join(missing)}"
+        return
+    try:
+        rec.authority = SigningAuthority.from_pem(secret.data["tls.crt"], secret.data["tls.key"], now=now)
+    except CAError as e:
+        rec.ready, rec.reason, rec.message = False, f"CA{e.reason}", f"{where}: {e}"
+        return
+    rec.ready, rec.reason = True, "KeyPairVerified"
+    rec.message = f"signing with CA {rec.authority.subject_text}, valid until {rfc3339(rec.authority.not_after)}"
+
+
+async def _publish(op: Operator, rec: IssuerRecord, now: datetime.datetime) -> None:
+    ready = Condition("Ready", "True" if rec.ready else "False", rec.reason, rec.message)
+    status: dict[str, Any] = {
+        "conditions": merge_conditions(
+            rec.status.get("conditions") or [], [ready], now=now, observed_generation=rec.generation
+        ),
+        "observedGeneration": rec.generation,
+        "caSubject": rec.authority.subject_text if rec.authority else None,
+        "caFingerprint": rec.authority.fingerprint_sha256 if rec.authority else None,
+        "caNotAfter": rfc3339(rec.authority.not_after) if rec.authority else None,
+    }
+    current = {k: rec.status.get(k) for k in status}
+    if current == status:
+        return
+    result = await resources.patch_status(op.api, rec.kind, rec.namespace or None, rec.name, status)
+    rec.status = dict(result.get("status") or {})
+    rec.resource_version = result["metadata"]["resourceVersion"]

@@ -1,0 +1,129 @@
+"""CertificateRequest reconciler, for requests that workloads create with their own CSR.
+
+Requests created by the certificate reconciler are signed inline by it; this
+reconciler still picks up any of them that a crash left unsigned, so no
+request stays pending forever. The policy check is the same pure function the
+Certificate path uses: one place for policy.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from typing import Any
+
+from certmint import metrics
+from certmint.controller.certificates import signed_request_status
+from certmint.controller.runtime import Operator
+from certmint.controller.state import RequestRecord
+from certmint.core.conditions import Condition, merge_conditions, rfc3339
+from certmint.core.policy import RequestedIdentity, check_policy
+from certmint.core.renewal import retry_delay
+from certmint.kube import resources
+from certmint.kube.client import ApiError
+from certmint.pki.csr import parse_csr
+from certmint.pki.keys import PKIError
+from certmint.pki.signing import SigningRequest, sign
+
+log = logging.getLogger("certmint.requests")
+
+
+async def reconcile_request(op: Operator, namespace: str, name: str) -> None:
+    rec = op.state.requests.get((namespace, name))
+    if rec is None or (namespace, name) in op.state.inflight_requests:
+        return
+    now = op.now()
+    if rec.spec is None:
+        await _finish(op, rec, now, [Condition("InvalidRequest", "True", "InvalidSpec", rec.spec_error or "invalid")])
+        return
+    spec = rec.spec
+    try:
+        csr = parse_csr(spec.request_pem)
+    except PKIError as e:
+        await _finish(op, rec, now, [Condition("InvalidRequest", "True", "InvalidCSR", f"spec.request: {e}")])
+        return
+    issuer = op.state.issuer_for(namespace, spec.issuer_ref)
+    ref = spec.issuer_ref
+    if issuer is None or not issuer.ready or issuer.spec is None:
+        why = "does not exist" if issuer is None else f"is not ready: {issuer.message}"
+        attempts = int(rec.status.get("failedAttempts") or 0)
+        await _set(op, rec, now, [Condition("Ready", "False", "Pending", f"{ref.kind} {ref.name!r} {why}")], {})
+        op.schedule(("CertificateRequest", namespace, name), now + retry_delay(spec.duration, attempts + 1))
+        return
+    if issuer.spec.kind == "selfSigned":
+        await _finish(
+            op,
+            rec,
+            now,
+            [
+                Condition(
+                    "InvalidRequest",
+                    "True",
+                    "SelfSignedNeedsKey",
+                    "a selfSigned issuer signs with the certificate's own private key, which a CertificateRequest does "
+                    "not carry; use a Certificate, or a ca issuer",
+                )
+            ],
+        )
+        return
+    requested = RequestedIdentity(
+        common_name=csr.common_name,
+        dns_names=csr.dns_names,
+        ip_addresses=csr.ip_addresses,
+        uris=csr.uris,
+        email_addresses=csr.email_addresses,
+        duration=spec.duration,
+        key_algorithm=csr.key_algorithm,
+        is_ca=spec.is_ca,
+    )
+    violations = check_policy(
+        issuer.spec.policy,
+        requested,
+        namespace=namespace,
+        cluster_scoped_issuer=ref.kind == "ClusterIssuer",
+        self_signed=False,
+    )
+    if violations:
+        message = f"{ref.kind} {ref.name!r} refuses: " + "; ".join(violations)
+        metrics.errors.labels("CertificateRequest", "Denied").inc()
+        await _finish(
+            op,
+            rec,
+            now,
+            [Condition("Denied", "True", "PolicyViolation", message), Condition("Ready", "False", "Denied", message)],
+        )
+        return
+    assert issuer.authority is not None
+    issued = sign(
+        SigningRequest(csr=csr, duration=spec.duration, usages=spec.usages, is_ca=spec.is_ca), issuer.authority, now=now
+    )
+    try:
+        await resources.patch_status(
+            op.api, "CertificateRequest", namespace, name, signed_request_status(issued, issuer, now)
+        )
+    except ApiError as e:
+        if not e.not_found:
+            raise
+    op.state.requests.pop((namespace, name), None)
+    metrics.issuances.labels(ref.kind, "Request").inc()
+    log.info("CertificateRequest %s/%s: signed serial %s", namespace, name, issued.serial_number)
+
+
+async def _finish(op: Operator, rec: RequestRecord, now: datetime.datetime, conditions: list[Condition]) -> None:
+    await _set(op, rec, now, conditions, {"failureTime": rfc3339(now)})
+    op.state.requests.pop((rec.namespace, rec.name), None)
+
+
+async def _set(
+    op: Operator, rec: RequestRecord, now: datetime.datetime, conditions: list[Condition], fields: dict[str, Any]
+) -> None:
+    status = {**fields, "conditions": merge_conditions(rec.status.get("conditions") or [], conditions, now=now)}
+    if all(rec.status.get(k) == v for k, v in status.items()):
+        return
+    try:
+        result = await resources.patch_status(op.api, "CertificateRequest", rec.namespace, rec.name, status)
+    except ApiError as e:
+        if e.not_found:
+            return
+        raise
+    rec.status = dict(result.get("status") or {})

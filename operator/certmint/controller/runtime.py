@@ -1,0 +1,161 @@
+"""The running operator: state, API client, one work queue, and the routing of events to reconcilers.
+
+kopf delivers watch events to ``observe_*``; those update :class:`State` and
+enqueue keys. Workers call the reconciler of each key's kind. Nothing here
+blocks the event loop: RSA key generation runs in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from certmint import metrics
+from certmint.controller.state import (
+    State,
+    newer_or_equal,
+    parse_certificate,
+    parse_issuer,
+    parse_request,
+)
+from certmint.controller.workqueue import WorkQueue
+from certmint.kube import resources
+from certmint.kube.client import KubeClient
+from certmint.settings import Settings
+
+log = logging.getLogger("certmint")
+
+Key = tuple[str, str, str]  # (kind, namespace or "", name)
+Reconciler = Callable[["Operator", str, str], Awaitable[None]]
+
+
+class Operator:
+    def __init__(self, settings: Settings, api: KubeClient, *, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.api = api
+        self.state = State()
+        self.clock = clock
+        self.queue: WorkQueue[Key] = WorkQueue(self._dispatch, workers=settings.workers, clock=clock)
+        self.queue.on_timer_fired = lambda key, lag: metrics.renewal_lag.observe(lag)
+        metrics.queue_depth.set_function(lambda: self.queue.depth)
+        metrics.scheduled_timers.set_function(lambda: self.queue.scheduled)
+        self.reconcilers: dict[str, Reconciler] = {}
+        self.ready = False
+        api.on_request = lambda verb, resource: metrics.api_requests.labels(verb, resource).inc()
+
+    def now(self) -> datetime.datetime:
+        return datetime.datetime.fromtimestamp(self.clock(), datetime.UTC)
+
+    async def _dispatch(self, key: Key) -> None:
+        kind, namespace, name = key
+        await self.reconcilers[kind](self, namespace, name)
+
+    def start(self) -> None:
+        self.queue.start()
+
+    async def stop(self) -> None:
+        await self.queue.stop()
+        await self.api.close()
+
+    def schedule(self, key: Key, when: datetime.datetime) -> None:
+        self.queue.add_at(key, when.timestamp())
+
+    async def run_blocking(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+    # -- watch events (called from the thin kopf handlers) ----------------------------------------------
+
+    def observe_certificate(self, event_type: str | None, body: dict[str, Any]) -> None:
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        if event_type == "DELETED":
+            self.state.certificates.pop(key, None)
+            self.state.settled.pop(key, None)
+        else:
+            current = self.state.certificates.get(key)
+            if (
+                current is not None
+                and current.uid == meta["uid"]
+                and not newer_or_equal(meta["resourceVersion"], current.resource_version)
+            ):
+                return
+            self.state.certificates[key] = parse_certificate(body)
+        self.queue.add(("Certificate", *key))
+
+    def observe_issuer(self, kind: str, event_type: str | None, body: dict[str, Any]) -> None:
+        meta = body["metadata"]
+        key = (kind, meta.get("namespace") or "", meta["name"])
+        if event_type == "DELETED":
+            self.state.issuers.pop(key, None)
+        else:
+            current = self.state.issuers.get(key)
+            if current is not None:
+                if current.uid == meta["uid"] and not newer_or_equal(meta["resourceVersion"], current.resource_version):
+                    return
+                record = parse_issuer(kind, body)
+                if current.uid == record.uid and current.generation == record.generation:
+                    # Status-only change (often our own): keep what the reconciler learnt.
+                    current.resource_version = record.resource_version
+                    current.status = record.status
+                    return
+            self.state.issuers[key] = parse_issuer(kind, body)
+        self.queue.add(key)
+
+    def observe_request(self, event_type: str | None, body: dict[str, Any]) -> None:
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        if event_type == "DELETED":
+            self.state.requests.pop(key, None)
+            return
+        record = parse_request(body, resources.CERTIFICATE_NAME_LABEL)
+        if record.managed_by_certificate or request_is_final(record.status):
+            # Requests made for a Certificate are signed inline by its reconciler (one crashed in the
+            # middle stays unsigned and is pruned with the history); finished ones need no memory.
+            self.state.requests.pop(key, None)
+            return
+        self.state.requests[key] = record
+        self.queue.add(("CertificateRequest", *key))
+
+    def observe_secret(self, event_type: str | None, body: dict[str, Any]) -> None:
+        meta = body["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        key = (namespace, name)
+        if event_type == "DELETED":
+            self.state.secret_versions[key] = None
+        else:
+            rv = meta["resourceVersion"]
+            if not newer_or_equal(rv, self.state.secret_versions.get(key)):
+                return
+            if self.state.secret_versions.get(key) == rv:
+                return  # our own write, already accounted for by secret_written()
+            self.state.secret_versions[key] = rv
+        owner = (meta.get("labels") or {}).get(resources.CERTIFICATE_NAME_LABEL)
+        if owner:
+            self.queue.add(("Certificate", namespace, owner))
+        self._enqueue_issuers_of_secret(namespace, name)
+
+    def secret_written(self, namespace: str, name: str, resource_version: str) -> None:
+        """Record our own Secret write before its watch event arrives; a CA Secret wakes its issuers."""
+        self.state.secret_versions[(namespace, name)] = resource_version
+        self._enqueue_issuers_of_secret(namespace, name)
+
+    def _enqueue_issuers_of_secret(self, namespace: str, name: str) -> None:
+        for issuer in self.state.issuers_with_ca_secret(namespace, name, self.settings.namespace):
+            self.queue.add(issuer)
+
+    def enqueue_dependents_of_issuer(self, key: Key) -> None:
+        for namespace, name in self.state.certificates_using(key):
+            self.queue.add(("Certificate", namespace, name))
+        for namespace, name in self.state.requests_using(key):
+            self.queue.add(("CertificateRequest", namespace, name))
+
+
+def request_is_final(status: dict[str, Any]) -> bool:
+    for c in status.get("conditions") or []:
+        if c.get("status") == "True" and c.get("type") in ("Ready", "Denied", "InvalidRequest"):
+            return True
+    return False

@@ -1,0 +1,194 @@
+"""What the operator knows between events: compact records, never whole cached objects.
+
+Memory must not grow with unrelated objects, and should grow slowly with our
+own: a Certificate is kept as its parsed spec plus its status subtree; a
+Secret only as its resourceVersion. Watch events older than what we already
+hold (our own writes are recorded first) are ignored, so a late event cannot
+roll the view back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from certmint.core.spec import CertificateRequestSpec, CertificateSpec, IssuerRef, IssuerSpec, SpecError
+from certmint.pki.signing import SigningAuthority
+
+NamespacedName = tuple[str, str]
+IssuerKey = tuple[str, str, str]  # (kind, namespace or "", name)
+
+
+def newer_or_equal(candidate: str, current: str | None) -> bool:
+    """resourceVersions are opaque, but etcd-backed servers give integers; compare them when we can."""
+    if current is None:
+        return True
+    if candidate.isdigit() and current.isdigit():
+        return int(candidate) >= int(current)
+    return True
+
+
+@dataclass
+class CertificateRecord:
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    resource_version: str
+    spec: CertificateSpec | None
+    spec_error: str | None
+    status: dict[str, Any]
+
+
+@dataclass
+class IssuerRecord:
+    kind: str
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    resource_version: str
+    spec: IssuerSpec | None
+    spec_error: str | None
+    status: dict[str, Any]
+    # Learnt by the issuer reconciler:
+    ready: bool = False
+    reason: str = "Pending"
+    message: str = "the issuer has not been checked yet"
+    authority: SigningAuthority | None = None
+
+    @property
+    def identity_token(self) -> tuple[bool, str | None]:
+        """Changes whenever certificates signed by this issuer must be looked at again."""
+        return (self.ready, self.authority.fingerprint_sha256 if self.authority else None)
+
+
+@dataclass
+class RequestRecord:
+    namespace: str
+    name: str
+    uid: str
+    resource_version: str
+    spec: CertificateRequestSpec | None
+    spec_error: str | None
+    status: dict[str, Any]
+    managed_by_certificate: bool
+
+
+@dataclass(frozen=True)
+class Settled:
+    inputs: tuple[int, str | None, tuple[bool, str | None]]
+    waits_for_timer: bool  # a renewal or retry timer is part of the outcome; a fired timer means "look again"
+
+
+@dataclass
+class State:
+    certificates: dict[NamespacedName, CertificateRecord] = field(default_factory=dict)
+    issuers: dict[IssuerKey, IssuerRecord] = field(default_factory=dict)
+    requests: dict[NamespacedName, RequestRecord] = field(default_factory=dict)
+    # resourceVersion of each certmint-labelled Secret (None: known to be deleted).
+    secret_versions: dict[NamespacedName, str | None] = field(default_factory=dict)
+    # For each Certificate, the inputs of its last reconcile outcome; equal inputs skip the next one.
+    settled: dict[NamespacedName, Settled] = field(default_factory=dict)
+    # CertificateRequests being signed inline by the certificate reconciler right now.
+    inflight_requests: set[NamespacedName] = field(default_factory=set)
+
+    def issuer_for(self, namespace: str, ref: IssuerRef) -> IssuerRecord | None:
+        key = (ref.kind, "" if ref.kind == "ClusterIssuer" else namespace, ref.name)
+        return self.issuers.get(key)
+
+    def certificates_using(self, issuer: IssuerKey) -> list[NamespacedName]:
+        kind, namespace, name = issuer
+        found = []
+        for key, rec in self.certificates.items():
+            ref = rec.spec.issuer_ref if rec.spec else None
+            if (
+                ref
+                and ref.kind == kind
+                and ref.name == name
+                and (kind == "ClusterIssuer" or rec.namespace == namespace)
+            ):
+                found.append(key)
+        return found
+
+    def requests_using(self, issuer: IssuerKey) -> list[NamespacedName]:
+        kind, namespace, name = issuer
+        return [
+            key
+            for key, rec in self.requests.items()
+            if rec.spec
+            and rec.spec.issuer_ref.kind == kind
+            and rec.spec.issuer_ref.name == name
+            and (kind == "ClusterIssuer" or rec.namespace == namespace)
+        ]
+
+    def issuers_with_ca_secret(self, namespace: str, secret_name: str, cluster_namespace: str) -> list[IssuerKey]:
+        found = []
+        for key, rec in self.issuers.items():
+            if rec.spec is None or rec.spec.ca_secret_name != secret_name:
+                continue
+            secret_ns = cluster_namespace if rec.kind == "ClusterIssuer" else rec.namespace
+            if secret_ns == namespace:
+                found.append(key)
+        return found
+
+
+def parse_certificate(body: dict[str, Any]) -> CertificateRecord:
+    meta = body["metadata"]
+    spec: CertificateSpec | None = None
+    error: str | None = None
+    try:
+        spec = CertificateSpec.from_dict(body.get("spec") or {})
+    except SpecError as e:
+        error = str(e)
+    return CertificateRecord(
+        namespace=meta["namespace"],
+        name=meta["name"],
+        uid=meta["uid"],
+        generation=int(meta.get("generation", 1)),
+        resource_version=meta["resourceVersion"],
+        spec=spec,
+        spec_error=error,
+        status=dict(body.get("status") or {}),
+    )
+
+
+def parse_issuer(kind: str, body: dict[str, Any]) -> IssuerRecord:
+    meta = body["metadata"]
+    spec: IssuerSpec | None = None
+    error: str | None = None
+    try:
+        spec = IssuerSpec.from_dict(body.get("spec") or {})
+    except SpecError as e:
+        error = str(e)
+    return IssuerRecord(
+        kind=kind,
+        namespace=meta.get("namespace") or "",
+        name=meta["name"],
+        uid=meta["uid"],
+        generation=int(meta.get("generation", 1)),
+        resource_version=meta["resourceVersion"],
+        spec=spec,
+        spec_error=error,
+        status=dict(body.get("status") or {}),
+    )
+
+
+def parse_request(body: dict[str, Any], managed_label: str) -> RequestRecord:
+    meta = body["metadata"]
+    spec: CertificateRequestSpec | None = None
+    error: str | None = None
+    try:
+        spec = CertificateRequestSpec.from_dict(body.get("spec") or {})
+    except SpecError as e:
+        error = str(e)
+    return RequestRecord(
+        namespace=meta["namespace"],
+        name=meta["name"],
+        uid=meta["uid"],
+        resource_version=meta["resourceVersion"],
+        spec=spec,
+        spec_error=error,
+        status=dict(body.get("status") or {}),
+        managed_by_certificate=managed_label in (meta.get("labels") or {}),
+    )

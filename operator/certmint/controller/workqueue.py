@@ -1,0 +1,130 @@
+"""A keyed work queue with a built-in timer: the operator's one scheduler.
+
+Watch events and timers both just *add a key*; workers reconcile a key from
+the latest known state. Guarantees, as in client-go's workqueue:
+
+- a key is processed by at most one worker at a time;
+- adding a key that is already waiting is a no-op (bursts collapse);
+- adding a key while it is being processed re-queues it once afterwards.
+
+Timers (renewals, back-off retries, CA re-checks) live in one heap served by
+one task — not one task or one poll per object — and each key keeps only its
+earliest pending time, so a rescheduled renewal replaces the old one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import logging
+import time
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
+log = logging.getLogger(__name__)
+
+
+class WorkQueue(Generic[K]):
+    def __init__(
+        self, handler: Callable[[K], Awaitable[None]], *, workers: int, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._handler = handler
+        self._workers = workers
+        self._clock = clock  # wall clock: timers are absolute times taken from certificates
+        self._ready: asyncio.Queue[K] = asyncio.Queue()
+        self._queued: set[K] = set()
+        self._active: set[K] = set()
+        self._dirty: set[K] = set()
+        self._timers: list[tuple[float, int, K]] = []
+        self._due: dict[K, float] = {}
+        self._seq = 0
+        self._timer_changed = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.on_timer_fired: Callable[[K, float], None] | None = None
+
+    # -- producers -------------------------------------------------------------------------------------
+
+    def add(self, key: K) -> None:
+        if key in self._active:
+            self._dirty.add(key)
+        elif key not in self._queued:
+            self._queued.add(key)
+            self._ready.put_nowait(key)
+
+    def add_at(self, key: K, when: float) -> None:
+        """Process ``key`` at wall-clock time ``when``; replaces a later pending time for the same key."""
+        current = self._due.get(key)
+        if current is not None and current <= when:
+            return
+        self._due[key] = when
+        self._seq += 1
+        heapq.heappush(self._timers, (when, self._seq, key))
+        self._timer_changed.set()
+
+    def cancel_timer(self, key: K) -> None:
+        self._due.pop(key, None)  # the heap entry becomes stale and is skipped
+
+    def due_at(self, key: K) -> float | None:
+        return self._due.get(key)
+
+    @property
+    def alive(self) -> bool:
+        """True while every worker and the timer task run (the liveness probe)."""
+        return bool(self._tasks) and not any(t.done() for t in self._tasks)
+
+    @property
+    def depth(self) -> int:
+        return len(self._queued) + len(self._active)
+
+    @property
+    def scheduled(self) -> int:
+        return len(self._due)
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._worker(), name=f"certmint-worker-{i}") for i in range(self._workers)]
+        self._tasks.append(asyncio.create_task(self._timer_loop(), name="certmint-scheduler"))
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    # -- internals -------------------------------------------------------------------------------------
+
+    async def _worker(self) -> None:
+        while True:
+            key = await self._ready.get()
+            self._queued.discard(key)
+            self._active.add(key)
+            try:
+                await self._handler(key)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a reconciler bug must not kill the worker; the reconciler reports status itself
+                log.exception("reconciling %s failed unexpectedly", key)
+            finally:
+                self._active.discard(key)
+                if key in self._dirty:
+                    self._dirty.discard(key)
+                    self.add(key)
+
+    async def _timer_loop(self) -> None:
+        while True:
+            self._timer_changed.clear()
+            now = self._clock()
+            while self._timers and self._timers[0][0] <= now:
+                when, _, key = heapq.heappop(self._timers)
+                if self._due.get(key) != when:
+                    continue  # superseded or cancelled
+                del self._due[key]
+                if self.on_timer_fired is not None:
+                    self.on_timer_fired(key, now - when)
+                self.add(key)
+            delay = self._timers[0][0] - now if self._timers else 3600.0
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._timer_changed.wait(), timeout=max(delay, 0.0))

@@ -1,0 +1,98 @@
+"""kopf registration: each handler unpacks its arguments and hands over to the controller.
+
+Handlers watch and enqueue; they never reconcile inline. This keeps kopf's
+per-object workers free, lets bursts of events for one object collapse into
+one reconcile, and leaves kopf nothing to write on our objects (no
+finalizers, no progress annotations): status is written by the controller only.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from certmint import __version__
+from certmint.controller.certificates import reconcile_certificate
+from certmint.controller.issuers import reconcile_cluster_issuer, reconcile_issuer
+from certmint.controller.requests import reconcile_request
+from certmint.controller.runtime import Operator
+from certmint.http import start_http_server
+from certmint.kube.client import KubeClient, credentials_from_kopf
+from certmint.kube.resources import CERTIFICATE_NAME_LABEL, GROUP
+from certmint.settings import Settings
+
+log = logging.getLogger("certmint")
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    config = Settings.from_env()
+    # Secrets: only ours, selected by the API server, never the cluster's whole set.
+    settings.watching.label_selectors["v1", "secrets"] = CERTIFICATE_NAME_LABEL
+    settings.posting.level = logging.WARNING  # our own Events say what happened; kopf's would repeat them
+    settings.persistence.finalizer = f"{GROUP}/finalizer"  # never added by us, but named for clarity
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.networking.request_timeout = 60
+    op = Operator(config, KubeClient(max_connections=config.max_connections))
+    op.reconcilers = {
+        "Certificate": reconcile_certificate,
+        "Issuer": reconcile_issuer,
+        "ClusterIssuer": reconcile_cluster_issuer,
+        "CertificateRequest": reconcile_request,
+    }
+    op.start()
+    memo.operator = op
+    if config.http_port:
+        memo.http = await start_http_server(
+            config.http_port, is_alive=lambda: op.queue.alive, is_ready=lambda: op.ready
+        )
+    log.info("certmint %s starting: %s", __version__, config)
+
+
+@kopf.on.login()
+async def login(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> kopf.ConnectionInfo | None:
+    info = kopf.login_with_service_account(settings=settings, **kwargs) or kopf.login_with_kubeconfig(
+        settings=settings, **kwargs
+    )
+    if info is not None:
+        op: Operator = memo.operator
+        await op.api.set_credentials(credentials_from_kopf(info))
+        op.ready = True
+    return info
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    op: Operator | None = memo.get("operator")
+    if op is not None:
+        await op.stop()
+    if memo.get("http") is not None:
+        await memo.http.cleanup()
+
+
+@kopf.on.event(GROUP, "certificates")
+def certificate_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    memo.operator.observe_certificate(event["type"], event["object"])
+
+
+@kopf.on.event(GROUP, "issuers")
+def issuer_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    memo.operator.observe_issuer("Issuer", event["type"], event["object"])
+
+
+@kopf.on.event(GROUP, "clusterissuers")
+def cluster_issuer_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    memo.operator.observe_issuer("ClusterIssuer", event["type"], event["object"])
+
+
+@kopf.on.event(GROUP, "certificaterequests")
+def request_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    memo.operator.observe_request(event["type"], event["object"])
+
+
+@kopf.on.event("v1", "secrets", labels={CERTIFICATE_NAME_LABEL: kopf.PRESENT})
+def secret_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    memo.operator.observe_secret(event["type"], event["object"])

@@ -1,0 +1,223 @@
+"""Typed operations on the objects certmint reads and writes, over :class:`KubeClient`.
+
+Every API call of the reconcilers goes through one of these functions, so the
+list below is the complete set of the operator's API verbs (and of the RBAC
+rules the Helm chart grants).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from certmint.kube.client import JSON, ApiError, KubeClient
+
+GROUP = "certmint.dev"
+VERSION = "v1alpha1"
+API = f"/apis/{GROUP}/{VERSION}"
+
+# The label every Secret written by certmint carries; the operator watches Secrets with this selector only.
+CERTIFICATE_NAME_LABEL = f"{GROUP}/certificate-name"
+REVISION_ANNOTATION = f"{GROUP}/certificate-revision"
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """What an Event or owner reference needs to know about an object."""
+
+    kind: str
+    namespace: str | None
+    name: str
+    uid: str
+    api_version: str = f"{GROUP}/{VERSION}"
+
+
+def plural(kind: str) -> str:
+    return {
+        "Certificate": "certificates",
+        "CertificateRequest": "certificaterequests",
+        "Issuer": "issuers",
+        "ClusterIssuer": "clusterissuers",
+    }[kind]
+
+
+def object_path(kind: str, namespace: str | None, name: str | None = None) -> str:
+    base = f"{API}/namespaces/{namespace}/{plural(kind)}" if namespace else f"{API}/{plural(kind)}"
+    return f"{base}/{name}" if name else base
+
+
+def secret_path(namespace: str, name: str | None = None) -> str:
+    base = f"/api/v1/namespaces/{namespace}/secrets"
+    return f"{base}/{name}" if name else base
+
+
+# -- Secrets -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SecretData:
+    """The parts of a Secret the reconcilers look at, decoded."""
+
+    name: str
+    namespace: str
+    resource_version: str
+    type: str
+    data: Mapping[str, bytes]
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+    owner_uids: frozenset[str]
+
+
+def _decode_secret(obj: JSON) -> SecretData:
+    meta = obj["metadata"]
+    return SecretData(
+        name=meta["name"],
+        namespace=meta["namespace"],
+        resource_version=meta["resourceVersion"],
+        type=obj.get("type", "Opaque"),
+        data={k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()},
+        labels=dict(meta.get("labels") or {}),
+        annotations=dict(meta.get("annotations") or {}),
+        owner_uids=frozenset(o["uid"] for o in meta.get("ownerReferences") or []),
+    )
+
+
+async def read_secret(api: KubeClient, namespace: str, name: str) -> SecretData | None:
+    obj = await api.get(secret_path(namespace, name))
+    return _decode_secret(obj) if obj else None
+
+
+def _b64(data: Mapping[str, bytes]) -> dict[str, str]:
+    return {k: base64.b64encode(v).decode() for k, v in data.items()}
+
+
+async def create_tls_secret(
+    api: KubeClient,
+    namespace: str,
+    name: str,
+    *,
+    data: Mapping[str, bytes],
+    labels: Mapping[str, str],
+    annotations: Mapping[str, str],
+    owner: ObjectRef | None,
+) -> SecretData:
+    meta: JSON = {"name": name, "labels": dict(labels), "annotations": dict(annotations)}
+    if owner is not None:
+        meta["ownerReferences"] = [owner_reference(owner)]
+    body = {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls", "metadata": meta, "data": _b64(data)}
+    return _decode_secret(await api.create(secret_path(namespace), body))
+
+
+async def update_secret(
+    api: KubeClient,
+    current: SecretData,
+    *,
+    data: Mapping[str, bytes] | None,
+    labels: Mapping[str, str],
+    annotations: Mapping[str, str],
+    owner: ObjectRef | None = None,
+) -> SecretData:
+    """One merge patch, guarded by resourceVersion: key and certificate change together or not at all."""
+    meta: JSON = {"resourceVersion": current.resource_version, "labels": dict(labels), "annotations": dict(annotations)}
+    if owner is not None and owner.uid not in current.owner_uids:
+        meta["ownerReferences"] = [owner_reference(owner)]
+    body: JSON = {"metadata": meta}
+    if data is not None:
+        body["data"] = _b64(data)
+    return _decode_secret(await api.merge_patch(secret_path(current.namespace, current.name), body))
+
+
+def owner_reference(owner: ObjectRef) -> JSON:
+    return {
+        "apiVersion": owner.api_version,
+        "kind": owner.kind,
+        "name": owner.name,
+        "uid": owner.uid,
+        "controller": True,
+        "blockOwnerDeletion": False,
+    }
+
+
+# -- certmint objects ------------------------------------------------------------------------------------
+
+
+async def patch_status(api: KubeClient, kind: str, namespace: str | None, name: str, status: JSON) -> JSON:
+    return await api.merge_patch(object_path(kind, namespace, name) + "/status", {"status": status})
+
+
+async def create_certificate_request(
+    api: KubeClient,
+    namespace: str,
+    *,
+    certificate: ObjectRef,
+    revision: int,
+    spec: JSON,
+) -> JSON:
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "CertificateRequest",
+        "metadata": {
+            "generateName": f"{certificate.name[:240]}-",
+            "labels": {CERTIFICATE_NAME_LABEL: certificate.name},
+            "annotations": {REVISION_ANNOTATION: str(revision)},
+            "ownerReferences": [owner_reference(certificate)],
+        },
+        "spec": spec,
+    }
+    return await api.create(object_path("CertificateRequest", namespace), body)
+
+
+async def list_certificate_requests(api: KubeClient, namespace: str, certificate_name: str) -> list[JSON]:
+    return await api.list(
+        object_path("CertificateRequest", namespace), label_selector=f"{CERTIFICATE_NAME_LABEL}={certificate_name}"
+    )
+
+
+async def delete_certificate_request(api: KubeClient, namespace: str, name: str) -> bool:
+    return await api.delete(object_path("CertificateRequest", namespace, name))
+
+
+# -- Events --------------------------------------------------------------------------------------------
+
+
+async def post_event(
+    api: KubeClient,
+    obj: ObjectRef,
+    *,
+    type_: str,
+    reason: str,
+    message: str,
+    component: str,
+    now: datetime.datetime,
+    fallback_namespace: str,
+) -> None:
+    """A core/v1 Event; failures to post are swallowed by the caller's choice, not here."""
+    namespace = obj.namespace or fallback_namespace
+    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    body: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{obj.name[:200]}.", "namespace": namespace},
+        "involvedObject": {
+            "apiVersion": obj.api_version,
+            "kind": obj.kind,
+            "name": obj.name,
+            "namespace": obj.namespace or "",
+            "uid": obj.uid,
+        },
+        "type": type_,
+        "reason": reason,
+        "message": message[:1024],
+        "source": {"component": component},
+        "reportingComponent": component,
+        "firstTimestamp": stamp,
+        "lastTimestamp": stamp,
+        "count": 1,
+    }
+    await api.create(f"/api/v1/namespaces/{namespace}/events", body)
+
+
+__all__ = ["ApiError"]

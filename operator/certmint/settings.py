@@ -1,0 +1,74 @@
+"""Operator configuration: one frozen object, read from environment variables once at start-up.
+
+Every variable, its default and why:
+
+CERTMINT_NAMESPACE            (default: the pod's namespace, else "certmint")
+    Where ClusterIssuer CA Secrets live (the "cluster resource namespace").
+CERTMINT_WORKERS              (default 16)
+    Concurrent reconciles. Reconciles are I/O-bound; 16 keeps the API server busy without flooding it.
+CERTMINT_MAX_CONNECTIONS      (default 32)
+    Upper bound on concurrent HTTP connections to the API server: the client-side rate limit.
+CERTMINT_HTTP_PORT            (default 8080; 0 disables)
+    Port of /metrics, /healthz and /readyz.
+CERTMINT_JITTER_FRACTION      (default 0.05)
+    Renewals move earlier by a stable per-certificate amount below this fraction of the lifetime,
+    so that certificates issued together do not renew together.
+CERTMINT_ISSUER_RECHECK_SECONDS (default 60)
+    How often an issuer's CA Secret is re-read when nothing else triggers it (CA Secrets made by
+    certmint itself are watched and trigger immediately).
+CERTMINT_POST_EVENTS          (default true)
+    Post Kubernetes Events for issuance, renewal and failures.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+_SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def _pod_namespace() -> str:
+    try:
+        return _SA_NAMESPACE.read_text().strip() or "certmint"
+    except OSError:
+        return "certmint"
+
+
+def _bool(value: str) -> bool:
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    namespace: str = "certmint"
+    workers: int = 16
+    max_connections: int = 32
+    http_port: int = 8080
+    jitter_fraction: float = 0.05
+    issuer_recheck_seconds: float = 60.0
+    post_events: bool = True
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        e = dict(os.environ if env is None else env)
+        try:
+            settings = cls(
+                namespace=e.get("CERTMINT_NAMESPACE") or _pod_namespace(),
+                workers=int(e.get("CERTMINT_WORKERS", cls.workers)),
+                max_connections=int(e.get("CERTMINT_MAX_CONNECTIONS", cls.max_connections)),
+                http_port=int(e.get("CERTMINT_HTTP_PORT", cls.http_port)),
+                jitter_fraction=float(e.get("CERTMINT_JITTER_FRACTION", cls.jitter_fraction)),
+                issuer_recheck_seconds=float(e.get("CERTMINT_ISSUER_RECHECK_SECONDS", cls.issuer_recheck_seconds)),
+                post_events=_bool(e.get("CERTMINT_POST_EVENTS", "true")),
+            )
+        except ValueError as err:
+            raise SystemExit(f"certmint: invalid configuration: {err}") from err
+        if settings.workers < 1 or not 0 <= settings.jitter_fraction < 0.5:
+            raise SystemExit("certmint: CERTMINT_WORKERS must be >= 1 and CERTMINT_JITTER_FRACTION in [0, 0.5)")
+        return settings

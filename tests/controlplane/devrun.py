@@ -1,0 +1,91 @@
+"""``make run``: the operator against a local control plane it starts (default) or your current cluster.
+
+local   : starts etcd + kube-apiserver + kube-controller-manager (see cluster.py), installs the CRDs,
+          applies a demo issuer and certificate, runs the operator in the foreground and shows the
+          demo certificate going Ready. Ctrl-C stops the operator and the control plane.
+current : installs the CRDs into the cluster of your current kubeconfig and runs the operator there
+          (no demo objects are created).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.controlplane.cluster import ControlPlane, build_binaries, stop_recorded
+
+REPO = Path(__file__).resolve().parents[2]
+NAMESPACE = "certmint"
+
+
+def kubectl(binary: str, kubeconfig: str | None, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    cmd = [binary, *([f"--kubeconfig={kubeconfig}"] if kubeconfig else []), *args]
+    return subprocess.run(cmd, text=True, capture_output=True, check=check)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cluster", choices=["local", "current"], default="local")
+    parser.add_argument("--dir", type=Path, default=REPO / ".local" / "cluster")
+    args = parser.parse_args()
+
+    cp: ControlPlane | None = None
+    if args.cluster == "local":
+        workdir = args.dir.resolve()
+        stop_recorded(workdir)
+        shutil.rmtree(workdir, ignore_errors=True)
+        print("building/finding the control-plane binaries (first run: ~10-15 min)...", flush=True)
+        cp = ControlPlane(workdir=workdir, bin_dir=build_binaries())
+        cp.start()
+        kubeconfig: str | None = str(cp.admin_kubeconfig)
+        binary = str(cp.bin_dir / "kubectl")
+    else:
+        kubeconfig = None
+        binary = shutil.which("kubectl") or str(build_binaries() / "kubectl")
+
+    operator: subprocess.Popen[bytes] | None = None
+    try:
+        kubectl(binary, kubeconfig, "apply", "--server-side", "-f", str(REPO / "crds"))
+        kubectl(binary, kubeconfig, "wait", "--for=condition=Established", "-f", str(REPO / "crds"))
+        kubectl(binary, kubeconfig, "create", "namespace", NAMESPACE, check=False)
+        env = {**os.environ, "CERTMINT_NAMESPACE": NAMESPACE}
+        if kubeconfig:
+            env["KUBECONFIG"] = kubeconfig
+        operator = subprocess.Popen([sys.executable, "-m", "certmint"], env=env)
+        if cp is not None:
+            kubectl(binary, kubeconfig, "apply", "-f", str(REPO / "tests" / "controlplane" / "demo.yaml"))
+            kubectl(
+                binary,
+                kubeconfig,
+                "wait",
+                "--for=condition=Ready",
+                "--timeout=60s",
+                "certificate/web",
+                "-n",
+                "default",
+            )
+            shown = kubectl(binary, kubeconfig, "get", "clusterissuers,certificates", "-A")
+            print("\n" + shown.stdout, flush=True)
+            print(
+                f"certmint is running against a local control plane. In another shell:\n"
+                f"  export KUBECONFIG={kubeconfig}\n  {binary} get certificates -A\n"
+                f"Ctrl-C stops the operator and the control plane.\n",
+                flush=True,
+            )
+        return operator.wait()  # foreground until the operator exits or Ctrl-C
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if operator is not None and operator.poll() is None:
+            operator.terminate()
+            operator.wait(timeout=30)
+        if cp is not None:
+            cp.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,157 @@
+"""Builders for test objects and readers for what the operator wrote."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from typing import Any
+
+from cryptography import x509
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from tests.integration.kubeutil import wait_for
+
+GROUP, VERSION = "certmint.dev", "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+def cluster_issuer(name: str, *, ca_secret: str | None = None, policy: dict[str, Any] | None = None) -> dict[str, Any]:
+    spec: dict[str, Any] = {"ca": {"secretName": ca_secret}} if ca_secret else {"selfSigned": {}}
+    if policy:
+        spec["policy"] = policy
+    return {"apiVersion": API_VERSION, "kind": "ClusterIssuer", "metadata": {"name": name}, "spec": spec}
+
+
+def issuer(
+    name: str, namespace: str, *, ca_secret: str | None = None, policy: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    obj = cluster_issuer(name, ca_secret=ca_secret, policy=policy)
+    obj["kind"] = "Issuer"
+    obj["metadata"]["namespace"] = namespace
+    return obj
+
+
+def certificate(
+    name: str,
+    namespace: str,
+    *,
+    issuer_name: str,
+    issuer_kind: str = "ClusterIssuer",
+    secret: str | None = None,
+    **spec: Any,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "secretName": secret or f"{name}-tls",
+        "issuerRef": {"name": issuer_name, "kind": issuer_kind},
+    }
+    if not any(k in spec for k in ("commonName", "dnsNames", "ipAddresses", "uris", "emailAddresses")):
+        body["dnsNames"] = [f"{name}.{namespace}.svc"]
+    body.update(spec)
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "Certificate",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": body,
+    }
+
+
+class Certmint:
+    """Typed access to certmint objects through the real API, for assertions."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.custom = client.CustomObjectsApi(api)
+        self.core = client.CoreV1Api(api)
+
+    def create(self, obj: dict[str, Any]) -> dict[str, Any]:
+        plural = obj["kind"].lower() + "s"
+        ns = obj["metadata"].get("namespace")
+        if ns:
+            return dict(self.custom.create_namespaced_custom_object(GROUP, VERSION, ns, plural, obj))
+        return dict(self.custom.create_cluster_custom_object(GROUP, VERSION, plural, obj))
+
+    def get(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any]:
+        plural = kind.lower() + "s"
+        if namespace:
+            return dict(self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name))
+        return dict(self.custom.get_cluster_custom_object(GROUP, VERSION, plural, name))
+
+    def patch(self, kind: str, name: str, namespace: str | None, body: dict[str, Any]) -> None:
+        plural = kind.lower() + "s"
+        if namespace:
+            self.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, plural, name, body)
+        else:
+            self.custom.patch_cluster_custom_object(GROUP, VERSION, plural, name, body)
+
+    def delete(self, kind: str, name: str, namespace: str | None = None) -> None:
+        plural = kind.lower() + "s"
+        if namespace:
+            self.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+        else:
+            self.custom.delete_cluster_custom_object(GROUP, VERSION, plural, name)
+
+    def condition(self, kind: str, name: str, namespace: str | None, type_: str) -> dict[str, Any] | None:
+        obj = self.get(kind, name, namespace)
+        for c in obj.get("status", {}).get("conditions", []):
+            if c["type"] == type_:
+                return dict(c)
+        return None
+
+    def wait_condition(
+        self,
+        kind: str,
+        name: str,
+        namespace: str | None,
+        type_: str = "Ready",
+        status: str = "True",
+        timeout: float = 30,
+        reason: str | None = None,
+    ) -> dict[str, Any]:
+        def check() -> dict[str, Any] | None:
+            c = self.condition(kind, name, namespace, type_)
+            if c and c["status"] == status and (reason is None or c["reason"] == reason):
+                return c
+            return None
+
+        try:
+            return wait_for(
+                check,
+                f"{kind} {namespace}/{name} {type_}={status}" + (f" ({reason})" if reason else ""),
+                timeout=timeout,
+            )
+        except AssertionError as e:
+            obj = self.get(kind, name, namespace)
+            raise AssertionError(f"{e}; status now: {obj.get('status')}") from None
+
+    def wait_ready(self, kind: str, name: str, namespace: str | None = None, timeout: float = 30) -> dict[str, Any]:
+        self.wait_condition(kind, name, namespace, "Ready", "True", timeout)
+        return self.get(kind, name, namespace)
+
+    def secret(self, name: str, namespace: str) -> client.V1Secret | None:
+        try:
+            return self.core.read_namespaced_secret(name, namespace)
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+
+    def secret_data(self, name: str, namespace: str) -> dict[str, bytes]:
+        s = self.secret(name, namespace)
+        assert s is not None, f"Secret {namespace}/{name} does not exist"
+        return {k: base64.b64decode(v) for k, v in (s.data or {}).items()}
+
+    def namespace(self, name: str) -> str:
+        self.core.create_namespace({"metadata": {"name": name}})
+        return name
+
+
+def leaf(data: dict[str, bytes]) -> x509.Certificate:
+    return x509.load_pem_x509_certificates(data["tls.crt"])[0]
+
+
+def serial_hex(cert: x509.Certificate) -> str:
+    return format(cert.serial_number, "x")
