@@ -8,22 +8,27 @@ finalizers, no progress annotations): status is written by the controller only.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import signal
 from typing import Any
 
 import kopf
 
-from certmint import __version__
+from certmint import __version__, metrics
 from certmint.controller.certificates import reconcile_certificate
 from certmint.controller.issuers import reconcile_cluster_issuer, reconcile_issuer
 from certmint.controller.requests import reconcile_request
 from certmint.controller.runtime import Operator
 from certmint.http import start_http_server
 from certmint.kube.client import KubeClient, credentials_from_kopf
+from certmint.kube.leader import LeaderElector, LeaseConfig
 from certmint.kube.resources import CERTIFICATE_NAME_LABEL, GROUP
 from certmint.settings import Settings
 
 log = logging.getLogger("certmint")
+LEASE_NAME = "certmint-operator"
 
 
 @kopf.on.startup()
@@ -43,13 +48,48 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         "ClusterIssuer": reconcile_cluster_issuer,
         "CertificateRequest": reconcile_request,
     }
-    op.start()
     memo.operator = op
+    memo.logged_in = asyncio.Event()
+    memo.elector_task = asyncio.create_task(_lead(op, memo.logged_in), name="certmint-leader-election")
     if config.http_port:
         memo.http = await start_http_server(
             config.http_port, is_alive=lambda: op.queue.alive, is_ready=lambda: op.ready
         )
     log.info("certmint %s starting: %s", __version__, config)
+
+
+async def _lead(op: Operator, logged_in: asyncio.Event) -> None:
+    """Reconcile only as the leader; until then, watch events keep filling state and the queue."""
+    cfg = op.settings
+    if not cfg.leader_election:
+        op.start()
+        metrics.leader.set(1)
+        return
+    await logged_in.wait()
+    elector = LeaderElector(
+        op.api,
+        LeaseConfig(
+            namespace=cfg.namespace,
+            name=LEASE_NAME,
+            identity=cfg.identity,
+            lease_duration=cfg.lease_duration,
+            renew_period=cfg.lease_renew,
+            retry_period=cfg.lease_retry,
+        ),
+    )
+
+    async def started() -> None:
+        metrics.leader.set(1)
+        op.start()
+
+    def lost() -> None:
+        metrics.leader.set(0)
+        op.queue.halt()
+        # Exit and let Kubernetes restart us as a fresh candidate: the simple, safe way to step down.
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    op.elector = elector
+    await elector.run(started, lost)
 
 
 @kopf.on.login()
@@ -61,13 +101,19 @@ async def login(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
         op: Operator = memo.operator
         await op.api.set_credentials(credentials_from_kopf(info))
         op.ready = True
+        memo.logged_in.set()
     return info
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    if memo.get("elector_task") is not None:
+        memo.elector_task.cancel()
     op: Operator | None = memo.get("operator")
     if op is not None:
+        op.queue.halt()  # no write after this point
+        if op.elector is not None:
+            await op.elector.release()
         await op.stop()
     if memo.get("http") is not None:
         await memo.http.cleanup()

@@ -56,6 +56,12 @@ renewal_lag = Histogram(
     buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5),
     registry=REGISTRY,
 )
+renewal_start_lag = Histogram(
+    "certmint_renewal_lag_seconds",
+    "How late a renewal started compared with its scheduled renewal time.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10),
+    registry=REGISTRY,
+)
 queue_depth = Gauge("certmint_workqueue_depth", "Keys waiting or being reconciled.", registry=REGISTRY)
 scheduled_timers = Gauge("certmint_scheduled_timers", "Keys with a pending timer.", registry=REGISTRY)
 
@@ -74,3 +80,6 @@ def forget_certificate(namespace: str, name: str, issuer_name: str, issuer_kind:
     for condition in READY_CONDITIONS:
         with contextlib.suppress(KeyError):
             certificate_ready.remove(namespace, name, condition)
+
+
+leader = Gauge("certmint_leader", "1 while this replica holds the leader Lease and reconciles.", registry=REGISTRY)

@@ -18,11 +18,20 @@ CERTMINT_ISSUER_RECHECK_SECONDS (default 60)
     certmint itself are watched and trigger immediately).
 CERTMINT_POST_EVENTS          (default true)
     Post Kubernetes Events for issuance, renewal and failures.
+CERTMINT_LEADER_ELECTION      (default true)
+    Reconcile only while holding the Lease "certmint-operator" in CERTMINT_NAMESPACE, so that with
+    several replicas exactly one writes; the others keep their state warm for a fast failover.
+CERTMINT_LEASE_DURATION_SECONDS (default 15), CERTMINT_LEASE_RENEW_SECONDS (default 5),
+CERTMINT_LEASE_RETRY_SECONDS  (default 2)
+    A standby takes over at most lease-duration + retry seconds after the leader stops renewing.
+POD_NAME                      (default: hostname-pid)
+    This replica's identity in the Lease.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +62,11 @@ class Settings:
     jitter_fraction: float = 0.05
     issuer_recheck_seconds: float = 60.0
     post_events: bool = True
+    leader_election: bool = True
+    lease_duration: float = 15.0
+    lease_renew: float = 5.0
+    lease_retry: float = 2.0
+    identity: str = ""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -66,9 +80,16 @@ class Settings:
                 jitter_fraction=float(e.get("CERTMINT_JITTER_FRACTION", cls.jitter_fraction)),
                 issuer_recheck_seconds=float(e.get("CERTMINT_ISSUER_RECHECK_SECONDS", cls.issuer_recheck_seconds)),
                 post_events=_bool(e.get("CERTMINT_POST_EVENTS", "true")),
+                leader_election=_bool(e.get("CERTMINT_LEADER_ELECTION", "true")),
+                lease_duration=float(e.get("CERTMINT_LEASE_DURATION_SECONDS", cls.lease_duration)),
+                lease_renew=float(e.get("CERTMINT_LEASE_RENEW_SECONDS", cls.lease_renew)),
+                lease_retry=float(e.get("CERTMINT_LEASE_RETRY_SECONDS", cls.lease_retry)),
+                identity=e.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}",
             )
         except ValueError as err:
             raise SystemExit(f"certmint: invalid configuration: {err}") from err
+        if settings.leader_election and not 0 < settings.lease_renew < settings.lease_duration:
+            raise SystemExit("certmint: CERTMINT_LEASE_RENEW_SECONDS must be below CERTMINT_LEASE_DURATION_SECONDS")
         if settings.workers < 1 or not 0 <= settings.jitter_fraction < 0.5:
             raise SystemExit("certmint: CERTMINT_WORKERS must be >= 1 and CERTMINT_JITTER_FRACTION in [0, 0.5)")
         return settings

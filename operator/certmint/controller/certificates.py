@@ -261,6 +261,10 @@ async def _issue(
     seen: SeenSecret,
 ) -> bool | None:
     started = time.perf_counter()
+    if reason.code == "Renewing" and still_valid is not None:  # how late, compared with the old renewal time
+        scheduled = _renewal_at(op, rec, spec, still_valid)
+        assert scheduled is not None
+        metrics.renewal_start_lag.observe((op.now() - scheduled).total_seconds())
     failure = _precheck(rec, spec, issuer)
     if failure is not None:
         return await _fail(op, rec, failure, valid=still_valid)

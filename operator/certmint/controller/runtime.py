@@ -25,6 +25,7 @@ from certmint.controller.state import (
 from certmint.controller.workqueue import WorkQueue
 from certmint.kube import resources
 from certmint.kube.client import KubeClient
+from certmint.kube.leader import LeaderElector
 from certmint.settings import Settings
 
 log = logging.getLogger("certmint")
@@ -45,6 +46,7 @@ class Operator:
         metrics.scheduled_timers.set_function(lambda: self.queue.scheduled)
         self.reconcilers: dict[str, Reconciler] = {}
         self.ready = False
+        self.elector: LeaderElector | None = None
         api.on_request = lambda verb, resource: metrics.api_requests.labels(verb, resource).inc()
 
     def now(self) -> datetime.datetime:

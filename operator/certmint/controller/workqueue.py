@@ -88,6 +88,11 @@ class WorkQueue(Generic[K]):
         self._tasks = [asyncio.create_task(self._worker(), name=f"certmint-worker-{i}") for i in range(self._workers)]
         self._tasks.append(asyncio.create_task(self._timer_loop(), name="certmint-scheduler"))
 
+    def halt(self) -> None:
+        """Stop processing now, without waiting (leadership lost: not one more write)."""
+        for t in self._tasks:
+            t.cancel()
+
     async def stop(self) -> None:
         for t in self._tasks:
             t.cancel()
