@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -27,11 +28,17 @@ def kubectl(binary: str, kubeconfig: str | None, *args: str, check: bool = True)
     return subprocess.run(cmd, text=True, capture_output=True, check=check)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cluster", choices=["local", "current"], default="local")
     parser.add_argument("--dir", type=Path, default=REPO / ".local" / "cluster")
     args = parser.parse_args()
+    # SIGTERM (e.g. from `timeout` or a parent shell) must clean up like Ctrl-C does.
+    signal.signal(signal.SIGTERM, _interrupt)
 
     cp: ControlPlane | None = None
     if args.cluster == "local":
