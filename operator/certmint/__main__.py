@@ -8,6 +8,7 @@ import os
 import sys
 
 from certmint import __version__
+from certmint.settings import Settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,7 +37,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import certmint.handlers  # noqa: F401, PLC0415  (registers the handlers)
 
-    namespaces = args.namespace or [n for n in os.environ.get("CERTMINT_WATCH_NAMESPACES", "").split(",") if n]
+    if args.namespace:
+        os.environ["CERTMINT_WATCH_NAMESPACES"] = ",".join(args.namespace)
+    namespaces = list(Settings.from_env().watch_namespaces)
     kopf.run(standalone=True, clusterwide=not namespaces, namespaces=namespaces)
     return 0
 

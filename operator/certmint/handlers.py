@@ -61,11 +61,11 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
 async def _lead(op: Operator, logged_in: asyncio.Event) -> None:
     """Reconcile only as the leader; until then, watch events keep filling state and the queue."""
     cfg = op.settings
+    await logged_in.wait()
     if not cfg.leader_election:
-        op.start()
+        await op.start()
         metrics.leader.set(1)
         return
-    await logged_in.wait()
     elector = LeaderElector(
         op.api,
         LeaseConfig(
@@ -80,7 +80,7 @@ async def _lead(op: Operator, logged_in: asyncio.Event) -> None:
 
     async def started() -> None:
         metrics.leader.set(1)
-        op.start()
+        await op.start()
 
     def lost() -> None:
         metrics.leader.set(0)

@@ -24,6 +24,8 @@ CERTMINT_LEADER_ELECTION      (default true)
 CERTMINT_LEASE_DURATION_SECONDS (default 15), CERTMINT_LEASE_RENEW_SECONDS (default 5),
 CERTMINT_LEASE_RETRY_SECONDS  (default 2)
     A standby takes over at most lease-duration + retry seconds after the leader stops renewing.
+CERTMINT_WATCH_NAMESPACES     (default: empty = the whole cluster)
+    Comma-separated namespaces to watch instead of the whole cluster (same as --namespace).
 POD_NAME                      (default: hostname-pid)
     This replica's identity in the Lease.
 """
@@ -67,6 +69,7 @@ class Settings:
     lease_renew: float = 5.0
     lease_retry: float = 2.0
     identity: str = ""
+    watch_namespaces: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -85,6 +88,9 @@ class Settings:
                 lease_renew=float(e.get("CERTMINT_LEASE_RENEW_SECONDS", cls.lease_renew)),
                 lease_retry=float(e.get("CERTMINT_LEASE_RETRY_SECONDS", cls.lease_retry)),
                 identity=e.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}",
+                watch_namespaces=tuple(
+                    n.strip() for n in e.get("CERTMINT_WATCH_NAMESPACES", "").split(",") if n.strip()
+                ),
             )
         except ValueError as err:
             raise SystemExit(f"certmint: invalid configuration: {err}") from err

@@ -24,7 +24,7 @@ from certmint.controller.state import (
 )
 from certmint.controller.workqueue import WorkQueue
 from certmint.kube import resources
-from certmint.kube.client import KubeClient
+from certmint.kube.client import ApiError, KubeClient
 from certmint.kube.leader import LeaderElector
 from certmint.settings import Settings
 
@@ -56,7 +56,24 @@ class Operator:
         kind, namespace, name = key
         await self.reconcilers[kind](self, namespace, name)
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        """Start reconciling, once the issuers are known.
+
+        Certificates and issuers arrive on separate watches in no set order; a Certificate reconciled
+        before its issuer was seen would report a spurious "issuer not found". One list of each issuer
+        kind before the workers start settles that.
+        """
+        paths = [("ClusterIssuer", resources.object_path("ClusterIssuer", None))]
+        namespaces = self.settings.watch_namespaces or (None,)
+        paths += [("Issuer", resources.object_path("Issuer", ns)) for ns in namespaces]
+        for kind, path in paths:
+            try:
+                items = await self.api.list(path)
+            except ApiError as e:  # the watches will deliver them anyway; this only avoids a false alarm
+                log.warning("listing %s failed: %s", path, e)
+                continue
+            for body in items:
+                self.observe_issuer(kind, "ADDED", body)
         self.queue.start()
 
     async def stop(self) -> None:
