@@ -46,9 +46,9 @@ async def reconcile_request(op: Operator, namespace: str, name: str) -> None:
     ref = spec.issuer_ref
     if issuer is None or not issuer.ready or issuer.spec is None:
         why = "does not exist" if issuer is None else f"is not ready: {issuer.message}"
-        attempts = int(rec.status.get("failedAttempts") or 0)
         await _set(op, rec, now, [Condition("Ready", "False", "Pending", f"{ref.kind} {ref.name!r} {why}")], {})
-        op.schedule(("CertificateRequest", namespace, name), now + retry_delay(spec.duration, attempts + 1))
+        # The issuer becoming ready wakes this request; the timer is only a safety net.
+        op.schedule(("CertificateRequest", namespace, name), now + retry_delay(spec.duration, 1))
         return
     if issuer.spec.kind == "selfSigned":
         await _finish(

@@ -92,8 +92,11 @@ class Operator:
         meta = body["metadata"]
         key = (meta["namespace"], meta["name"])
         if event_type == "DELETED":
-            self.state.certificates.pop(key, None)
+            gone = self.state.certificates.pop(key, None)
             self.state.settled.pop(key, None)
+            if gone is not None and gone.spec is not None:
+                ref = gone.spec.issuer_ref
+                metrics.forget_certificate(gone.namespace, gone.name, ref.name, ref.kind)
         else:
             current = self.state.certificates.get(key)
             if (
