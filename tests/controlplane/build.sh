@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver, kube-controller-manager, kubectl and etcd from the
-# pinned Go module in ./kube, into a cache directory outside the repository
-# keyed by the module's content, so an unchanged pin never rebuilds.
+# Builds kube-apiserver, kube-controller-manager, kubectl, etcd and, for the
+# e2e node, kubelet, kube-scheduler and kube-proxy from the pinned Go module
+# in ./kube, into a cache directory outside the repository keyed by the
+# module's content, so an unchanged pin never rebuilds. Concurrent runs wait
+# for each other on a lock instead of building into the same directory.
 # Prints the directory holding the binaries on its last line.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -10,7 +12,10 @@ version=$(awk '$1 == "k8s.io/kubernetes" && $2 ~ /^v/ {print $2; exit}' "$mod/go
 key=$(cat "$0" "$mod/go.mod" "$mod/go.sum" "$mod/etcd/main.go" | sha256sum | cut -c1-12)
 cache="${CERTMINT_CACHE:-$HOME/.cache/certmint}"
 out="$cache/kube-$version-$key"
-bins=(kube-apiserver kube-controller-manager kubectl etcd)
+mkdir -p "$cache"
+exec 9>"$cache/.build.lock"
+flock 9
+bins=(kube-apiserver kube-controller-manager kubectl etcd kubelet kube-scheduler kube-proxy)
 
 missing=()
 for b in "${bins[@]}"; do [ -x "$out/$b" ] || missing+=("$b"); done

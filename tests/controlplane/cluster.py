@@ -170,10 +170,10 @@ class ControlPlane:
 
     def kubeconfig_for(self, user: str) -> Path:
         """A kubeconfig for one of the identities in the token file."""
-        path = self.workdir / f"{user}.kubeconfig"
-        if not path.exists():
-            _write(path, kubeconfig_text(self.server, self.ca_pem, user, self.tokens[user]))
-        return path
+        # Always rewritten: a workdir reused by another run must not point at that run's port.
+        return _write(
+            self.workdir / f"{user}.kubeconfig", kubeconfig_text(self.server, self.ca_pem, user, self.tokens[user])
+        )
 
     def kubeconfig_for_token(self, name: str, token: str) -> Path:
         """A kubeconfig for any bearer token, e.g. a ServiceAccount token from the TokenRequest API."""
