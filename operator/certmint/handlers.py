@@ -53,9 +53,17 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.elector_task = asyncio.create_task(_lead(op, memo.logged_in), name="certmint-leader-election")
     if config.http_port:
         memo.http = await start_http_server(
-            config.http_port, is_alive=lambda: op.queue.alive, is_ready=lambda: op.ready
+            config.http_port, is_alive=lambda: _alive(op, memo), is_ready=lambda: op.ready
         )
     log.info("certmint %s starting: %s", __version__, config)
+
+
+def _alive(op: Operator, memo: kopf.Memo) -> bool:
+    """Liveness: the leader's workers run; a standby's campaign runs (a standby is healthy, not stuck)."""
+    if op.queue.started:
+        return op.queue.alive
+    task: asyncio.Task[None] | None = memo.get("elector_task")
+    return task is not None and not task.done()
 
 
 async def _lead(op: Operator, logged_in: asyncio.Event) -> None:

@@ -70,6 +70,10 @@ class WorkQueue(Generic[K]):
         return self._due.get(key)
 
     @property
+    def started(self) -> bool:
+        return bool(self._tasks)
+
+    @property
     def alive(self) -> bool:
         """True while every worker and the timer task run (the liveness probe)."""
         return bool(self._tasks) and not any(t.done() for t in self._tasks)
