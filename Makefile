@@ -10,7 +10,7 @@ CLUSTER ?= local
 CLUSTER_DIR ?= .local/cluster
 
 .PHONY: help setup binaries helm chart-crds image-lock e2e-setup lint test test-unit test-integration test-chart \
-	test-e2e run cluster-up cluster-down clean
+	test-e2e bench bench-reduced run cluster-up cluster-down clean
 
 help:
 	@grep -E '^#   make' Makefile | sed 's/^#   //'
@@ -59,6 +59,12 @@ test-e2e: setup binaries helm e2e-setup
 
 test: setup binaries helm e2e-setup lint ## every tier: lint, unit, integration, chart, e2e (+ the reduced benchmark)
 	$(BIN)/pytest tests e2e
+
+bench: setup binaries ## benchmarks at full scale (20-30 min on 2 cores): table + bench-results/bench-*.json
+	$(BIN)/python -m tests.bench.run --scale full
+
+bench-reduced: setup binaries ## the benchmark's reduced run (~2.5 min), as make test runs it
+	$(BIN)/pytest -m bench tests/bench
 
 run: setup ## operator against the embedded local control plane (CLUSTER=current: your kubeconfig's cluster)
 	$(BIN)/python -m tests.controlplane.devrun --cluster $(CLUSTER) --dir $(CLUSTER_DIR)

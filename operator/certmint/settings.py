@@ -16,6 +16,8 @@ CERTMINT_JITTER_FRACTION      (default 0.05)
 CERTMINT_ISSUER_RECHECK_SECONDS (default 60)
     How often an issuer's CA Secret is re-read when nothing else triggers it (CA Secrets made by
     certmint itself are watched and trigger immediately).
+CERTMINT_KEYGEN_PROCESSES     (default 1)
+    Worker processes for RSA key generation (started on first use; ECDSA/Ed25519 keys are made inline).
 CERTMINT_POST_EVENTS          (default true)
     Post Kubernetes Events for issuance, renewal and failures.
 CERTMINT_LEADER_ELECTION      (default true)
@@ -64,6 +66,7 @@ class Settings:
     jitter_fraction: float = 0.05
     issuer_recheck_seconds: float = 60.0
     post_events: bool = True
+    keygen_processes: int = 1
     leader_election: bool = True
     lease_duration: float = 15.0
     lease_renew: float = 5.0
@@ -83,6 +86,7 @@ class Settings:
                 jitter_fraction=float(e.get("CERTMINT_JITTER_FRACTION", cls.jitter_fraction)),
                 issuer_recheck_seconds=float(e.get("CERTMINT_ISSUER_RECHECK_SECONDS", cls.issuer_recheck_seconds)),
                 post_events=_bool(e.get("CERTMINT_POST_EVENTS", "true")),
+                keygen_processes=int(e.get("CERTMINT_KEYGEN_PROCESSES", cls.keygen_processes)),
                 leader_election=_bool(e.get("CERTMINT_LEADER_ELECTION", "true")),
                 lease_duration=float(e.get("CERTMINT_LEASE_DURATION_SECONDS", cls.lease_duration)),
                 lease_renew=float(e.get("CERTMINT_LEASE_RENEW_SECONDS", cls.lease_renew)),

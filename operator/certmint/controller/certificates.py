@@ -46,6 +46,7 @@ from certmint.pki.keys import (
     PrivateKey,
     encode_private_key,
     generate_private_key,
+    generate_private_key_pem,
     key_algorithm,
     load_private_key,
 )
@@ -233,9 +234,22 @@ async def _keep(
         "failedIssuanceAttempts": None,
         "lastFailureTime": None,
     }
+    if all(rec.status.get(k) == v for k, v in fields.items()):
+        # Same certificate as the status already describes (e.g. after a restart): keep the conditions'
+        # wording from the issuance instead of rewriting every Certificate once.
+        ready = _same_status_condition(rec.status, ready)
+        issuing = _same_status_condition(rec.status, issuing)
     await _write_status(op, rec, [ready, issuing], fields)
     _observe_metrics(rec, spec, facts, renewal_at, "True")
     op.schedule(("Certificate", rec.namespace, rec.name), renewal_at)
+
+
+def _same_status_condition(status: dict[str, Any], wanted: Condition) -> Condition:
+    """The existing condition of ``wanted``'s type when it already has ``wanted``'s status, else ``wanted``."""
+    for c in status.get("conditions") or []:
+        if c.get("type") == wanted.type and c.get("status") == wanted.status:
+            return Condition(wanted.type, wanted.status, str(c.get("reason", wanted.reason)), str(c.get("message", "")))
+    return wanted
 
 
 def _observe_metrics(
@@ -396,9 +410,9 @@ async def _private_key(op: Operator, spec: CertificateSpec, secret: SecretData |
         except PKIError:
             pass
     if spec.private_key.algorithm == "RSA":
-        # RSA generation takes tens of milliseconds: keep it off the event loop.
-        key: PrivateKey = await op.run_blocking(generate_private_key, *wanted)
-        return key
+        # RSA generation takes 50 ms to seconds and holds the GIL: another process keeps the loop free.
+        pem: bytes = await op.run_in_process(generate_private_key_pem, *wanted)
+        return load_private_key(pem, check_rsa=False)  # we just made it: no need for OpenSSL's slow check
     return generate_private_key(*wanted)
 
 

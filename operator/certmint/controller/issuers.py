@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from certmint.controller.runtime import Operator
@@ -52,33 +53,47 @@ def ca_secret_namespace(op: Operator, rec: IssuerRecord) -> str:
     return op.settings.namespace if rec.kind == "ClusterIssuer" else rec.namespace
 
 
+@dataclass(frozen=True)
+class Verdict:
+    ready: bool
+    reason: str
+    message: str
+    authority: SigningAuthority | None = None
+
+
 async def _check(op: Operator, rec: IssuerRecord, now: datetime.datetime) -> None:
-    rec.authority = None
+    # Computed first, then applied at once: certificates reconciled while the CA Secret is being read
+    # must see the old verdict or the new one, never "ready without a CA".
+    verdict = await _verdict(op, rec, now)
+    rec.ready, rec.reason, rec.message, rec.authority = (
+        verdict.ready,
+        verdict.reason,
+        verdict.message,
+        verdict.authority,
+    )
+
+
+async def _verdict(op: Operator, rec: IssuerRecord, now: datetime.datetime) -> Verdict:
     if rec.spec is None:
-        rec.ready, rec.reason, rec.message = False, "InvalidSpec", rec.spec_error or "invalid spec"
-        return
+        return Verdict(False, "InvalidSpec", rec.spec_error or "invalid spec")
     if rec.spec.kind == "selfSigned":
-        rec.ready, rec.reason, rec.message = True, "SelfSigned", "signs each certificate with its own key"
-        return
+        return Verdict(True, "SelfSigned", "signs each certificate with its own key")
     secret_ns = ca_secret_namespace(op, rec)
     secret_name = rec.spec.ca_secret_name or ""
     secret = await resources.read_secret(op.api, secret_ns, secret_name)
     where = f"Secret {secret_ns}/{secret_name}"
     if secret is None:
         hint = " (ClusterIssuer CA Secrets live in the operator's namespace)" if rec.kind == "ClusterIssuer" else ""
-        rec.ready, rec.reason, rec.message = False, "CASecretNotFound", f"{where} does not exist{hint}"
-        return
+        return Verdict(False, "CASecretNotFound", f"{where} does not exist{hint}")
     missing = [k for k in ("tls.crt", "tls.key") if not secret.data.get(k)]
     if missing:
-        rec.ready, rec.reason, rec.message = False, "CASecretInvalid", f"{where} has no {' or '.join(missing)}"
-        return
+        return Verdict(False, "CASecretInvalid", f"{where} has no {' or '.join(missing)}")
     try:
-        rec.authority = SigningAuthority.from_pem(secret.data["tls.crt"], secret.data["tls.key"], now=now)
+        authority = SigningAuthority.from_pem(secret.data["tls.crt"], secret.data["tls.key"], now=now)
     except CAError as e:
-        rec.ready, rec.reason, rec.message = False, f"CA{e.reason}", f"{where}: {e}"
-        return
-    rec.ready, rec.reason = True, "KeyPairVerified"
-    rec.message = f"signing with CA {rec.authority.subject_text}, valid until {rfc3339(rec.authority.not_after)}"
+        return Verdict(False, f"CA{e.reason}", f"{where}: {e}")
+    message = f"signing with CA {authority.subject_text}, valid until {rfc3339(authority.not_after)}"
+    return Verdict(True, "KeyPairVerified", message, authority)
 
 
 async def _publish(op: Operator, rec: IssuerRecord, now: datetime.datetime) -> None:

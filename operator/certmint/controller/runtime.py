@@ -8,8 +8,10 @@ blocks the event loop: RSA key generation runs in a thread.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import datetime
 import logging
+import multiprocessing
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -47,6 +49,7 @@ class Operator:
         self.reconcilers: dict[str, Reconciler] = {}
         self.ready = False
         self.elector: LeaderElector | None = None
+        self._process_pool: concurrent.futures.ProcessPoolExecutor | None = None
         api.on_request = lambda verb, resource: metrics.api_requests.labels(verb, resource).inc()
 
     def now(self) -> datetime.datetime:
@@ -79,12 +82,23 @@ class Operator:
     async def stop(self) -> None:
         await self.queue.stop()
         await self.api.close()
+        if self._process_pool is not None:
+            self._process_pool.shutdown(wait=False, cancel_futures=True)
 
     def schedule(self, key: Key, when: datetime.datetime) -> None:
         self.queue.add_at(key, when.timestamp())
 
-    async def run_blocking(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+    async def run_in_process(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """CPU-heavy work that holds the GIL (RSA key generation does) runs in a worker process.
+
+        A thread would not help: it would still stall the event loop, and with it every other
+        reconcile and the health endpoint. The pool is started on first use only.
+        """
+        if self._process_pool is None:
+            self._process_pool = concurrent.futures.ProcessPoolExecutor(
+                max_workers=self.settings.keygen_processes, mp_context=multiprocessing.get_context("spawn")
+            )
+        return await asyncio.get_running_loop().run_in_executor(self._process_pool, fn, *args)
 
     # -- watch events (called from the thin kopf handlers) ----------------------------------------------
 

@@ -42,6 +42,8 @@ class WorkQueue(Generic[K]):
         self._seq = 0
         self._timer_changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._failures: dict[K, int] = {}
+        self.max_retry_delay = 60.0
         self.on_timer_fired: Callable[[K, float], None] | None = None
 
     # -- producers -------------------------------------------------------------------------------------
@@ -114,8 +116,16 @@ class WorkQueue(Generic[K]):
                 await self._handler(key)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # a reconciler bug must not kill the worker; the reconciler reports status itself
-                log.exception("reconciling %s failed unexpectedly", key)
+            except Exception:  # a reconciler bug or an API outage must not kill the worker, nor lose the key
+                failures = self._failures.get(key, 0) + 1
+                self._failures[key] = failures
+                delay = min(0.5 * 2 ** min(failures - 1, 10), self.max_retry_delay)
+                log.exception(
+                    "reconciling %s failed unexpectedly (attempt %d); retrying in %.1fs", key, failures, delay
+                )
+                self.add_at(key, self._clock() + delay)
+            else:
+                self._failures.pop(key, None)
             finally:
                 self._active.discard(key)
                 if key in self._dirty:

@@ -166,3 +166,8 @@ def signature_hash(key: PrivateKey) -> hashes.SHA256 | hashes.SHA384 | hashes.SH
         if key.curve.key_size == 384:
             return hashes.SHA384()
     return hashes.SHA256()
+
+
+def generate_private_key_pem(algorithm: str, size: int) -> bytes:
+    """A new key as unencrypted PKCS#8 PEM: picklable, for generating keys in another process."""
+    return encode_private_key(generate_private_key(algorithm, size), "PKCS8")

@@ -1,0 +1,727 @@
+"""Measuring instruments for the benchmarks.
+
+- :class:`BenchControlPlane`: the project's control plane with an etcd quota large enough for 1 GiB of Secrets.
+- :class:`BenchOperator`: ``python -m certmint`` in its own process, started as users start it (no ``--verbose``).
+- :func:`proc_sample`: CPU seconds and memory of any PID, from ``/proc``.
+- :class:`MetricSnapshot`: the operator's ``/metrics``, parsed, with deltas and histogram quantiles.
+- :class:`CertificateWatch`: one watch on Certificates (all namespaces, one label selector), recording when each
+  one first became Ready and when each revision first appeared.
+- :class:`Kube`: the thread-pooled writes (namespaces, Certificates, Secrets) and the paged reads a benchmark needs.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import datetime
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+from kubernetes import client, config, watch
+from kubernetes.client.exceptions import ApiException
+
+from tests.controlplane.cluster import ControlPlane, free_port
+from tests.controlplane.operator_process import OperatorProcess
+from tests.integration.builders import API_VERSION, GROUP, VERSION
+
+T = TypeVar("T")
+SET_LABEL = "bench.certmint.dev/set"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+STALL_S = 20.0  # an empty queue with a timer count that does not move for this long will not become idle
+
+
+class BenchError(RuntimeError):
+    """A phase did not finish in time or produced inconsistent results; the message says which and why."""
+
+
+def wait_until(predicate: Callable[[], T | None], what: str, timeout: float, interval: float = 0.25) -> T:
+    """Poll ``predicate`` until it returns something other than None/False; :class:`BenchError` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while True:
+        try:
+            value = predicate()
+            if value is not None and value is not False:
+                return value
+        except (ApiException, OSError) as e:  # transient while things converge
+            last_error = e
+        if time.monotonic() > deadline:
+            raise BenchError(
+                f"timed out after {timeout:.0f}s waiting for {what}" + (f": {last_error}" if last_error else "")
+            )
+        time.sleep(interval)
+
+
+# -- processes ---------------------------------------------------------------------------------------------------
+
+
+class BenchControlPlane(ControlPlane):
+    """The test control plane; etcd gets a 8 GiB backend quota (default 2 GiB) for the 1 GiB of unrelated Secrets."""
+
+    ETCD_QUOTA_BYTES = 8 * 1024**3
+
+    def _spawn(self, name: str, argv: list[str]) -> None:
+        if name == "etcd":
+            argv = [*argv, f"--quota-backend-bytes={self.ETCD_QUOTA_BYTES}"]
+        super()._spawn(name, argv)
+
+
+@dataclass
+class BenchOperator(OperatorProcess):
+    """``OperatorProcess`` without ``--verbose``: debug logging would be part of what we measure, and users run at INFO.
+
+    (Only ``start`` differs; a ``verbose`` flag on ``OperatorProcess`` would make this subclass unnecessary.)
+    """
+
+    started_at: float = 0.0  # time.monotonic() just before the process was spawned
+
+    def start(self, timeout: float = 60.0) -> None:
+        self.runs += 1
+        self.port = free_port()
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "CERTMINT_NAMESPACE": self.namespace,
+            "CERTMINT_HTTP_PORT": str(self.port),
+            **self.extra_env,
+        }
+        log = self.log_path.open("ab")
+        self.started_at = time.monotonic()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "certmint", *self.extra_args], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        proc = self.proc
+
+        def ready() -> bool:
+            if proc.poll() is not None:
+                raise BenchError(f"operator exited with {proc.returncode}; log: {self.log_path}")
+            return self.get("/readyz")[0] == 200
+
+        wait_until(ready, f"operator /readyz (log: {self.log_path})", timeout, interval=0.05)
+
+    @property
+    def pid(self) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            raise BenchError(f"the operator is not running; log: {self.log_path}")
+        return self.proc.pid
+
+    def metrics(self) -> MetricSnapshot:
+        status, text = self.get("/metrics")
+        if status != 200:
+            raise BenchError(f"operator /metrics answered {status}; log: {self.log_path}")
+        return MetricSnapshot.parse(text)
+
+    def wait_idle(self, min_timers: int, timeout: float) -> IdleResult:
+        """Wait until the operator leads, its queue is empty and at least ``min_timers`` timers are pending.
+
+        The signal is the operator's own gauges (certmint_leader, certmint_workqueue_depth,
+        certmint_scheduled_timers), polled from /metrics. A scrape costs the operator CPU that grows with the
+        number of certificates (per-certificate series), so the interval is a multiple of the scrape time.
+        """
+        started = time.monotonic()
+        polls = 0
+        first_idle: float | None = None
+        interval = 0.2
+        deadline = started + timeout
+        last: MetricSnapshot | None = None
+        stuck = (-1.0, started)  # (timers, since): the queue empty and the timer count not moving
+        while True:
+            t0 = time.monotonic()
+            last = self.metrics()
+            scrape = time.monotonic() - t0
+            polls += 1
+            idle = (
+                last.value("certmint_leader") == 1
+                and last.value("certmint_workqueue_depth") == 0
+                and last.value("certmint_scheduled_timers") >= min_timers
+            )
+            if idle:
+                if first_idle is None:
+                    first_idle = t0
+                else:  # idle on two consecutive polls: not a momentary gap between batches
+                    return IdleResult(first_idle - started, first_idle, polls, interval, last)
+            else:
+                first_idle = None
+            timers = last.value("certmint_scheduled_timers")
+            if last.value("certmint_workqueue_depth") != 0 or timers != stuck[0]:
+                stuck = (timers, time.monotonic())
+            elif time.monotonic() - stuck[1] > STALL_S and last.value("certmint_leader") == 1:
+                raise BenchError(
+                    f"the operator's queue has been empty for {STALL_S:.0f}s with {timers:g} timers for "
+                    f"{min_timers} Certificates: {min_timers - timers:g} have neither a timer nor pending work "
+                    f"({self._unexpected_failures()} 'failed unexpectedly' in {self.log_path})"
+                )
+            if time.monotonic() > deadline:
+                raise BenchError(
+                    f"operator not idle after {timeout:.0f}s (want leader=1, depth=0, timers>={min_timers}; now "
+                    f"leader={last.value('certmint_leader')}, depth={last.value('certmint_workqueue_depth')}, "
+                    f"timers={timers:g}); log: {self.log_path}"
+                )
+            interval = min(2.0, max(0.2, 5 * scrape))
+            time.sleep(interval)
+
+    def _unexpected_failures(self) -> int:
+        try:
+            return self.log_path.read_text(errors="replace").count("failed unexpectedly")
+        except OSError:
+            return 0
+
+    def healthz_ms(self) -> float | None:
+        """Latency of /healthz, which the operator's event loop serves: a direct measure of loop stalls."""
+        t0 = time.perf_counter()
+        status, _ = self.get("/healthz")
+        return (time.perf_counter() - t0) * 1000 if status == 200 else None
+
+
+@dataclass(frozen=True)
+class IdleResult:
+    after_s: float  # from the call until the first of the two idle polls
+    at: float  # time.monotonic() of that poll
+    polls: int
+    poll_interval_s: float
+    metrics: MetricSnapshot
+
+
+@dataclass(frozen=True)
+class ProcSample:
+    cpu_s: float  # utime + stime
+    rss_mib: float  # VmRSS
+    hwm_mib: float  # VmHWM: peak RSS over the process's life
+
+
+def proc_sample(pid: int) -> ProcSample:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    cpu = (int(fields[11]) + int(fields[12])) / CLK_TCK
+    mem: dict[str, float] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            mem[key] = int(value.split()[0]) / 1024
+    return ProcSample(cpu, mem.get("VmRSS", 0.0), mem.get("VmHWM", 0.0))
+
+
+def self_cpu_s() -> float:
+    """CPU seconds of this benchmark process (all its threads): the load generator's own cost."""
+    t = os.times()
+    return t.user + t.system
+
+
+class CpuMeter:
+    """CPU seconds consumed by several processes between ``start`` and ``stop``."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.before: dict[str, float] = {}
+        self.started = 0.0
+
+    def start(self) -> CpuMeter:
+        self.before = {name: proc_sample(pid).cpu_s for name, pid in self.pids.items()}
+        self.before["bench-client"] = self_cpu_s()
+        self.started = time.monotonic()
+        return self
+
+    def stop(self) -> dict[str, float]:
+        elapsed = time.monotonic() - self.started
+        now = {name: proc_sample(pid).cpu_s for name, pid in self.pids.items()}
+        now["bench-client"] = self_cpu_s()
+        result = {f"{name}_cpu_s": round(now[name] - self.before[name], 2) for name in now}
+        result["window_s"] = round(elapsed, 2)
+        return result
+
+
+class Sampler:
+    """Samples a function every ``interval`` seconds in a thread (RSS, /healthz latency) until stopped."""
+
+    def __init__(self, fn: Callable[[], float | None], interval: float) -> None:
+        self.fn = fn
+        self.interval = interval
+        self.values: list[float] = []
+        self.failures = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="bench-sampler")
+
+    def __enter__(self) -> Sampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                v = self.fn()
+            except (OSError, BenchError):
+                v = None
+            if v is None:
+                self.failures += 1
+            else:
+                self.values.append(v)
+
+
+class Profiler:
+    """``py-spy record`` on one PID (raw collapsed stacks), summarised as the functions with the most samples.
+
+    py-spy samples from outside the process; it costs the machine some CPU of its own, so profiled runs are marked.
+    """
+
+    def __init__(self, py_spy: str, pid: int, output: Path, rate: int = 100) -> None:
+        self.output = output
+        output.parent.mkdir(parents=True, exist_ok=True)
+        self._log = output.with_suffix(".log").open("wb")
+        self.proc = subprocess.Popen(
+            # --gil: only the thread holding the GIL, i.e. where the process's Python CPU goes
+            [
+                py_spy,
+                "record",
+                "--pid",
+                str(pid),
+                "--rate",
+                str(rate),
+                "--gil",
+                "--format",
+                "raw",
+                "--output",
+                str(output),
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def stop(self, top: int = 15) -> dict[str, Any]:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)  # py-spy writes its output on Ctrl-C
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return summarise_collapsed(self.output, top) | {"raw": str(self.output)}
+
+
+# Frames on every stack (the event loop, thread bootstrap): their inclusive share says nothing.
+_PLUMBING = ("asyncio/", "runpy", "threading.py", "concurrent/futures", "selectors.py", "kopf/_core/reactor/running")
+
+
+def summarise_collapsed(path: Path, top: int) -> dict[str, Any]:
+    """Self and inclusive sample shares per function from collapsed stacks ("frame;frame;frame count")."""
+    own: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    total = 0
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return {"error": f"no profile written to {path}"}
+    for line in lines:
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        total += count
+        frames = [re.sub(r":\d+\)$", ")", f) for f in stack.split(";")]  # per function, not per line
+        own[frames[-1]] = own.get(frames[-1], 0) + count
+        for f in set(frames):
+            if not any(p in f for p in _PLUMBING):
+                inclusive[f] = inclusive.get(f, 0) + count
+
+    def share(d: dict[str, int]) -> list[tuple[str, float]]:
+        return [(f, round(100 * c / total, 1)) for f, c in sorted(d.items(), key=lambda kv: -kv[1])[:top]]
+
+    return {"samples": total, "self_pct": share(own), "inclusive_pct": share(inclusive)}
+
+
+# -- /metrics ------------------------------------------------------------------------------------------------------
+
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)")
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
+
+
+@dataclass(frozen=True)
+class MetricSnapshot:
+    series: dict[SeriesKey, float]
+
+    @classmethod
+    def parse(cls, text: str) -> MetricSnapshot:
+        series: dict[SeriesKey, float] = {}
+        for line in text.splitlines():
+            # Per-certificate gauges are the bulk of the text and nothing here needs them.
+            if not line or line[0] == "#" or line.startswith("certmint_certificate_"):
+                continue
+            m = _SAMPLE.match(line)
+            if m is None:
+                continue
+            labels = tuple(sorted(_LABEL.findall(m.group(2) or "")))
+            series[(m.group(1), labels)] = float(m.group(3))
+        return cls(series)
+
+    def __sub__(self, other: MetricSnapshot) -> MetricSnapshot:
+        return MetricSnapshot({k: v - other.series.get(k, 0.0) for k, v in self.series.items()})
+
+    def select(self, name: str, **labels: str) -> Iterator[tuple[dict[str, str], float]]:
+        for (n, lbls), v in self.series.items():
+            if n == name:
+                d = dict(lbls)
+                if all(d.get(k) == want for k, want in labels.items()):
+                    yield d, v
+
+    def value(self, name: str, **labels: str) -> float:
+        return sum(v for _, v in self.select(name, **labels))
+
+    def by(self, name: str, *label_names: str) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for d, v in self.select(name):
+            key = "/".join(d.get(k, "") for k in label_names)
+            out[key] = out.get(key, 0.0) + v
+        return out
+
+    def histogram(self, name: str) -> Histogram:
+        buckets = sorted(
+            ((math.inf if d["le"] == "+Inf" else float(d["le"])), v) for d, v in self.select(f"{name}_bucket")
+        )
+        return Histogram(buckets, self.value(f"{name}_count"), self.value(f"{name}_sum"))
+
+
+@dataclass(frozen=True)
+class Histogram:
+    buckets: list[tuple[float, float]]  # (upper bound, cumulative count)
+    count: float
+    sum: float
+
+    def quantile_bound(self, q: float) -> float | None:
+        """The smallest bucket bound with at least ``q`` of the observations at or below it (inf: above the last)."""
+        if self.count <= 0:
+            return None
+        for bound, cumulative in self.buckets:
+            if cumulative >= q * self.count - 1e-9:
+                return bound
+        return math.inf
+
+    def max_bound(self) -> float | None:
+        return self.quantile_bound(1.0)
+
+
+def bound_text(bound: float | None, last_finite: float = 10.0) -> str:
+    if bound is None:
+        return "n/a"
+    if math.isinf(bound):
+        return f"> {last_finite:g} s"
+    return f"≤ {bound:g} s"
+
+
+# -- statistics ----------------------------------------------------------------------------------------------------
+
+
+def percentile(values: Iterable[float], q: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default)."""
+    data = sorted(values)
+    if not data:
+        return math.nan
+    pos = (len(data) - 1) * q
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return data[lo] + (data[hi] - data[lo]) * (pos - lo)
+
+
+def summary(values: list[float], digits: int = 3) -> dict[str, float]:
+    if not values:
+        return {"count": 0}
+    mean = sum(values) / len(values)
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+    return {
+        "count": len(values),
+        "min": round(min(values), digits),
+        "p50": round(percentile(values, 0.5), digits),
+        "p99": round(percentile(values, 0.99), digits),
+        "max": round(max(values), digits),
+        "mean": round(mean, digits),
+        "stddev": round(std, digits),
+    }
+
+
+def parse_time(text: str) -> float:
+    """RFC 3339 (as the operator writes status times) to Unix seconds."""
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+# -- Kubernetes ----------------------------------------------------------------------------------------------------
+
+
+def api_client(kubeconfig: Path, pool: int) -> client.ApiClient:
+    cfg = client.Configuration()
+    config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)  # type: ignore[no-untyped-call]
+    cfg.connection_pool_maxsize = pool
+    return client.ApiClient(cfg)
+
+
+def list_page(
+    custom: client.CustomObjectsApi, label_selector: str | None, limit: int, cont: str | None = None
+) -> dict[str, Any]:
+    """One page of Certificates in all namespaces (``remainingItemCount`` and ``continue`` in its metadata)."""
+    kwargs: dict[str, Any] = {"limit": limit}
+    if cont:
+        kwargs["_continue"] = cont
+    if label_selector:
+        kwargs["label_selector"] = label_selector
+    return cast(dict[str, Any], custom.list_cluster_custom_object(GROUP, VERSION, "certificates", **kwargs))
+
+
+def ready_status(obj: dict[str, Any]) -> str | None:
+    for c in (obj.get("status") or {}).get("conditions") or []:
+        if c.get("type") == "Ready":
+            return str(c.get("status"))
+    return None
+
+
+ObjKey = tuple[str, str]
+
+
+@dataclass
+class CertificateWatch:
+    """A watch on Certificates with one label, in every namespace, started before the objects are created.
+
+    Records (client clock): ``ready_at[key]`` = time.monotonic() when Ready=True was first seen;
+    ``revision_at[(key, rev)]`` = time.time() when status.revision == rev was first seen;
+    ``renewal_time[(key, rev)]`` = the status.renewalTime last seen while at that revision.
+    """
+
+    api: client.ApiClient
+    label_selector: str
+    ready_at: dict[ObjKey, float] = field(default_factory=dict)
+    revision_at: dict[tuple[ObjKey, int], float] = field(default_factory=dict)
+    renewal_time: dict[tuple[ObjKey, int], str] = field(default_factory=dict)
+    events: int = 0
+    relists: int = 0
+    reconnects: int = 0
+    error: BaseException | None = None
+
+    def __post_init__(self) -> None:
+        self._custom = client.CustomObjectsApi(self.api)
+        self._stop = threading.Event()
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="bench-watch")
+        self._rv = ""
+
+    def start(self) -> CertificateWatch:
+        self._rv = self._relist(record=False)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=15)
+
+    def __enter__(self) -> CertificateWatch:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def _relist(self, *, record: bool) -> str:
+        """List (paged); with ``record``, take in what the watch missed (after a 410) as seen now."""
+        cont: str | None = None
+        while True:
+            page = list_page(self._custom, self.label_selector, 500, cont)
+            if record:
+                for obj in page.get("items", []):
+                    self._observe(obj)
+            cont = page["metadata"].get("continue")
+            if not cont:
+                return str(page["metadata"]["resourceVersion"])
+
+    def _observe(self, obj: dict[str, Any]) -> None:
+        meta = obj["metadata"]
+        key = (meta["namespace"], meta["name"])
+        status = obj.get("status") or {}
+        mono, wall = time.monotonic(), time.time()
+        with self._cond:
+            if key not in self.ready_at and ready_status(obj) == "True":
+                self.ready_at[key] = mono
+            rev = status.get("revision")
+            if isinstance(rev, int):
+                self.revision_at.setdefault((key, rev), wall)
+                if status.get("renewalTime"):
+                    self.renewal_time[(key, rev)] = str(status["renewalTime"])
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        w = watch.Watch()  # type: ignore[no-untyped-call]
+        while not self._stop.is_set():
+            try:
+                for event in w.stream(  # type: ignore[no-untyped-call]
+                    self._custom.list_cluster_custom_object,
+                    GROUP,
+                    VERSION,
+                    "certificates",
+                    label_selector=self.label_selector,
+                    resource_version=self._rv,
+                    allow_watch_bookmarks=True,
+                    timeout_seconds=5,  # server-side: the loop re-checks _stop at least this often
+                    deserialize=False,
+                ):
+                    obj = event["object"]
+                    rv = (obj.get("metadata") or {}).get("resourceVersion")
+                    if event["type"] in ("ADDED", "MODIFIED"):
+                        self.events += 1
+                        self._observe(obj)
+                    if rv:
+                        self._rv = rv
+                    if self._stop.is_set():
+                        w.stop()  # type: ignore[no-untyped-call]
+            except ApiException as e:
+                if e.status == 410:  # too old: list again, count what we take in that way
+                    self.relists += 1
+                    self._rv = self._relist(record=True)
+                    continue
+                self.error = e
+                return
+            except Exception as e:  # a connection hiccup: resume from the last resourceVersion, a few times
+                if self._stop.is_set():
+                    return
+                self.reconnects += 1
+                if self.reconnects > 20:
+                    self.error = e
+                    return
+                time.sleep(0.5)
+
+    def wait_for(self, done: Callable[[], bool], what: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not done():
+                if self.error is not None and not self._thread.is_alive():
+                    raise BenchError(f"the certificate watch failed while waiting for {what}: {self.error}")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise BenchError(f"timed out after {timeout:.0f}s waiting for {what}")
+                self._cond.wait(timeout=min(left, 1.0))
+
+    def count_ready(self) -> int:
+        return len(self.ready_at)
+
+    def count_revision(self, rev: int) -> int:
+        return sum(1 for (_, r) in self.revision_at if r == rev)
+
+
+class Kube:
+    """What the benchmarks do to the API, as a user's tooling would, from a pool of threads."""
+
+    def __init__(self, kubeconfig: Path, concurrency: int) -> None:
+        self.concurrency = concurrency
+        self.api = api_client(kubeconfig, pool=concurrency + 8)
+        self.watch_api = api_client(kubeconfig, pool=4)  # a watch holds its connection
+        self.core = client.CoreV1Api(self.api)
+        self.custom = client.CustomObjectsApi(self.api)
+        self.kubeconfig = kubeconfig
+
+    def close(self) -> None:
+        self.api.close()  # type: ignore[no-untyped-call]
+        self.watch_api.close()  # type: ignore[no-untyped-call]
+
+    def version(self) -> dict[str, Any]:
+        info = client.VersionApi(self.api).get_code()
+        return {"gitVersion": info.git_version, "platform": info.platform, "goVersion": info.go_version}
+
+    def pool_map(self, fn: Callable[[T], Any], items: list[T]) -> list[float]:
+        """Run ``fn`` on every item from the pool; returns each call's completion time (monotonic), in item order."""
+        done = [0.0] * len(items)
+
+        def one(i: int) -> None:
+            fn(items[i])
+            done[i] = time.monotonic()
+
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            for f in [pool.submit(one, i) for i in range(len(items))]:
+                f.result()  # re-raises the first failure
+        return done
+
+    def namespaces(self, names: list[str]) -> None:
+        def create(name: str) -> None:
+            try:
+                self.core.create_namespace(
+                    client.V1Namespace(
+                        metadata=client.V1ObjectMeta(name=name, labels={"bench.certmint.dev/ns": "true"})
+                    )
+                )
+            except ApiException as e:
+                if e.status != 409:
+                    raise
+
+        self.pool_map(create, names)
+
+    def create(self, obj: dict[str, Any]) -> None:
+        ns = obj["metadata"].get("namespace")
+        plural = obj["kind"].lower() + "s"
+        if ns:
+            self.custom.create_namespaced_custom_object(GROUP, VERSION, ns, plural, obj)
+        else:
+            self.custom.create_cluster_custom_object(GROUP, VERSION, plural, obj)
+
+    def list_certificates(self, label_selector: str | None = None) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        cont: str | None = None
+        while True:
+            page = list_page(self.custom, label_selector, 500, cont)
+            items.extend(page.get("items", []))
+            cont = page["metadata"].get("continue")
+            if not cont:
+                return items
+
+    def get_certificate(self, namespace: str, name: str) -> dict[str, Any]:
+        return cast(
+            dict[str, Any], self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "certificates", name)
+        )
+
+    def get_cluster_issuer(self, name: str) -> dict[str, Any]:
+        return cast(dict[str, Any], self.custom.get_cluster_custom_object(GROUP, VERSION, "clusterissuers", name))
+
+    def delete_certificates(self, namespaces: list[str], label_selector: str) -> None:
+        def delete(ns: str) -> None:
+            self.custom.delete_collection_namespaced_custom_object(
+                GROUP, VERSION, ns, "certificates", label_selector=label_selector
+            )
+
+        self.pool_map(delete, namespaces)
+
+    def noise_secret(self, namespace: str, name: str, size: int) -> None:
+        body = client.V1Secret(
+            metadata=client.V1ObjectMeta(name=name),
+            type="Opaque",
+            data={"blob": base64.b64encode(os.urandom(size)).decode()},
+        )
+        self.core.create_namespaced_secret(namespace, body)
+
+    def delete_secret(self, namespace: str, name: str) -> None:
+        with contextlib.suppress(ApiException):
+            self.core.delete_namespaced_secret(name, namespace)
+
+
+def certificate_body(
+    name: str, namespace: str, *, issuer: str, set_name: str, key: dict[str, Any], duration: str | None = None
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "secretName": f"{name}-tls",
+        "issuerRef": {"name": issuer, "kind": "ClusterIssuer"},
+        "dnsNames": [f"{name}.{namespace}.svc"],
+        "privateKey": key,
+    }
+    if duration:
+        spec["duration"] = duration
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "Certificate",
+        "metadata": {"name": name, "namespace": namespace, "labels": {SET_LABEL: set_name}},
+        "spec": spec,
+    }
