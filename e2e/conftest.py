@@ -19,15 +19,26 @@ from tests.controlplane.cluster import ControlPlane
 from e2e.localnode import LocalNode, LocalNodeError, missing_prerequisites, start_cluster, stop_cluster
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+# Lines the suites report (handshakes and failures per scenario), repeated at the end of the run.
+SUMMARY: list[str] = []
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "e2e: needs a real node (kubelet + containerd) on this machine; see e2e/NOTES.md"
     )
+    # e2e/operator_image.py imports the image helpers of tests/chart/test_image.py, which is marked `chart`.
+    config.addinivalue_line("markers", "chart: the chart tier (tests/chart)")
 
 
-def _missing(reason: str) -> None:
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if SUMMARY:
+        terminalreporter.write_sep("-", "e2e summary")
+        for line in SUMMARY:
+            terminalreporter.write_line(line)
+
+
+def missing(reason: str) -> None:
     if IN_CI:
         pytest.fail(f"CI=true and an e2e prerequisite is missing: {reason}", pytrace=False)
     pytest.skip(f"SKIPPED TIER e2e: {reason}")
@@ -37,7 +48,7 @@ def _missing(reason: str) -> None:
 def local_cluster(request: pytest.FixtureRequest) -> Iterator[tuple[ControlPlane, LocalNode]]:
     reasons = missing_prerequisites()
     if reasons:
-        _missing("; ".join(reasons))
+        missing("; ".join(reasons))
     workdir = Path(tempfile.mkdtemp(prefix="certmint-e2e-"))
     try:
         cp, node = start_cluster(workdir)
