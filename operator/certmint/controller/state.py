@@ -9,12 +9,14 @@ roll the view back.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from certmint.core.spec import CertificateRequestSpec, CertificateSpec, IssuerRef, IssuerSpec, SpecError
 from certmint.pki.signing import SigningAuthority
 
+T = TypeVar("T")
 NamespacedName = tuple[str, str]
 IssuerKey = tuple[str, str, str]  # (kind, namespace or "", name)
 
@@ -133,14 +135,17 @@ class State:
         return found
 
 
+def _parse_spec(parse: Callable[[Mapping[str, Any]], T], body: Mapping[str, Any]) -> tuple[T | None, str | None]:
+    """The typed spec, or the error a person reads in the object's status."""
+    try:
+        return parse(body.get("spec") or {}), None
+    except SpecError as e:
+        return None, str(e)
+
+
 def parse_certificate(body: dict[str, Any]) -> CertificateRecord:
     meta = body["metadata"]
-    spec: CertificateSpec | None = None
-    error: str | None = None
-    try:
-        spec = CertificateSpec.from_dict(body.get("spec") or {})
-    except SpecError as e:
-        error = str(e)
+    spec, error = _parse_spec(CertificateSpec.from_dict, body)
     return CertificateRecord(
         namespace=meta["namespace"],
         name=meta["name"],
@@ -155,12 +160,7 @@ def parse_certificate(body: dict[str, Any]) -> CertificateRecord:
 
 def parse_issuer(kind: str, body: dict[str, Any]) -> IssuerRecord:
     meta = body["metadata"]
-    spec: IssuerSpec | None = None
-    error: str | None = None
-    try:
-        spec = IssuerSpec.from_dict(body.get("spec") or {})
-    except SpecError as e:
-        error = str(e)
+    spec, error = _parse_spec(IssuerSpec.from_dict, body)
     return IssuerRecord(
         kind=kind,
         namespace=meta.get("namespace") or "",
@@ -176,12 +176,7 @@ def parse_issuer(kind: str, body: dict[str, Any]) -> IssuerRecord:
 
 def parse_request(body: dict[str, Any], managed_label: str) -> RequestRecord:
     meta = body["metadata"]
-    spec: CertificateRequestSpec | None = None
-    error: str | None = None
-    try:
-        spec = CertificateRequestSpec.from_dict(body.get("spec") or {})
-    except SpecError as e:
-        error = str(e)
+    spec, error = _parse_spec(CertificateRequestSpec.from_dict, body)
     return RequestRecord(
         namespace=meta["namespace"],
         name=meta["name"],
