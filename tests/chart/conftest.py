@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,27 +20,19 @@ import pytest
 import yaml
 from kubernetes import client, config
 
-from tests.conftest import missing_prerequisite
-from tests.controlplane.cluster import ControlPlane, ControlPlaneError, build_binaries
+from tests.conftest import missing_prerequisite, session_control_plane
+from tests.controlplane.cluster import ControlPlane
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "certmint"
 HERE = Path(__file__).resolve().parent
 FIELD_MANAGER = "certmint-chart-tests"
-_failed: list[str] = []
 # Measurements shown at the end of the run (image size, build times).
 REPORT: dict[str, Any] = {}
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "chart: the Helm chart and the image, against a real API server and Docker")
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    outcome = yield
-    if outcome.get_result().failed:
-        _failed.append(item.nodeid)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
@@ -100,26 +90,9 @@ def documents(manifest: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="session")
-def control_plane() -> Iterator[ControlPlane]:
-    if shutil.which("go") is None and not os.environ.get("CERTMINT_KUBE_BIN_DIR"):
-        missing_prerequisite("Go is needed to build kube-apiserver/etcd (run `make test`, which checks)")
-    try:
-        bin_dir = (
-            Path(os.environ["CERTMINT_KUBE_BIN_DIR"]) if os.environ.get("CERTMINT_KUBE_BIN_DIR") else build_binaries()
-        )
-    except ControlPlaneError as e:
-        missing_prerequisite(str(e))
-    workdir = REPO / ".local" / f"chart-cluster-{os.getpid()}"
-    cp = ControlPlane(workdir=workdir, bin_dir=bin_dir, with_controller_manager=False)
-    try:
-        cp.start()
+def control_plane(request: pytest.FixtureRequest) -> Iterator[ControlPlane]:
+    with session_control_plane(request, "chart", with_controller_manager=False) as cp:
         yield cp
-    finally:
-        cp.stop()
-        if _failed:
-            print(f"\nchart tier failures: control-plane and operator logs kept in {workdir}/logs", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

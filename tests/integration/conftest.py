@@ -2,57 +2,25 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from kubernetes import client, config
 
-from tests.conftest import missing_prerequisite
-from tests.controlplane.cluster import ControlPlane, ControlPlaneError, build_binaries
+from tests.conftest import session_control_plane
+from tests.controlplane.cluster import ControlPlane
 from tests.controlplane.operator_process import OperatorProcess
 
 REPO = Path(__file__).resolve().parents[2]
-_failed: list[str] = []
 OPERATOR_NAMESPACE = "certmint"
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    outcome = yield
-    report = outcome.get_result()
-    if report.failed:
-        _failed.append(item.nodeid)
-
-
 @pytest.fixture(scope="session")
-def control_plane() -> Iterator[ControlPlane]:
-    if shutil.which("go") is None and not os.environ.get("CERTMINT_KUBE_BIN_DIR"):
-        missing_prerequisite("Go is needed to build kube-apiserver/etcd (run `make test`, which checks)")
-    try:
-        bin_dir = (
-            Path(os.environ["CERTMINT_KUBE_BIN_DIR"]) if os.environ.get("CERTMINT_KUBE_BIN_DIR") else build_binaries()
-        )
-    except ControlPlaneError as e:
-        missing_prerequisite(str(e))
-    workdir = REPO / ".local" / f"test-cluster-{os.getpid()}"
-    cp = ControlPlane(workdir=workdir, bin_dir=bin_dir)
-    try:
-        cp.start()
+def control_plane(request: pytest.FixtureRequest) -> Iterator[ControlPlane]:
+    with session_control_plane(request, "test") as cp:
         yield cp
-    finally:
-        cp.stop()
-        if _failed:
-            print(
-                f"\nintegration failures: control-plane and operator logs kept in {workdir}/logs",
-                file=sys.stderr,
-            )
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
