@@ -30,7 +30,6 @@ import argparse
 import fcntl
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -40,6 +39,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tests.chart.test_image import _build_context  # the work tree as a clone has it + the offline wheelhouse
+from tests.controlplane.dockerd import DockerError, OwnDockerd, docker_cli
 
 from e2e.localnode import load_cluster
 
@@ -50,7 +50,7 @@ TAG = "e2e"
 IMAGE = f"{REPOSITORY}:{TAG}"
 DOCKER_RUN = Path("/run/certmint-e2e-docker")
 DOCKER_DATA = Path("/var/lib/certmint-e2e-docker")
-DOCKER_HOST = f"unix://{DOCKER_RUN}/docker.sock"
+DOCKERD = OwnDockerd(DOCKER_RUN, DOCKER_DATA)
 
 
 class ImageError(RuntimeError):
@@ -65,74 +65,26 @@ def missing_prerequisites() -> list[str]:
     for tool in ("dockerd", "debootstrap"):
         if shutil.which(tool) is None:
             reasons.append(f"{tool} not found (apt-get install docker.io debootstrap)")
-    if not _docker_cli():
+    if not docker_cli():
         reasons.append("no docker client (apt-get install docker.io)")
     return reasons
 
 
-def _docker_cli() -> str | None:
-    # Debian's client matches Debian's daemon (20.10); another `docker` on PATH may be a newer client only.
-    return "/usr/bin/docker" if Path("/usr/bin/docker").exists() else shutil.which("docker")
-
-
 def docker(*args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    cli = _docker_cli() or "docker"
-    proc = subprocess.run(
-        [cli, "--host", DOCKER_HOST, *args], capture_output=True, text=True, check=False, timeout=timeout
-    )
-    if check and proc.returncode != 0:
-        raise ImageError(f"docker {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}{proc.stderr}")
-    return proc
-
-
-def _answering() -> bool:
     try:
-        return docker("version", check=False, timeout=30).returncode == 0
-    except subprocess.TimeoutExpired:
-        return False
+        return DOCKERD.docker(*args, check=check, timeout=timeout)
+    except DockerError as e:
+        raise ImageError(str(e)) from e
 
 
 @contextmanager
 def dockerd() -> Iterator[None]:
-    """Our own dockerd for the duration of the block, stopped by its PID; reused if one already answers."""
-    if _answering():
-        yield  # started by hand (e.g. to keep it between runs): use it, leave it
-        return
-    DOCKER_RUN.mkdir(parents=True, exist_ok=True)
-    DOCKER_DATA.mkdir(parents=True, exist_ok=True)
-    log_path = DOCKER_RUN / "dockerd.log"
-    with log_path.open("ab") as log:
-        daemon = subprocess.Popen(
-            [
-                "dockerd",
-                f"--host={DOCKER_HOST}",
-                f"--data-root={DOCKER_DATA}",
-                f"--exec-root={DOCKER_RUN / 'exec'}",
-                f"--pidfile={DOCKER_RUN / 'dockerd.pid'}",
-                # Builds run offline: no bridge, no NAT, no change to this machine's firewall.
-                "--bridge=none",
-                "--iptables=false",
-                "--ip-masq=false",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    """Our own dockerd for the duration of the block (see tests/controlplane/dockerd.py)."""
     try:
-        deadline = time.monotonic() + 60
-        while not _answering():
-            if daemon.poll() is not None or time.monotonic() > deadline:
-                raise ImageError(f"dockerd did not start (exit {daemon.poll()}); log: {log_path}")
-            time.sleep(0.2)
-        yield
-    finally:
-        if daemon.poll() is None:
-            daemon.send_signal(signal.SIGTERM)
-            try:
-                daemon.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                daemon.kill()
-                daemon.wait()
+        with DOCKERD.running():
+            yield
+    except DockerError as e:
+        raise ImageError(str(e)) from e
 
 
 def base_image() -> str:

@@ -14,7 +14,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -30,13 +29,13 @@ from tests.chart.conftest import HERE, REPO, REPORT, install
 from tests.chart.lock_image_requirements import LOCK, read_lock
 from tests.conftest import missing_prerequisite
 from tests.controlplane.cluster import ControlPlane, free_port
+from tests.controlplane.dockerd import DockerError, OwnDockerd
 from tests.integration.kubeutil import wait_for
 
 pytestmark = pytest.mark.chart
 CACHE = Path(os.environ.get("CERTMINT_CACHE", Path.home() / ".cache" / "certmint"))
 DOCKER_RUN = Path("/run/certmint-docker")
-DOCKER_HOST = f"unix://{DOCKER_RUN}/docker.sock"
-DOCKER_DATA = Path("/var/lib/certmint-docker")
+DOCKERD = OwnDockerd(DOCKER_RUN, Path("/var/lib/certmint-docker"))  # data root kept between runs: layer cache
 GROUP = "certmint.dev"
 
 
@@ -59,17 +58,10 @@ def _timed(key: str, start: float) -> None:
 
 
 def docker(*args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [_docker_cli(), "--host", DOCKER_HOST, *args], capture_output=True, text=True, check=False, timeout=timeout
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"docker {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}{proc.stderr}")
-    return proc
-
-
-def _docker_cli() -> str:
-    # Debian's client matches Debian's daemon; another `docker` on PATH may be a newer client only.
-    return "/usr/bin/docker" if Path("/usr/bin/docker").exists() else shutil.which("docker") or "docker"
+    try:
+        return DOCKERD.docker(*args, check=check, timeout=timeout)
+    except DockerError as e:
+        raise AssertionError(str(e)) from e
 
 
 def _apt_install(*packages: str) -> None:
@@ -92,44 +84,12 @@ def docker_daemon() -> Iterator[None]:
     if not shutil.which("dockerd") or not shutil.which("debootstrap"):
         _apt_install("docker.io", "debootstrap")
         _timed("install docker.io + debootstrap", start)
-    if docker("version", check=False, timeout=30).returncode == 0:
-        yield  # someone's daemon on our socket (e.g. a previous run left on purpose): use it, leave it
-        return
-    DOCKER_RUN.mkdir(parents=True, exist_ok=True)
-    DOCKER_DATA.mkdir(parents=True, exist_ok=True)
-    log = (DOCKER_RUN / "dockerd.log").open("ab")
-    daemon = subprocess.Popen(
-        [
-            "dockerd",
-            f"--host={DOCKER_HOST}",
-            f"--data-root={DOCKER_DATA}",  # kept between runs: layer cache
-            f"--exec-root={DOCKER_RUN / 'exec'}",
-            f"--pidfile={DOCKER_RUN / 'dockerd.pid'}",
-            # No bridge, no NAT, no firewall changes: builds run offline, the smoke test uses the host network.
-            "--bridge=none",
-            "--iptables=false",
-            "--ip-masq=false",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
     try:
-        deadline = time.monotonic() + 60
-        while docker("version", check=False, timeout=30).returncode != 0:
-            if daemon.poll() is not None or time.monotonic() > deadline:
-                missing_prerequisite(f"dockerd did not start (exit {daemon.poll()}); log: {DOCKER_RUN / 'dockerd.log'}")
-            time.sleep(0.2)
-        _timed("dockerd ready", start)
-        yield
-    finally:
-        if daemon.poll() is None:
-            daemon.send_signal(signal.SIGTERM)
-            try:
-                daemon.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                daemon.kill()
-                daemon.wait()
+        with DOCKERD.running():
+            _timed("dockerd ready", start)
+            yield
+    except DockerError as e:
+        missing_prerequisite(str(e))
 
 
 @pytest.fixture(scope="session")
@@ -254,7 +214,8 @@ def test_container_serves_health_and_issues_as_the_charts_identity(
         wait_for(lambda: _get(port, "/readyz")[0] == 200, "the container's /readyz", 60)
         wait_for(lambda: _get(port, "/healthz")[0] == 200, "the container's /healthz", 60)
         _timed("container start to healthy", start)
-        assert "certmint_leader 1.0" in _get(port, "/metrics")[1]
+        # Healthy already while campaigning (a standby is alive); leading takes the Lease first.
+        wait_for(lambda: "certmint_leader 1.0" in _get(port, "/metrics")[1], "the container to hold the Lease", 60)
 
         custom = client.CustomObjectsApi(api)
         issuer = {"apiVersion": f"{GROUP}/v1alpha1", "kind": "ClusterIssuer", "metadata": {"name": "image"}}
