@@ -22,8 +22,8 @@ certificate_renewal = Gauge(
 )
 certificate_ready = Gauge(
     "certmint_certificate_ready_status",
-    "1 when the Certificate's Ready condition has this status.",
-    ["namespace", "name", "condition"],
+    "1 while the Certificate's Ready condition is True, else 0 (one series per certificate: memory grows with them).",
+    ["namespace", "name"],
     registry=REGISTRY,
 )
 issuances = Counter(
@@ -65,21 +65,19 @@ renewal_start_lag = Histogram(
 queue_depth = Gauge("certmint_workqueue_depth", "Keys waiting or being reconciled.", registry=REGISTRY)
 scheduled_timers = Gauge("certmint_scheduled_timers", "Keys with a pending timer.", registry=REGISTRY)
 
-READY_CONDITIONS = ("True", "False", "Unknown")
-
 
 def set_ready(namespace: str, name: str, status: str) -> None:
-    for condition in READY_CONDITIONS:
-        certificate_ready.labels(namespace, name, condition).set(1.0 if condition == status else 0.0)
+    certificate_ready.labels(namespace, name).set(1.0 if status == "True" else 0.0)
 
 
 def forget_certificate(namespace: str, name: str, issuer_name: str, issuer_kind: str) -> None:
-    for gauge in (certificate_expiration, certificate_renewal):
+    for gauge, labels in (
+        (certificate_expiration, (namespace, name, issuer_name, issuer_kind)),
+        (certificate_renewal, (namespace, name, issuer_name, issuer_kind)),
+        (certificate_ready, (namespace, name)),
+    ):
         with contextlib.suppress(KeyError):
-            gauge.remove(namespace, name, issuer_name, issuer_kind)
-    for condition in READY_CONDITIONS:
-        with contextlib.suppress(KeyError):
-            certificate_ready.remove(namespace, name, condition)
+            gauge.remove(*labels)
 
 
 leader = Gauge("certmint_leader", "1 while this replica holds the leader Lease and reconciles.", registry=REGISTRY)

@@ -211,7 +211,7 @@ def _lifetime_duration(value: Any, path: str) -> timedelta:
 # --- shared pieces ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class IssuerRef:
     """Which issuer signs: an ``Issuer`` in the same namespace or a ``ClusterIssuer``."""
 
@@ -229,7 +229,7 @@ class IssuerRef:
         return cls(name=name, kind=kind)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class KeySpec:
     """The private key to generate. Ed25519 reports size 0 and is always PKCS8 (PKCS1 has no Ed25519 form)."""
 
@@ -348,7 +348,7 @@ def _email_addresses(value: Any, path: str) -> tuple[str, ...]:
 # --- Certificate --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CertificateSpec:
     """A parsed ``Certificate.spec``; SANs normalised (lower-case DNS, canonical IPs), without duplicates."""
 
@@ -435,7 +435,7 @@ def _lifetime(spec: Mapping[str, Any]) -> tuple[timedelta, timedelta | None, int
 # --- CertificateRequest -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CertificateRequestSpec:
     """A parsed ``CertificateRequest.spec``. The CSR itself is verified later by pki.csr.parse_csr."""
 
@@ -469,7 +469,7 @@ def _request_pem(value: Any) -> bytes:
 # --- Issuer policy ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Policy:
     """What an issuer is willing to sign. Checked by certmint.core.policy.check_policy.
 
@@ -546,7 +546,7 @@ def _cidr(text: str, path: str) -> str:
 # --- Issuer / ClusterIssuer ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class IssuerSpec:
     """A parsed Issuer/ClusterIssuer spec: ``kind`` is "selfSigned" or "ca"."""
 

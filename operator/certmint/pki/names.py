@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SubjectNames:
     """Distinguished-name attributes besides the common name (cert-manager's ``subject`` block).
 
