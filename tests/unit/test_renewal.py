@@ -97,16 +97,23 @@ def test_ten_minute_certificate_retries_within_a_minute(attempts: int, seconds: 
     assert retry_delay(timedelta(minutes=10), attempts) == timedelta(seconds=seconds)
 
 
-@pytest.mark.parametrize("attempts", [1, 2, 5, 30, 1000])
-def test_ninety_day_certificate_caps_at_one_hour(attempts: int) -> None:
-    assert retry_delay(90 * DAY, attempts) == timedelta(hours=1)
+@pytest.mark.parametrize(
+    ("attempts", "seconds"),
+    [(1, 30), (2, 60), (3, 120), (7, 1920), (8, 3600), (30, 3600), (1000, 3600)],
+)
+def test_ninety_day_certificate_retries_in_seconds_then_backs_off_to_an_hour(attempts: int, seconds: float) -> None:
+    assert retry_delay(90 * DAY, attempts) == timedelta(seconds=seconds)
 
 
-def test_one_day_certificate_doubles_from_a_thousandth_up_to_an_hour() -> None:
-    delays = [retry_delay(DAY, n) for n in range(1, 8)]
-    assert delays[:5] == [timedelta(seconds=86.4 * 2**i) for i in range(5)]
+def test_one_day_certificate_doubles_from_the_first_retry_ceiling_up_to_an_hour() -> None:
+    delays = [retry_delay(DAY, n) for n in range(1, 9)]
+    assert delays[:5] == [timedelta(seconds=30 * 2**i) for i in range(5)]
     assert delays[-1] == timedelta(hours=1)
     assert delays == sorted(delays)
+
+
+def test_first_retry_scales_with_short_lifetimes() -> None:
+    assert retry_delay(timedelta(hours=5), 1) == timedelta(seconds=18)  # lifetime/1000, under the ceiling
 
 
 def test_tiny_lifetimes_still_wait_at_least_a_second() -> None:

@@ -65,18 +65,22 @@ def jitter_unit(key: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
+FIRST_RETRY_CEILING = timedelta(seconds=30)
+
+
 def retry_delay(lifetime: timedelta, failed_attempts: int) -> timedelta:
     """Back-off before retrying a failed issuance, scaled to the certificate's lifetime.
 
-    Starts at max(1s, lifetime/1000) and doubles per failed attempt, capped at
-    min(1h, lifetime/10) but never below 1s. So a 10-minute certificate
-    retries after 1s, 2s, 4s ... at most 60s (it must not wait an hour while
-    it expires), while a 90-day certificate waits the full hour at once
-    (its renewal window is weeks long). ``failed_attempts`` counts failures so
-    far; 0 or 1 both give the first delay.
+    Starts at max(1s, lifetime/1000) but at most FIRST_RETRY_CEILING (30 s), doubles
+    per failed attempt, and is capped at min(1h, lifetime/10), never below 1s. So a
+    10-minute certificate retries after 1s, 2s, 4s ... at most 60s (it must not wait
+    an hour while it expires); a 90-day certificate retries after 30 s, then backs
+    off to an hour within eight attempts — a transient API error costs seconds, a
+    persistent failure costs little load. ``failed_attempts`` counts failures so far;
+    0 or 1 both give the first delay.
     """
     seconds = lifetime.total_seconds()
-    first = max(1.0, seconds / 1000)
+    first = min(max(1.0, seconds / 1000), FIRST_RETRY_CEILING.total_seconds())
     cap = max(1.0, min(3600.0, seconds / 10))
     doublings = min(max(failed_attempts - 1, 0), 64)  # 2**64 x 1s is far beyond any cap
     return timedelta(seconds=min(first * 2.0**doublings, cap))
