@@ -57,10 +57,13 @@ def helm() -> Path:
 def run_helm(
     helm: Path, *args: str, kubeconfig: Path | None = None, check: bool = True
 ) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "HELM_CACHE_HOME": str(REPO / ".local" / "helm-cache")}
-    env["HELM_CONFIG_HOME"] = env["HELM_DATA_HOME"] = env["HELM_CACHE_HOME"]
-    cmd = [str(helm), *args] + ([f"--kubeconfig={kubeconfig}"] if kubeconfig else [])
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
+    # A fresh home and cache for every call, as a user's first helm run on a new cluster would have: a discovery
+    # cache filled by an earlier call, before the CRDs existed, made the ClusterIssuer hook fail ("no matches for
+    # kind") now and then.
+    with tempfile.TemporaryDirectory(prefix="certmint-helm-") as home:
+        env = {**os.environ, "HOME": home, "HELM_CACHE_HOME": home, "HELM_CONFIG_HOME": home, "HELM_DATA_HOME": home}
+        cmd = [str(helm), *args] + ([f"--kubeconfig={kubeconfig}"] if kubeconfig else [])
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(f"helm {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
     return proc
