@@ -45,6 +45,7 @@ from tests.bench.scenarios import (
     Scale,
 )
 from tests.controlplane.cluster import ControlPlaneError, build_binaries
+from tests.controlplane.operator_process import OperatorStartError
 from tests.integration.builders import certificate, cluster_issuer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -320,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
             started = time.monotonic()
             try:
                 results["scenarios"][name] = RUNNERS[name](ctx)
-            except (BenchError, ControlPlaneError, AssertionError) as e:
+            except (BenchError, ControlPlaneError, OperatorStartError, AssertionError) as e:
                 results["scenarios"][name] = {"error": str(e)}
                 log(f"scenario {name} FAILED: {e}\nlogs: {workdir / 'logs'}")
                 failed = True
@@ -331,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
             results["scenarios"].setdefault(name, {})["scenario_s"] = round(time.monotonic() - started, 1)
             if failed:
                 break
-    except (BenchError, ControlPlaneError) as e:
+    except (BenchError, ControlPlaneError, OperatorStartError) as e:
         results["setup_error"] = str(e)
         log(f"setup FAILED: {e}\nlogs: {workdir / 'logs'}")
         failed = True

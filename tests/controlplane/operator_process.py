@@ -15,6 +15,10 @@ from pathlib import Path
 from tests.controlplane.cluster import free_port
 
 
+class OperatorStartError(RuntimeError):
+    """The operator exited or did not become ready; the message names its log."""
+
+
 @dataclass
 class OperatorProcess:
     kubeconfig: Path
@@ -25,6 +29,9 @@ class OperatorProcess:
     proc: subprocess.Popen[bytes] | None = None
     port: int = 0
     runs: int = 0
+    verbose: bool = True  # debug logs for tests; benchmarks run at INFO, as users do
+    ready_poll_s: float = 0.1
+    started_at: float = 0.0  # time.monotonic() just before the process was spawned
 
     @property
     def log_path(self) -> Path:
@@ -41,8 +48,9 @@ class OperatorProcess:
             **self.extra_env,
         }
         log = self.log_path.open("ab")
+        self.started_at = time.monotonic()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "certmint", "--verbose", *self.extra_args],
+            [sys.executable, "-m", "certmint", *(["--verbose"] if self.verbose else []), *self.extra_args],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -50,11 +58,11 @@ class OperatorProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"operator exited with {self.proc.returncode}; log: {self.log_path}")
+                raise OperatorStartError(f"operator exited with {self.proc.returncode}; log: {self.log_path}")
             if self.get("/readyz")[0] == 200:
                 return
-            time.sleep(0.1)  # readiness-probe interval
-        raise RuntimeError(f"operator not ready after {timeout}s; log: {self.log_path}")
+            time.sleep(self.ready_poll_s)  # readiness-probe interval
+        raise OperatorStartError(f"operator not ready after {timeout}s; log: {self.log_path}")
 
     def get(self, path: str) -> tuple[int, str]:
         try:
