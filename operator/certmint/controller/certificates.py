@@ -255,9 +255,14 @@ def _same_status_condition(status: dict[str, Any], wanted: Condition) -> Conditi
 def _observe_metrics(
     rec: CertificateRecord, spec: CertificateSpec, facts: CertificateFacts, renewal_at: datetime.datetime, ready: str
 ) -> None:
-    labels = (rec.namespace, rec.name, spec.issuer_ref.name, spec.issuer_ref.kind)
-    metrics.certificate_expiration.labels(*labels).set(facts.not_after.timestamp())
-    metrics.certificate_renewal.labels(*labels).set(renewal_at.timestamp())
+    metrics.certificates.set_times(
+        rec.namespace,
+        rec.name,
+        spec.issuer_ref.name,
+        spec.issuer_ref.kind,
+        expiration=facts.not_after.timestamp(),
+        renewal=renewal_at.timestamp(),
+    )
     metrics.set_ready(rec.namespace, rec.name, ready)
 
 

@@ -108,9 +108,8 @@ class Operator:
         if event_type == "DELETED":
             gone = self.state.certificates.pop(key, None)
             self.state.settled.pop(key, None)
-            if gone is not None and gone.spec is not None:
-                ref = gone.spec.issuer_ref
-                metrics.forget_certificate(gone.namespace, gone.name, ref.name, ref.kind)
+            if gone is not None:
+                metrics.forget_certificate(gone.namespace, gone.name)
         else:
             current = self.state.certificates.get(key)
             if (
