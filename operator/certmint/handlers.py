@@ -36,14 +36,15 @@ LEASE_NAME = "certmint-operator"
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     config = Settings.from_env()
-    # Secrets: only ours, selected by the API server, never the cluster's whole set.
-    settings.watching.label_selectors["v1", "secrets"] = CERTIFICATE_NAME_LABEL
+    # Secrets are watched by the operator itself (controller.runtime.watch_secrets): only ours, selected by
+    # the API server, and kept as a resourceVersion each instead of in kopf's per-object memory.
     # CertificateRequests made for a Certificate are signed inline; only workloads' own requests need watching.
     # Leaving ours out saves two watch events per issuance in the API server and here.
     settings.watching.label_selectors[GROUP, "certificaterequests"] = f"!{CERTIFICATE_NAME_LABEL}"
     settings.posting.level = logging.WARNING  # our own Events say what happened; kopf's would repeat them
     settings.persistence.finalizer = f"{GROUP}/finalizer"  # never added by us, but named for clarity
     settings.watching.server_timeout = 300
+    settings.watching.chunk_size = 500  # list 10,000 Certificates in pages, not in one response held at once
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 60
     op = Operator(config, KubeClient(max_connections=config.max_connections))
@@ -56,6 +57,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.operator = op
     memo.logged_in = asyncio.Event()
     memo.elector_task = asyncio.create_task(_lead(op, memo.logged_in), name="certmint-leader-election")
+    memo.secrets_task = asyncio.create_task(_watch_secrets(op, memo.logged_in), name="certmint-secret-watch")
     if config.http_port:
         memo.http = await start_http_server(
             config.http_port, is_alive=lambda: _alive(op, memo), is_ready=lambda: op.ready
@@ -64,11 +66,19 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
 
 
 def _alive(op: Operator, memo: kopf.Memo) -> bool:
-    """Liveness: the leader's workers run; a standby's campaign runs (a standby is healthy, not stuck)."""
+    """Liveness: the Secret watch runs, and the leader's workers run or a standby's campaign does."""
+    secrets_task: asyncio.Task[None] | None = memo.get("secrets_task")
+    if secrets_task is not None and secrets_task.done():
+        return False
     if op.queue.started:
         return op.queue.alive
     task: asyncio.Task[None] | None = memo.get("elector_task")
     return task is not None and not task.done()
+
+
+async def _watch_secrets(op: Operator, logged_in: asyncio.Event) -> None:
+    await logged_in.wait()
+    await op.watch_secrets()
 
 
 async def _lead(op: Operator, logged_in: asyncio.Event) -> None:
@@ -120,8 +130,9 @@ async def login(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
-    if memo.get("elector_task") is not None:
-        memo.elector_task.cancel()
+    for task_name in ("elector_task", "secrets_task"):
+        if memo.get(task_name) is not None:
+            memo[task_name].cancel()
     op: Operator | None = memo.get("operator")
     if op is not None:
         op.queue.halt()  # no write after this point
@@ -150,8 +161,3 @@ async def cluster_issuer_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) 
 @kopf.on.event(GROUP, "certificaterequests")
 async def request_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     memo.operator.observe_request(event["type"], event["object"])
-
-
-@kopf.on.event("v1", "secrets", labels={CERTIFICATE_NAME_LABEL: kopf.PRESENT})
-async def secret_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    memo.operator.observe_secret(event["type"], event["object"])

@@ -32,7 +32,15 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from tests.bench.harness import BenchControlPlane, BenchError, BenchOperator, Kube, ready_status, wait_until
+from tests.bench.harness import (
+    BenchControlPlane,
+    BenchError,
+    BenchOperator,
+    Kube,
+    ready_status,
+    runtime_python,
+    wait_until,
+)
 from tests.bench.scenarios import (
     CA_ISSUER,
     ECDSA_P256,
@@ -303,7 +311,8 @@ def main(argv: list[str] | None = None) -> int:
             kubeconfig=cp.admin_kubeconfig,
             log_dir=workdir / "logs",
             namespace=OPERATOR_NAMESPACE,
-            extra_env=operator_env,
+            extra_env={"PYTHONPATH": str(REPO / "operator"), **operator_env},
+            python=runtime_python(REPO),
         )
         operator.start()
         ca_chain(kube)

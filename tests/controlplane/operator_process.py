@@ -32,6 +32,7 @@ class OperatorProcess:
     verbose: bool = True  # debug logs for tests; benchmarks run at INFO, as users do
     ready_poll_s: float = 0.1
     started_at: float = 0.0  # time.monotonic() just before the process was spawned
+    python: str = sys.executable  # the interpreter (and so the installed packages) the operator runs with
 
     @property
     def log_path(self) -> Path:
@@ -50,7 +51,7 @@ class OperatorProcess:
         log = self.log_path.open("ab")
         self.started_at = time.monotonic()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "certmint", *(["--verbose"] if self.verbose else []), *self.extra_args],
+            [self.python, "-m", "certmint", *(["--verbose"] if self.verbose else []), *self.extra_args],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

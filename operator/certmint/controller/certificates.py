@@ -116,7 +116,11 @@ async def _reconcile(op: Operator, rec: CertificateRecord, seen: SeenSecret) -> 
     spec = rec.spec
     issuer = op.state.issuer_for(namespace, spec.issuer_ref)
     now = op.now()
-    secret = await resources.read_secret(op.api, namespace, spec.secret_name)
+    if op.state.secret_known_absent(namespace, spec.secret_name):
+        secret = None  # the Secret watch has listed everything with our label: no read needed
+    else:
+        secret = await resources.read_secret(op.api, namespace, spec.secret_name)
+        op.state.secrets_to_read.discard((namespace, spec.secret_name))
     seen.resource_version = secret.resource_version if secret else None
     op.state.secret_versions[(namespace, spec.secret_name)] = seen.resource_version
     if secret is not None and secret.labels.get(resources.CERTIFICATE_NAME_LABEL, name) != name:
@@ -342,7 +346,8 @@ async def _issue(
                 op.api, secret, data=data, labels=labels, annotations=annotations, owner=owner
             )
     except ApiError as e:
-        if e.conflict:  # the Secret changed under us: start over from what is there now
+        if e.conflict:  # the Secret changed under us, or exists without our label: start over from a fresh read
+            op.state.secrets_to_read.add((rec.namespace, spec.secret_name))
             op.queue.add(("Certificate", rec.namespace, rec.name))
             return None
         return await _fail(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import datetime
+import functools
 import logging
 import multiprocessing
 import time
@@ -28,6 +29,7 @@ from certmint.controller.workqueue import WorkQueue
 from certmint.kube import resources
 from certmint.kube.client import ApiError, KubeClient
 from certmint.kube.leader import LeaderElector
+from certmint.kube.watch import ListWatch
 from certmint.settings import Settings
 
 log = logging.getLogger("certmint")
@@ -172,6 +174,38 @@ class Operator:
         if owner:
             self.queue.add(("Certificate", namespace, owner))
         self._enqueue_issuers_of_secret(namespace, name)
+
+    async def watch_secrets(self) -> None:
+        """Watch the Secrets carrying our label (in every watched namespace) until cancelled."""
+        namespaces = self.settings.watch_namespaces or (None,)
+        listed: set[str | None] = set()
+
+        def on_listed(namespace: str | None, present: set[tuple[str, str]]) -> None:
+            self.secrets_relisted(namespace, present)
+            listed.add(namespace)
+            if len(listed) == len(namespaces):
+                self.state.secrets_listed = True
+
+        watches = [
+            ListWatch(
+                self.api,
+                resources.secret_path(ns) if ns else "/api/v1/secrets",
+                label_selector=resources.CERTIFICATE_NAME_LABEL,
+                on_event=self.observe_secret,
+                on_listed=functools.partial(on_listed, ns),
+            )
+            for ns in namespaces
+        ]
+        await asyncio.gather(*(w.run() for w in watches))
+
+    def secrets_relisted(self, namespace: str | None, present: set[tuple[str, str]]) -> None:
+        """After a (re)list: Secrets we knew that are gone were deleted while the watch was away."""
+        for key, version in list(self.state.secret_versions.items()):
+            if version is not None and key not in present and (namespace is None or key[0] == namespace):
+                self.state.secret_versions[key] = None
+                for cert in self.state.certificates_with_secret(*key):
+                    self.queue.add(("Certificate", *cert))
+                self._enqueue_issuers_of_secret(*key)
 
     def secret_written(self, namespace: str, name: str, resource_version: str) -> None:
         """Record our own Secret write before its watch event arrives; a CA Secret wakes its issuers."""

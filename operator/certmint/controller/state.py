@@ -104,6 +104,11 @@ class State:
     requests: dict[NamespacedName, RequestRecord] = field(default_factory=dict)
     # resourceVersion of each certmint-labelled Secret (None: known to be deleted).
     secret_versions: dict[NamespacedName, str | None] = field(default_factory=dict)
+    # True once the Secret watch has listed every watched namespace: from then on a Secret missing
+    # from secret_versions does not exist with our label, and need not be read before creating it.
+    secrets_listed: bool = False
+    # Secrets that exist without our label (a create answered 409): read them before writing.
+    secrets_to_read: set[NamespacedName] = field(default_factory=set)
     # For each Certificate, the inputs of its last reconcile outcome; equal inputs skip the next one.
     settled: dict[NamespacedName, Settled] = field(default_factory=dict)
     # CertificateRequests being signed inline by the certificate reconciler right now.
@@ -137,6 +142,17 @@ class State:
             and rec.spec.issuer_ref.name == name
             and (kind == "ClusterIssuer" or rec.namespace == namespace)
         ]
+
+    def certificates_with_secret(self, namespace: str, secret_name: str) -> list[NamespacedName]:
+        return [
+            key
+            for key, rec in self.certificates.items()
+            if rec.namespace == namespace and rec.spec is not None and rec.spec.secret_name == secret_name
+        ]
+
+    def secret_known_absent(self, namespace: str, name: str) -> bool:
+        key = (namespace, name)
+        return self.secrets_listed and self.secret_versions.get(key) is None and key not in self.secrets_to_read
 
     def issuers_with_ca_secret(self, namespace: str, secret_name: str, cluster_namespace: str) -> list[IssuerKey]:
         found = []

@@ -16,7 +16,7 @@ import json
 import os
 import ssl
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -151,8 +151,9 @@ class KubeClient:
         params: Mapping[str, str] | None = None,
         body: JSON | None = None,
         content_type: str = "application/json",
+        verb: str | None = None,
     ) -> JSON:
-        verb = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}[method]
+        verb = verb or {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}[method]
         self._count(verb, path)
         headers = self._headers()
         data = None
@@ -169,6 +170,19 @@ class KubeClient:
             result: JSON = json.loads(payload) if payload else {}
             return result
 
+    async def stream(self, path: str, *, params: Mapping[str, str], read_timeout: float) -> AsyncIterator[JSON]:
+        """A watch: the server's events, one JSON object per line, until it ends the stream."""
+        self._count("watch", path)
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=read_timeout)
+        session = self._get_session()
+        async with session.get(
+            self._creds.server + path, params=params, headers=self._headers(), timeout=timeout
+        ) as resp:
+            if resp.status >= 400:
+                raise _api_error(resp.status, await resp.read())
+            async for event in json_lines(resp.content.iter_any()):
+                yield event
+
     async def get(self, path: str) -> JSON | None:
         """The object, or None when it does not exist."""
         try:
@@ -182,7 +196,7 @@ class KubeClient:
         params = {"labelSelector": label_selector} if label_selector else {}
         items: list[JSON] = []
         while True:
-            page = await self.request("GET", path, params={**params, "limit": "500"})
+            page = await self.request("GET", path, params={**params, "limit": "500"}, verb="list")
             items.extend(page.get("items", []))
             cont = page.get("metadata", {}).get("continue")
             if not cont:
@@ -204,6 +218,24 @@ class KubeClient:
                 return False
             raise
         return True
+
+
+async def json_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[JSON]:
+    """Newline-delimited JSON from a byte stream, whatever the length of a line (a Secret can be 1 MiB)."""
+    buffer = bytearray()
+    async for chunk in chunks:
+        start = len(buffer)
+        buffer += chunk
+        while (end := buffer.find(b"\n", start)) >= 0:
+            line = bytes(buffer[:end])
+            del buffer[: end + 1]
+            start = 0
+            if line.strip():
+                value: JSON = json.loads(line)
+                yield value
+    if buffer.strip():
+        last: JSON = json.loads(bytes(buffer))
+        yield last
 
 
 def _api_error(status: int, payload: bytes) -> ApiError:

@@ -1,0 +1,103 @@
+"""List, then watch, one resource through a server-side label selector, keeping nothing of what it sees.
+
+kopf keeps a memory record for every object it watches (about 1 KB each) and runs its whole event
+machinery per event. For the operator's Secrets — one per Certificate — only the name, labels and
+resourceVersion matter between reconciles, so they are watched here instead: a paginated list, then a
+watch from the list's resourceVersion with bookmarks; a relist when the server answers 410 Gone
+(the version fell out of its window); back-off on any other failure. Every object goes to
+``on_event`` and is dropped. After each (re)list ``on_listed`` receives the keys present, so that a
+deletion missed while disconnected is still noticed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import aiohttp
+
+from certmint.kube.client import JSON, ApiError, KubeClient
+
+log = logging.getLogger("certmint.watch")
+
+Key = tuple[str, str]  # (namespace, name)
+
+
+class Gone(Exception):
+    """The resourceVersion to resume from is too old: list again."""
+
+
+@dataclass
+class ListWatch:
+    api: KubeClient
+    path: str  # the collection, e.g. /api/v1/secrets or /api/v1/namespaces/x/secrets
+    label_selector: str
+    on_event: Callable[[str, JSON], None]
+    on_listed: Callable[[set[Key]], None]
+    page_size: int = 500
+    watch_timeout_s: int = 300
+    min_backoff_s: float = 0.5
+    max_backoff_s: float = 30.0
+    lists: int = 0  # completed (re)lists, for health and tests
+
+    async def run(self) -> None:
+        """Forever (until cancelled): list, watch, and recover from whatever the connection does."""
+        resource_version: str | None = None
+        delay = self.min_backoff_s
+        while True:
+            try:
+                if resource_version is None:
+                    resource_version = await self._list()
+                resource_version = await self._watch(resource_version)
+                delay = self.min_backoff_s
+            except Gone:
+                log.info("watch of %s expired (410 Gone): listing again", self.path)
+                resource_version = None
+            except (ApiError, aiohttp.ClientError, TimeoutError, ValueError) as e:
+                log.warning("watch of %s failed: %s; retrying in %.1f s", self.path, e, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.max_backoff_s)
+
+    async def _list(self) -> str:
+        params = {"labelSelector": self.label_selector, "limit": str(self.page_size)}
+        present: set[Key] = set()
+        while True:
+            try:
+                page = await self.api.request("GET", self.path, params=params, verb="list")
+            except ApiError as e:
+                if e.status == 410:  # the continue token expired between pages
+                    raise Gone from e
+                raise
+            for item in page.get("items") or []:
+                meta = item["metadata"]
+                present.add((meta["namespace"], meta["name"]))
+                self.on_event("ADDED", item)
+            del page["items"]  # one page in memory at a time
+            cont = page.get("metadata", {}).get("continue")
+            if not cont:
+                self.lists += 1
+                self.on_listed(present)
+                return str(page["metadata"]["resourceVersion"])
+            params["continue"] = cont
+
+    async def _watch(self, resource_version: str) -> str:
+        params = {
+            "watch": "1",
+            "labelSelector": self.label_selector,
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(self.watch_timeout_s),
+        }
+        async for event in self.api.stream(self.path, params=params, read_timeout=self.watch_timeout_s + 30):
+            kind = event.get("type")
+            obj = event.get("object") or {}
+            if kind == "ERROR":
+                if obj.get("code") == 410:
+                    raise Gone
+                raise ApiError(int(obj.get("code") or 500), str(obj.get("reason", "")), str(obj.get("message", "")))
+            resource_version = obj["metadata"]["resourceVersion"]
+            if kind != "BOOKMARK":
+                self.on_event(str(kind), obj)
+        return resource_version
