@@ -288,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         "scale_parameters": scale.__dict__,
         "scenarios_selected": selected,
         "operator_env": operator_env or "defaults",
+        "operator_python": "a venv with only the image's pinned runtime dependencies; certmint from operator/",
         "client_concurrency": args.concurrency,
         "profiled_with": py_spy,
         "throughput_sizes": args.throughput_sizes or list(scale.throughput_sizes),

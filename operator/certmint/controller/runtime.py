@@ -114,13 +114,17 @@ class Operator:
                 metrics.forget_certificate(gone.namespace, gone.name)
         else:
             current = self.state.certificates.get(key)
-            if (
-                current is not None
-                and current.uid == meta["uid"]
-                and not newer_or_equal(meta["resourceVersion"], current.resource_version)
-            ):
-                return
-            self.state.certificates[key] = parse_certificate(body)
+            if current is not None and current.uid == meta["uid"]:
+                if not newer_or_equal(meta["resourceVersion"], current.resource_version):
+                    return
+            else:
+                current = None
+            if current is not None and current.generation == int(meta.get("generation", 1)):
+                # Status-only change (usually our own write): the parsed spec still holds.
+                current.resource_version = meta["resourceVersion"]
+                current.status = dict(body.get("status") or {})
+            else:
+                self.state.certificates[key] = parse_certificate(body)
         self.queue.add(("Certificate", *key))
 
     def observe_issuer(self, kind: str, event_type: str | None, body: dict[str, Any]) -> None:
