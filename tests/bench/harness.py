@@ -79,7 +79,6 @@ class BenchControlPlane(ControlPlane):
         super()._spawn(name, argv)
 
 
-@dataclass
 def runtime_python(repo: Path) -> str:
     """An interpreter with only the image's runtime dependencies (the pinned lock), as the image has.
 
@@ -102,6 +101,7 @@ def runtime_python(repo: Path) -> str:
     return str(python)
 
 
+@dataclass
 class BenchOperator(OperatorProcess):
     """``OperatorProcess`` at INFO (debug logging would be part of what we measure), polled finely for start-up."""
 
