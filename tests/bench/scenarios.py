@@ -8,6 +8,7 @@ each, started (and idle) before the first create.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime
 import math
@@ -16,6 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from certmint.core.conditions import rfc3339
 from certmint.core.renewal import renewal_time
@@ -39,6 +45,7 @@ from tests.bench.harness import (
     summary,
     wait_until,
 )
+from tests.integration.builders import API_VERSION, GROUP, VERSION
 
 ECDSA_P256 = {"algorithm": "ECDSA", "size": 256}
 RSA_2048 = {"algorithm": "RSA", "size": 2048}
@@ -58,6 +65,7 @@ class Scale:
     renewal_duration: str
     rsa_certificates: int
     settle_s: float  # observation window after the unrelated Secrets, and the idle-CPU baseline before them
+    api_cost_requests: int  # requests of each kind in api-costs
 
 
 SCALES = {
@@ -72,6 +80,7 @@ SCALES = {
         renewal_duration="2m",
         rsa_certificates=20,
         settle_s=3.0,
+        api_cost_requests=50,
     ),
     "full": Scale(
         name="full",
@@ -84,10 +93,18 @@ SCALES = {
         renewal_duration="10m",
         rsa_certificates=200,
         settle_s=15.0,
+        api_cost_requests=1000,
     ),
 }
-SCENARIOS = ("throughput", "memory", "restart", "renewal", "rsa")
-RUN_ORDER = ("throughput", "rsa", "memory", "restart", "renewal")  # renewal last: its certificates keep renewing
+SCENARIOS = ("throughput", "memory", "restart", "renewal", "rsa", "api-costs")
+RUN_ORDER = (
+    "throughput",
+    "rsa",
+    "memory",
+    "restart",
+    "api-costs",
+    "renewal",
+)  # renewal last: its certificates keep renewing
 
 
 @dataclass
@@ -505,10 +522,226 @@ def renewal(ctx: Context) -> dict[str, Any]:
     return result
 
 
+# -- what one issuance costs the control plane, request by request ------------------------------------------------
+
+
+def _pki_payloads() -> dict[str, str]:
+    """A CSR, a two-certificate chain and a key of the sizes the operator writes (ECDSA P-256)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "api-costs")])
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(name)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("svc.bench-apicost.svc")]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    pem = cert.public_bytes(serialization.Encoding.PEM).decode()
+    return {
+        "csr": csr.public_bytes(serialization.Encoding.PEM).decode(),
+        "chain": pem + pem,
+        "ca": pem,
+        "key": key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ).decode(),
+    }
+
+
+def api_costs(ctx: Context) -> dict[str, Any]:
+    """CPU the API server, etcd and the controller manager spend per request, for each request of one issuance.
+
+    The operator is stopped meanwhile (nothing reacts to these objects); each kind of request is sent ``n``
+    times from the client pool, in the order an issuance sends them, and the processes' CPU is read around
+    each batch. This is what bounds throughput on a shared machine: the sum is the control plane's price of
+    one certificate whatever the operator does.
+    """
+    n = ctx.scale.api_cost_requests
+    if ctx.operator_running():
+        ctx.operator.stop()
+    ns = "bench-apicost"
+    ctx.kube.namespaces([ns])
+    p = _pki_payloads()
+    b64 = {k: base64.b64encode(v.encode()).decode() for k, v in p.items()}
+    stamp = rfc3339(datetime.datetime.now(datetime.UTC))
+    custom, core = ctx.kube.custom, ctx.kube.core
+
+    def cert_status(i: int) -> dict[str, Any]:
+        message = (
+            f"Issued certificate serial {i:040x} (revision 1, CertificateRequest c-{i:05d}-x), valid until {stamp}"
+        )
+        return {
+            "status": {
+                "notBefore": stamp,
+                "notAfter": stamp,
+                "renewalTime": stamp,
+                "serialNumber": f"{i:040x}",
+                "revision": 1,
+                "observedGeneration": 1,
+                "conditions": [
+                    {
+                        "type": "Ready",
+                        "status": "True",
+                        "reason": "Issued",
+                        "message": "up to date",
+                        "lastTransitionTime": stamp,
+                        "observedGeneration": 1,
+                    },
+                    {
+                        "type": "Issuing",
+                        "status": "False",
+                        "reason": "Issued",
+                        "message": message,
+                        "lastTransitionTime": stamp,
+                        "observedGeneration": 1,
+                    },
+                ],
+            }
+        }
+
+    def request_body(i: int) -> dict[str, Any]:
+        return {
+            "apiVersion": API_VERSION,
+            "kind": "CertificateRequest",
+            "metadata": {
+                "name": f"r-{i:05d}",
+                "namespace": ns,
+                "labels": {"certmint.dev/certificate-name": f"c-{i:05d}"},
+            },
+            "spec": {
+                "request": p["csr"],
+                "issuerRef": {"name": CA_ISSUER, "kind": "ClusterIssuer", "group": "certmint.dev"},
+                "duration": "2160h",
+                "usages": ["digital signature", "key encipherment"],
+                "isCA": False,
+            },
+        }
+
+    request_status = {
+        "status": {
+            "conditions": [
+                {
+                    "type": "Approved",
+                    "status": "True",
+                    "reason": "PolicyAllowed",
+                    "message": "allowed",
+                    "lastTransitionTime": stamp,
+                },
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "reason": "Issued",
+                    "message": "signed",
+                    "lastTransitionTime": stamp,
+                },
+            ],
+            "certificate": p["chain"],
+            "ca": p["ca"],
+            "notBefore": stamp,
+            "notAfter": stamp,
+        }
+    }
+
+    def secret_body(i: int) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "kubernetes.io/tls",
+            "metadata": {
+                "name": f"c-{i:05d}-tls",
+                "labels": {"certmint.dev/certificate-name": f"c-{i:05d}"},
+                "annotations": {"certmint.dev/issuer-name": CA_ISSUER, "certmint.dev/serial": f"{i:040x}"},
+            },
+            "data": {"tls.crt": b64["chain"], "tls.key": b64["key"], "ca.crt": b64["ca"]},
+        }
+
+    def event_body(i: int) -> dict[str, Any]:
+        return {
+            "metadata": {"generateName": f"c-{i:05d}."},
+            "involvedObject": {"kind": "Certificate", "namespace": ns, "name": f"c-{i:05d}", "apiVersion": API_VERSION},
+            "reason": "Issued",
+            "message": f"Issued certificate serial {i:040x}",
+            "type": "Normal",
+            "source": {"component": "certmint"},
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+        }
+
+    g, v = GROUP, VERSION
+    steps: list[tuple[str, Callable[[int], Any]]] = [
+        (
+            "create Certificate (the user)",
+            lambda i: custom.create_namespaced_custom_object(
+                g,
+                v,
+                ns,
+                "certificates",
+                certificate_body(f"c-{i:05d}", ns, issuer=CA_ISSUER, set_name="apicost", key=ECDSA_P256),
+            ),
+        ),
+        (
+            "create CertificateRequest",
+            lambda i: custom.create_namespaced_custom_object(g, v, ns, "certificaterequests", request_body(i)),
+        ),
+        (
+            "patch CertificateRequest status",
+            lambda i: custom.patch_namespaced_custom_object_status(
+                g, v, ns, "certificaterequests", f"r-{i:05d}", request_status
+            ),
+        ),
+        ("create Secret", lambda i: core.create_namespaced_secret(ns, secret_body(i))),
+        (
+            "patch Certificate status",
+            lambda i: custom.patch_namespaced_custom_object_status(
+                g, v, ns, "certificates", f"c-{i:05d}", cert_status(i)
+            ),
+        ),
+        ("create Event", lambda i: core.create_namespaced_event(ns, event_body(i))),
+        ("get Secret (no longer sent)", lambda i: core.read_namespaced_secret(f"c-{i:05d}-tls", ns)),
+    ]
+    pids = {name: proc.pid for name, proc in ctx.cp.processes.items()}
+    per_request: dict[str, dict[str, float]] = {}
+    for label, fn in steps:
+        cpu = CpuMeter(pids).start()
+        ctx.kube.pool_map(fn, list(range(n)))
+        used = cpu.stop()
+        per_request[label] = {
+            k.removesuffix("_cpu_s"): round(val / n * 1000, 2) for k, val in used.items() if k != "bench-client_cpu_s"
+        }
+        per_request[label]["window_s"] = used["window_s"]
+        ctx.log(f"api-costs: {label}: {per_request[label]} (ms per request)")
+    issuance = [label for label, _ in steps if "no longer" not in label]
+    totals = {
+        proc: round(sum(per_request[label][proc] for label in issuance), 1)
+        for proc in ("kube-apiserver", "etcd", "kube-controller-manager")
+    }
+    with contextlib.suppress(Exception):
+        ctx.kube.core.delete_namespace(ns)
+    return {
+        "n_per_request_kind": n,
+        "client_concurrency": ctx.kube.concurrency,
+        "cpu_ms_per_request": per_request,
+        "one_issuance_cpu_ms": totals,
+        "one_issuance_requests": issuance,
+        "note": "the operator's five writes plus the user's create, sent without the operator; window_s is wall time",
+    }
+
+
 RUNNERS: dict[str, Callable[[Context], dict[str, Any]]] = {
     "throughput": throughput,
     "memory": memory,
     "restart": restart,
     "renewal": renewal,
     "rsa": rsa,
+    "api-costs": api_costs,
 }

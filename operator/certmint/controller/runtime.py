@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from certmint import metrics
+from certmint.controller.housekeeping import release_memory_when_quiet
 from certmint.controller.state import (
     State,
     newer_or_equal,
@@ -52,6 +53,7 @@ class Operator:
         self.ready = False
         self.elector: LeaderElector | None = None
         self._process_pool: concurrent.futures.ProcessPoolExecutor | None = None
+        self.events_seen = 0  # watch events observed (all kinds), for housekeeping
         api.on_request = lambda verb, resource: metrics.api_requests.labels(verb, resource).inc()
 
     def now(self) -> datetime.datetime:
@@ -105,6 +107,7 @@ class Operator:
     # -- watch events (called from the thin kopf handlers) ----------------------------------------------
 
     def observe_certificate(self, event_type: str | None, body: dict[str, Any]) -> None:
+        self.events_seen += 1
         meta = body["metadata"]
         key = (meta["namespace"], meta["name"])
         if event_type == "DELETED":
@@ -128,6 +131,7 @@ class Operator:
         self.queue.add(("Certificate", *key))
 
     def observe_issuer(self, kind: str, event_type: str | None, body: dict[str, Any]) -> None:
+        self.events_seen += 1
         meta = body["metadata"]
         key = (kind, meta.get("namespace") or "", meta["name"])
         if event_type == "DELETED":
@@ -147,6 +151,7 @@ class Operator:
         self.queue.add(key)
 
     def observe_request(self, event_type: str | None, body: dict[str, Any]) -> None:
+        self.events_seen += 1
         meta = body["metadata"]
         key = (meta["namespace"], meta["name"])
         if event_type == "DELETED":
@@ -162,6 +167,7 @@ class Operator:
         self.queue.add(("CertificateRequest", *key))
 
     def observe_secret(self, event_type: str | None, body: dict[str, Any]) -> None:
+        self.events_seen += 1
         meta = body["metadata"]
         namespace, name = meta["namespace"], meta["name"]
         key = (namespace, name)
@@ -178,6 +184,12 @@ class Operator:
         if owner:
             self.queue.add(("Certificate", namespace, owner))
         self._enqueue_issuers_of_secret(namespace, name)
+
+    async def release_memory_when_quiet(self, interval: float = 30.0) -> None:
+        """After a burst of events or reconciles, return freed memory to the system (see housekeeping)."""
+        await release_memory_when_quiet(
+            lambda: self.events_seen + self.queue.processed, lambda: self.queue.depth > 0, interval
+        )
 
     async def watch_secrets(self) -> None:
         """Watch the Secrets carrying our label (in every watched namespace) until cancelled."""

@@ -43,6 +43,7 @@ class WorkQueue(Generic[K]):
         self._timer_changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._failures: dict[K, int] = {}
+        self.processed = 0  # reconciles finished, successful or not
         self.max_retry_delay = 60.0
         self.on_timer_fired: Callable[[K, float], None] | None = None
 
@@ -127,6 +128,7 @@ class WorkQueue(Generic[K]):
             else:
                 self._failures.pop(key, None)
             finally:
+                self.processed += 1
                 self._active.discard(key)
                 if key in self._dirty:
                     self._dirty.discard(key)

@@ -1,0 +1,54 @@
+"""Give memory back after a burst of work.
+
+After thousands of issuances (or a restart's listing of every Certificate) the process has freed most of what
+the burst allocated, but CPython keeps partly used arenas and glibc keeps freed blocks in its heap: the RSS stays
+at the burst's high-water mark. Once the operator has been quiet for a while, a full garbage collection and
+``malloc_trim(0)`` hand the free pages back to the system. Measured at 10,000 Certificates: see the README.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import ctypes.util
+import gc
+import logging
+from collections.abc import Callable
+
+log = logging.getLogger("certmint.housekeeping")
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's malloc_trim, or None where there is no such function (musl, macOS)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim: Callable[[int], int] = libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+    return trim
+
+
+def release_memory() -> None:
+    gc.collect()
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+async def release_memory_when_quiet(
+    activity: Callable[[], int],
+    busy: Callable[[], bool],
+    interval: float,
+    release: Callable[[], None] = release_memory,
+) -> None:
+    """Release memory once per burst: after ``activity()`` moved, then stood still for ``interval`` seconds."""
+    last_seen = activity()
+    released_at = last_seen
+    while True:
+        await asyncio.sleep(interval)  # a periodic check, not a wait for some event
+        mark = activity()
+        if mark == last_seen and mark != released_at and not busy():
+            release()
+            released_at = mark
+            log.debug("released free memory after a burst of work")
+        last_seen = mark
