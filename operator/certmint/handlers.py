@@ -64,6 +64,11 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.persistence.diffbase_storage = _NoDiffBase()
     settings.watching.server_timeout = 300
     settings.watching.chunk_size = 500  # list 10,000 Certificates in pages, not in one response held at once
+    # kopf starts one worker task per object with events and keeps it 5 s for more: a restart's listing of
+    # 10,000 Certificates made 10,000 tasks at once. Our handlers only record and enqueue, so a bounded
+    # number of short-lived workers keeps up (200 / 0.5 s = 400 objects/s) without that burst.
+    settings.queueing.worker_limit = 200
+    settings.queueing.idle_timeout = 0.5
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 60
     op = Operator(config, KubeClient(max_connections=config.max_connections))

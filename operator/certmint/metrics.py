@@ -120,6 +120,11 @@ renewal_start_lag = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10),
     registry=REGISTRY,
 )
+memory_releases = Counter(
+    "certmint_memory_releases_total",
+    "Times the operator handed freed memory back to the system after a burst of work had settled.",
+    registry=REGISTRY,
+)
 queue_depth = Gauge("certmint_workqueue_depth", "Keys waiting or being reconciled.", registry=REGISTRY)
 scheduled_timers = Gauge("certmint_scheduled_timers", "Keys with a pending timer.", registry=REGISTRY)
 

@@ -169,6 +169,22 @@ class BenchOperator(OperatorProcess):
             interval = min(2.0, max(0.2, 5 * scrape))
             time.sleep(interval)
 
+    def wait_memory_released(self, since: MetricSnapshot, timeout: float = 90.0) -> float:
+        """Wait until the operator has handed a settled burst's free memory back (its own counter moves).
+
+        It does so 10-20 s after the last event or reconcile; RSS measured before that would report
+        the burst's high-water mark instead of what the operator holds. Returns the seconds waited.
+        """
+        started = time.monotonic()
+        name = "certmint_memory_releases_total"
+        wait_until(
+            lambda: self.metrics().value(name) > since.value(name) or None,
+            "the operator to release memory after the burst",
+            timeout=timeout,
+            interval=1.0,
+        )
+        return round(time.monotonic() - started, 1)
+
     def _unexpected_failures(self) -> int:
         try:
             return self.log_path.read_text(errors="replace").count("failed unexpectedly")

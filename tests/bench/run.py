@@ -172,6 +172,7 @@ def table(results: dict[str, Any]) -> str:
     m = scenarios.get("memory")
     if m and "error" not in m:
         add("memory", "certificates", m["certificates"])
+        add("memory", "operator RSS when idle, before release (MiB)", m["rss_mib_at_idle_before_release"])
         add("memory", "operator RSS steady (MiB)", m["rss_mib_steady"], "≤ 100 at 10,000")
         add("memory", f"+ {m['unrelated_secrets']} unrelated Secrets ({m['unrelated_total_mib']} MiB)", "")
         add("memory", "operator RSS after (MiB)", m["rss_mib_after"])
@@ -190,6 +191,7 @@ def table(results: dict[str, Any]) -> str:
         add("restart", "serials changed (client check)", r["serials_changed"], "0")
         add("restart", "operator CPU to idle (s)", r["operator_cpu_s_to_idle"])
         add("restart", "operator RSS at idle (MiB)", r["rss_mib_at_idle"])
+        add("restart", "operator RSS settled (MiB)", r["rss_mib_settled"])
     a = scenarios.get("api-costs")
     if a and "error" not in a:
         for label, cost in a["cpu_ms_per_request"].items():

@@ -304,6 +304,8 @@ def memory(ctx: Context) -> dict[str, Any]:
     idle = op.wait_idle(total, timeout=300)
     result["certificates"] = total
     result["idle_poll_interval_s"] = idle.poll_interval_s
+    result["rss_mib_at_idle_before_release"] = round(proc_sample(op.pid).rss_mib, 1)
+    result["memory_release_wait_s"] = op.wait_memory_released(idle.metrics)
 
     # Idle baseline: what the operator burns doing nothing, over the same window as the settle period.
     base = CpuMeter({"operator": op.pid}).start()
@@ -396,6 +398,8 @@ def restart(ctx: Context) -> dict[str, Any]:
     after = {(c["metadata"]["namespace"], c["metadata"]["name"]): c for c in ctx.kube.list_certificates()}
     changed = [k for k, c in after.items() if _serial(c) != _serial(before.get(k))]
     reissues = m.value("certmint_issuances_total")
+    release_wait_s = op.wait_memory_released(idle.metrics)
+    settled = proc_sample(op.pid)
     result.update(
         {
             "certificates": total,
@@ -412,6 +416,8 @@ def restart(ctx: Context) -> dict[str, Any]:
             "operator_cpu_s_to_idle": round(at_idle.cpu_s, 2),
             "rss_mib_at_idle": round(at_idle.rss_mib, 1),
             "peak_rss_mib_to_idle": round(at_idle.hwm_mib, 1),
+            "memory_release_wait_s": release_wait_s,
+            "rss_mib_settled": round(settled.rss_mib, 1),
         }
     )
     if reissues != len(changed):

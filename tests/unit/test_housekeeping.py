@@ -17,7 +17,7 @@ async def test_one_release_per_burst_and_none_while_busy() -> None:
         releases.append(activity)
         released.set()
 
-    task = asyncio.create_task(release_memory_when_quiet(lambda: activity, lambda: busy, 0.01, release))
+    task = asyncio.create_task(release_memory_when_quiet(lambda: activity, lambda: busy, 0.01, release, burst=5))
     await asyncio.sleep(0)  # the task notes the activity it starts from
     try:
         activity, busy = 10, True  # a burst that is still being worked on
@@ -27,6 +27,10 @@ async def test_one_release_per_burst_and_none_while_busy() -> None:
         async with asyncio.timeout(5):
             await released.wait()
         await asyncio.sleep(0.05)  # quiet, nothing new: no second release
+        assert releases == [10]
+
+        activity = 12  # too little to be worth it
+        await asyncio.sleep(0.05)
         assert releases == [10]
 
         released.clear()

@@ -2,7 +2,7 @@
 
 After thousands of issuances (or a restart's listing of every Certificate) the process has freed most of what
 the burst allocated, but CPython keeps partly used arenas and glibc keeps freed blocks in its heap: the RSS stays
-at the burst's high-water mark. Once the operator has been quiet for a while, a full garbage collection and
+at the burst's high-water mark. Once the operator has been quiet for 10-20 s, a full garbage collection and
 ``malloc_trim(0)`` hand the free pages back to the system. Measured at 10,000 Certificates: see the README.
 """
 
@@ -40,14 +40,18 @@ async def release_memory_when_quiet(
     busy: Callable[[], bool],
     interval: float,
     release: Callable[[], None] = release_memory,
+    *,
+    burst: int = 50,
 ) -> None:
-    """Release memory once per burst: after ``activity()`` moved, then stood still for ``interval`` seconds."""
+    """Release memory once per burst: after ``activity()`` moved by ``burst`` or more, then stood still for
+    ``interval`` seconds. Smaller moves (an issuer's periodic re-check, one renewal) are not worth a full
+    garbage collection."""
     last_seen = activity()
     released_at = last_seen
     while True:
         await asyncio.sleep(interval)  # a periodic check, not a wait for some event
         mark = activity()
-        if mark == last_seen and mark != released_at and not busy():
+        if mark == last_seen and mark - released_at >= burst and not busy():
             release()
             released_at = mark
             log.debug("released free memory after a burst of work")

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from certmint import metrics
-from certmint.controller.housekeeping import release_memory_when_quiet
+from certmint.controller.housekeeping import release_memory, release_memory_when_quiet
 from certmint.controller.state import (
     State,
     newer_or_equal,
@@ -185,10 +185,15 @@ class Operator:
             self.queue.add(("Certificate", namespace, owner))
         self._enqueue_issuers_of_secret(namespace, name)
 
-    async def release_memory_when_quiet(self, interval: float = 30.0) -> None:
+    async def release_memory_when_quiet(self, interval: float = 10.0) -> None:
         """After a burst of events or reconciles, return freed memory to the system (see housekeeping)."""
+
+        def release() -> None:
+            release_memory()
+            metrics.memory_releases.inc()
+
         await release_memory_when_quiet(
-            lambda: self.events_seen + self.queue.processed, lambda: self.queue.depth > 0, interval
+            lambda: self.events_seen + self.queue.processed, lambda: self.queue.depth > 0, interval, release
         )
 
     async def watch_secrets(self) -> None:

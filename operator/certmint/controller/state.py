@@ -179,9 +179,25 @@ def _parse_spec(parse: Callable[[Mapping[str, Any]], T], body: Mapping[str, Any]
         return None, str(e)
 
 
+_UNIQUE_PER_CERTIFICATE = frozenset({"secretName", "commonName", "dnsNames", "ipAddresses", "uris", "emailAddresses"})
+
+
+def _interned(value: Any) -> Any:
+    """The same JSON with its repetitive strings interned: 10,000 specs share one copy of each issuer name,
+    kind, algorithm, usage and duration instead of holding 10,000 equal strings each (names that are
+    unique to a certificate are left alone: interning them would only add table entries)."""
+    if isinstance(value, str):
+        return sys.intern(value) if len(value) <= 64 else value
+    if isinstance(value, dict):
+        return {sys.intern(k): v if k in _UNIQUE_PER_CERTIFICATE else _interned(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interned(v) for v in value]
+    return value
+
+
 def parse_certificate(body: dict[str, Any]) -> CertificateRecord:
     meta = body["metadata"]
-    spec, error = _parse_spec(CertificateSpec.from_dict, body)
+    spec, error = _parse_spec(CertificateSpec.from_dict, {"spec": _interned(body.get("spec") or {})})
     return CertificateRecord(
         namespace=sys.intern(meta["namespace"]),  # 10,000 certificates share a few dozen namespaces
         name=meta["name"],

@@ -25,6 +25,7 @@ Choices, all deliberate:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -114,12 +115,12 @@ class SigningAuthority:
             until = _rfc3339(cert.not_valid_after_utc)
             raise CAError("Expired", f"CA certificate {quote(name)} expired at {until}")
 
-    @property
+    @functools.cached_property  # read on every reconcile of every certificate it signs
     def subject_text(self) -> str:
         """The CA's subject as an RFC 4514 string, for status and messages."""
         return self.certificate.subject.rfc4514_string()
 
-    @property
+    @functools.cached_property  # read on every reconcile of every certificate it signs
     def fingerprint_sha256(self) -> str:
         """SHA-256 of the CA certificate's DER as upper-case hex pairs joined by colons.
 
@@ -137,7 +138,7 @@ class SigningAuthority:
         """End of the CA certificate's validity (UTC); no issued certificate outlives it."""
         return self.certificate.not_valid_after_utc
 
-    @property
+    @functools.cached_property  # read on every reconcile of every certificate it signs
     def subject_key_id(self) -> str:
         """Hex key id that issued certificates carry as their AuthorityKeyIdentifier."""
         return _issuer_key_identifier(self.certificate).digest.hex()
@@ -147,7 +148,7 @@ class SigningAuthority:
         """The top of the CA's chain: the certificate clients should trust (Secret key ca.crt)."""
         return self.chain[-1] if self.chain else self.certificate
 
-    @property
+    @functools.cached_property  # read on every reconcile of every certificate it signs
     def trust_anchor_pem(self) -> bytes:
         """PEM of trust_anchor."""
         return self.trust_anchor.public_bytes(Encoding.PEM)
