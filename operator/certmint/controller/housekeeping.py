@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import ctypes.util
+import functools
 import gc
 import logging
 from collections.abc import Callable
@@ -18,11 +18,11 @@ from collections.abc import Callable
 log = logging.getLogger("certmint.housekeeping")
 
 
+@functools.cache
 def _malloc_trim() -> Callable[[int], int] | None:
     """glibc's malloc_trim, or None where there is no such function (musl, macOS)."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim: Callable[[int], int] = libc.malloc_trim
+        trim: Callable[[int], int] = ctypes.CDLL("libc.so.6").malloc_trim
     except (OSError, AttributeError):
         return None
     return trim
