@@ -701,6 +701,24 @@ class Kube:
     def get_cluster_issuer(self, name: str) -> dict[str, Any]:
         return cast(dict[str, Any], self.custom.get_cluster_custom_object(GROUP, VERSION, "clusterissuers", name))
 
+    def delete_namespace_and_wait(self, name: str, timeout: float = 300.0) -> float:
+        """Delete a namespace and wait until the namespace controller has removed it with everything in it."""
+        started = time.monotonic()
+        with contextlib.suppress(ApiException):
+            self.core.delete_namespace(name)
+
+        def gone() -> bool:
+            try:
+                self.core.read_namespace(name)
+            except ApiException as e:
+                if e.status == 404:
+                    return True
+                raise
+            return False
+
+        wait_until(lambda: gone() or None, f"namespace {name} to be deleted", timeout=timeout, interval=1.0)
+        return round(time.monotonic() - started, 1)
+
     def delete_certificates(self, namespaces: list[str], label_selector: str) -> None:
         def delete(ns: str) -> None:
             self.custom.delete_collection_namespaced_custom_object(

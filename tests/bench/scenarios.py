@@ -731,8 +731,8 @@ def api_costs(ctx: Context) -> dict[str, Any]:
         proc: round(sum(per_request[label][proc] for label in issuance), 1)
         for proc in ("kube-apiserver", "etcd", "kube-controller-manager")
     }
-    with contextlib.suppress(Exception):
-        ctx.kube.core.delete_namespace(ns)
+    # Later scenarios count every Certificate in the cluster: these must be gone, not just Terminating.
+    cleanup_s = ctx.kube.delete_namespace_and_wait(ns)
     return {
         "n_per_request_kind": n,
         "client_concurrency": ctx.kube.concurrency,
@@ -740,6 +740,7 @@ def api_costs(ctx: Context) -> dict[str, Any]:
         "one_issuance_cpu_ms": totals,
         "one_issuance_requests": issuance,
         "note": "the operator's five writes plus the user's create, sent without the operator; window_s is wall time",
+        "cleanup_s": cleanup_s,
     }
 
 
