@@ -20,7 +20,7 @@ from typing import Any
 import kopf
 
 from certmint import __version__, metrics
-from certmint.controller.certificates import reconcile_certificate
+from certmint.controller.certificates import prune_requests, reconcile_certificate
 from certmint.controller.issuers import reconcile_cluster_issuer, reconcile_issuer
 from certmint.controller.requests import reconcile_request
 from certmint.controller.runtime import Operator
@@ -74,6 +74,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     op = Operator(config, KubeClient(max_connections=config.max_connections))
     op.reconcilers = {
         "Certificate": reconcile_certificate,
+        "PruneRequests": prune_requests,
         "Issuer": reconcile_issuer,
         "ClusterIssuer": reconcile_cluster_issuer,
         "CertificateRequest": reconcile_request,

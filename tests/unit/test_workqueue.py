@@ -100,3 +100,24 @@ async def test_a_failing_reconcile_does_not_kill_its_worker() -> None:
     assert q.alive
     await q.stop()
     assert calls == ["bad", "good"]
+
+
+async def test_low_priority_keys_wait_behind_ordinary_ones() -> None:
+    order: list[str] = []
+    done = asyncio.Event()
+
+    async def handler(key: str) -> None:
+        order.append(key)
+        if len(order) == 5:
+            done.set()
+
+    q: WorkQueue[str] = WorkQueue(handler, workers=1)
+    q.add("prune-1", low=True)
+    q.add("renew-1")
+    q.add("prune-2", low=True)
+    q.add("renew-2")
+    q.add("renew-3")
+    q.start()
+    await asyncio.wait_for(done.wait(), 5)
+    await q.stop()
+    assert order == ["renew-1", "renew-2", "renew-3", "prune-1", "prune-2"]

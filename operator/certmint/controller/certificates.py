@@ -2,7 +2,7 @@
 
 API writes for one issuance: create the CertificateRequest, write its status,
 write the Secret (key and certificate in one request), write the Certificate
-status, post one Event — five, plus a list and a delete once the request
+status, post one Event — five; then, at low priority, a list and a delete once the request
 history exceeds ``revisionHistoryLimit``.
 
 Crash safety: the key and certificate only ever reach the Secret together in
@@ -386,8 +386,16 @@ async def _issue(
     log.info("Certificate %s/%s: %s", rec.namespace, rec.name, message)
     await _event(op, rec, "Normal", trigger, message)
     if revision > spec.revision_history_limit:
-        await _prune_requests(op, rec, spec.revision_history_limit)
+        # Clean-up, not part of the issuance: it waits behind every renewal still queued.
+        op.queue.add(("PruneRequests", rec.namespace, rec.name), low=True)
     return True
+
+
+async def prune_requests(op: Operator, namespace: str, name: str) -> None:
+    """Delete the Certificate's CertificateRequests beyond its revisionHistoryLimit (a low-priority key)."""
+    rec = op.state.certificates.get((namespace, name))
+    if rec is not None and rec.spec is not None:
+        await _prune_requests(op, rec, rec.spec.revision_history_limit)
 
 
 def _precheck(rec: CertificateRecord, spec: CertificateSpec, issuer: IssuerRecord | None) -> Failure | None:

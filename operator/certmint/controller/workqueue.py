@@ -7,6 +7,9 @@ the latest known state. Guarantees, as in client-go's workqueue:
 - adding a key that is already waiting is a no-op (bursts collapse);
 - adding a key while it is being processed re-queues it once afterwards.
 
+Keys added with ``low=True`` (clean-up such as pruning old CertificateRequests) wait until no
+ordinary key is waiting, so that during a burst of renewals the renewals go first.
+
 Timers (renewals, back-off retries, CA re-checks) live in one heap served by
 one task — not one task or one poll per object — and each key keeps only its
 earliest pending time, so a rescheduled renewal replaces the old one.
@@ -33,7 +36,8 @@ class WorkQueue(Generic[K]):
         self._handler = handler
         self._workers = workers
         self._clock = clock  # wall clock: timers are absolute times taken from certificates
-        self._ready: asyncio.Queue[K] = asyncio.Queue()
+        self._ready: asyncio.PriorityQueue[tuple[int, int, K]] = asyncio.PriorityQueue()
+        self._order = 0  # FIFO within a priority
         self._queued: set[K] = set()
         self._active: set[K] = set()
         self._dirty: set[K] = set()
@@ -49,12 +53,13 @@ class WorkQueue(Generic[K]):
 
     # -- producers -------------------------------------------------------------------------------------
 
-    def add(self, key: K) -> None:
+    def add(self, key: K, *, low: bool = False) -> None:
         if key in self._active:
             self._dirty.add(key)
         elif key not in self._queued:
             self._queued.add(key)
-            self._ready.put_nowait(key)
+            self._order += 1
+            self._ready.put_nowait((1 if low else 0, self._order, key))
 
     def add_at(self, key: K, when: float) -> None:
         """Process ``key`` at wall-clock time ``when``; replaces a later pending time for the same key."""
@@ -110,7 +115,7 @@ class WorkQueue(Generic[K]):
 
     async def _worker(self) -> None:
         while True:
-            key = await self._ready.get()
+            _, _, key = await self._ready.get()
             self._queued.discard(key)
             self._active.add(key)
             try:
