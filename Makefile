@@ -60,7 +60,7 @@ test-e2e: setup binaries helm e2e-setup
 test: setup binaries helm e2e-setup lint ## every tier: lint, unit, integration, chart, e2e (+ the reduced benchmark)
 	$(BIN)/pytest tests e2e
 
-bench: setup binaries ## benchmarks at full scale (20-30 min on 2 cores): table + bench-results/bench-*.json
+bench: setup binaries ## benchmarks at full scale (30-35 min on 2 cores): table + bench-results/bench-*.json
 	$(BIN)/python -m tests.bench.run --scale full
 
 bench-reduced: setup binaries ## the benchmark's reduced run (~2.5 min), as make test runs it
