@@ -18,13 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
 from certmint.core.conditions import rfc3339
 from certmint.core.renewal import renewal_time
+from certmint.pki.csr import CertificateTemplate, build_csr, parse_csr
+from certmint.pki.keys import PrivateKey, encode_private_key, generate_private_key
+from certmint.pki.signing import SigningAuthority, SigningRequest, self_sign, sign
 from certmint.settings import Settings
 from tests.bench.harness import (
     SET_LABEL,
@@ -532,34 +530,32 @@ def renewal(ctx: Context) -> dict[str, Any]:
 
 
 def _pki_payloads() -> dict[str, str]:
-    """A CSR, a two-certificate chain and a key of the sizes the operator writes (ECDSA P-256)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "api-costs")])
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(name)
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("svc.bench-apicost.svc")]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
+    """What the operator writes for one certificate, made by its own PKI core: root → CA → leaf (ECDSA P-256),
+    so the CSR, the chain (leaf + CA), the trust anchor and the key have the sizes of a real issuance."""
     now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
+    day = datetime.timedelta(days=1)
+
+    def request(key: PrivateKey, template: CertificateTemplate, is_ca: bool) -> tuple[bytes, SigningRequest]:
+        csr = build_csr(key, template)
+        usages = ("digital signature", "cert sign") if is_ca else ("digital signature", "key encipherment")
+        return csr, SigningRequest(csr=parse_csr(csr), duration=day, usages=usages, is_ca=is_ca)
+
+    root_key, ca_key, leaf_key = (generate_private_key("ECDSA", 256) for _ in range(3))
+    root = self_sign(request(root_key, CertificateTemplate(common_name="bench root"), True)[1], root_key, now=now)
+    ca = sign(
+        request(ca_key, CertificateTemplate(common_name="bench CA"), True)[1],
+        SigningAuthority(certificate=root.certificate, key=root_key),
+        now=now,
     )
-    pem = cert.public_bytes(serialization.Encoding.PEM).decode()
+    csr, leaf_request = request(leaf_key, CertificateTemplate(dns_names=("svc.bench-apicost.svc",)), False)
+    leaf = sign(
+        leaf_request, SigningAuthority(certificate=ca.certificate, key=ca_key, chain=(root.certificate,)), now=now
+    )
     return {
-        "csr": csr.public_bytes(serialization.Encoding.PEM).decode(),
-        "chain": pem + pem,
-        "ca": pem,
-        "key": key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        ).decode(),
+        "csr": csr.decode(),
+        "chain": leaf.chain_pem.decode(),
+        "ca": leaf.ca_pem.decode(),
+        "key": encode_private_key(leaf_key, "PKCS8").decode(),
     }
 
 
