@@ -192,16 +192,23 @@ class KubeClient:
                 return None
             raise
 
-    async def list(self, path: str, *, label_selector: str | None = None) -> list[JSON]:
-        params = {"labelSelector": label_selector} if label_selector else {}
-        items: list[JSON] = []
+    async def pages(self, path: str, *, label_selector: str | None = None, page_size: int = 500) -> AsyncIterator[JSON]:
+        """A list in pages of ``page_size``, one response at a time; the last page carries the list's version."""
+        params = {"limit": str(page_size)}
+        if label_selector:
+            params["labelSelector"] = label_selector
         while True:
-            page = await self.request("GET", path, params={**params, "limit": "500"}, verb="list")
-            items.extend(page.get("items", []))
+            page = await self.request("GET", path, params=params, verb="list")
+            yield page
             cont = page.get("metadata", {}).get("continue")
             if not cont:
-                return items
+                return
             params["continue"] = cont
+
+    async def list(self, path: str, *, label_selector: str | None = None) -> list[JSON]:
+        return [
+            item async for page in self.pages(path, label_selector=label_selector) for item in page.get("items", [])
+        ]
 
     async def create(self, path: str, body: JSON) -> JSON:
         return await self.request("POST", path, body=body)

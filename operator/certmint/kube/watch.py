@@ -40,7 +40,6 @@ class ListWatch:
     watch_timeout_s: int = 300
     min_backoff_s: float = 0.5
     max_backoff_s: float = 30.0
-    lists: int = 0  # completed (re)lists, for health and tests
 
     async def run(self) -> None:
         """Forever (until cancelled): list, watch, and recover from whatever the connection does."""
@@ -61,26 +60,21 @@ class ListWatch:
                 delay = min(delay * 2, self.max_backoff_s)
 
     async def _list(self) -> str:
-        params = {"labelSelector": self.label_selector, "limit": str(self.page_size)}
         present: set[Key] = set()
-        while True:
-            try:
-                page = await self.api.request("GET", self.path, params=params, verb="list")
-            except ApiError as e:
-                if e.status == 410:  # the continue token expired between pages
-                    raise Gone from e
-                raise
-            for item in page.get("items") or []:
-                meta = item["metadata"]
-                present.add((meta["namespace"], meta["name"]))
-                self.on_event("ADDED", item)
-            del page["items"]  # one page in memory at a time
-            cont = page.get("metadata", {}).get("continue")
-            if not cont:
-                self.lists += 1
-                self.on_listed(present)
-                return str(page["metadata"]["resourceVersion"])
-            params["continue"] = cont
+        resource_version = ""
+        try:
+            async for page in self.api.pages(self.path, label_selector=self.label_selector, page_size=self.page_size):
+                for item in page.pop("items", None) or []:  # one page in memory at a time
+                    meta = item["metadata"]
+                    present.add((meta["namespace"], meta["name"]))
+                    self.on_event("ADDED", item)
+                resource_version = str(page["metadata"]["resourceVersion"])
+        except ApiError as e:
+            if e.status == 410:  # the continue token expired between pages
+                raise Gone from e
+            raise
+        self.on_listed(present)
+        return resource_version
 
     async def _watch(self, resource_version: str) -> str:
         params = {
