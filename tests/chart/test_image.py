@@ -17,8 +17,6 @@ import shutil
 import subprocess
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,6 +28,7 @@ from tests.chart.lock_image_requirements import LOCK, read_lock
 from tests.conftest import missing_prerequisite
 from tests.controlplane.cluster import ControlPlane, free_port
 from tests.controlplane.dockerd import DockerError, OwnDockerd
+from tests.controlplane.operator_process import http_get
 from tests.integration.kubeutil import wait_for
 
 pytestmark = pytest.mark.chart
@@ -211,11 +210,11 @@ def test_container_serves_health_and_issues_as_the_charts_identity(
         image,
     )  # fmt: skip
     try:
-        wait_for(lambda: _get(port, "/readyz")[0] == 200, "the container's /readyz", 60)
-        wait_for(lambda: _get(port, "/healthz")[0] == 200, "the container's /healthz", 60)
+        wait_for(lambda: http_get(port, "/readyz")[0] == 200, "the container's /readyz", 60)
+        wait_for(lambda: http_get(port, "/healthz")[0] == 200, "the container's /healthz", 60)
         _timed("container start to healthy", start)
         # Healthy already while campaigning (a standby is alive); leading takes the Lease first.
-        wait_for(lambda: "certmint_leader 1.0" in _get(port, "/metrics")[1], "the container to hold the Lease", 60)
+        wait_for(lambda: "certmint_leader 1.0" in http_get(port, "/metrics")[1], "the container to hold the Lease", 60)
 
         custom = client.CustomObjectsApi(api)
         issuer = {"apiVersion": f"{GROUP}/v1alpha1", "kind": "ClusterIssuer", "metadata": {"name": "image"}}
@@ -236,16 +235,6 @@ def test_container_serves_health_and_issues_as_the_charts_identity(
         (control_plane.workdir / "logs" / "image-container.log").write_text(logs.stdout + logs.stderr)
         docker("rm", "--force", name, check=False)
         shutil.rmtree(secrets, ignore_errors=True)
-
-
-def _get(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-    except (urllib.error.URLError, OSError):
-        return 0, ""
 
 
 def _secret_exists(api: client.ApiClient, namespace: str, name: str) -> bool:

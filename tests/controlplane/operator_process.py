@@ -66,13 +66,7 @@ class OperatorProcess:
         raise OperatorStartError(f"operator not ready after {timeout}s; log: {self.log_path}")
 
     def get(self, path: str) -> tuple[int, str]:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as resp:
-                return resp.status, resp.read().decode()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read().decode()
-        except (urllib.error.URLError, OSError):
-            return 0, ""
+        return http_get(self.port, path)
 
     def stop(self) -> None:
         """Graceful stop (SIGTERM), as Kubernetes does on a rollout."""
@@ -91,3 +85,14 @@ class OperatorProcess:
             self.proc.kill()
             self.proc.wait()
         self.proc = None
+
+
+def http_get(port: int, path: str) -> tuple[int, str]:
+    """GET the operator's HTTP endpoint on loopback: (status, body), or (0, "") when nothing answers."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except (urllib.error.URLError, OSError):
+        return 0, ""
