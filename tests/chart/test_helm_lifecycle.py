@@ -18,6 +18,7 @@ import pytest
 from tests.chart.conftest import CHART, kubectl, run_helm
 from tests.controlplane.cluster import ControlPlane
 from tests.controlplane.operator_process import OperatorProcess
+from tests.integration.kubeutil import wait_for
 
 pytestmark = pytest.mark.chart
 RELEASE = NAMESPACE = "lifecycle"
@@ -38,6 +39,15 @@ def test_install_upgrade_uninstall(control_plane: ControlPlane, helm: Path) -> N
     existing = [f"crd/{c['metadata']['name']}" for c in _crds(cp)]
     if existing:
         kubectl(cp, "delete", "--wait=true", *existing)
+        # The CRD objects are gone before the API server stops serving their group; a CRD re-created in
+        # that window is slow to be served again, and the install's post-install hook (the ClusterIssuer)
+        # then found no mapping for its kind (seen twice in CI). Wait until the cluster is really without
+        # certmint, as this test means it to be.
+        wait_for(
+            lambda: '"certmint.dev"' not in kubectl(cp, "get", "--raw", "/apis").stdout,
+            "the API server to stop serving certmint.dev after the CRDs were deleted",
+            timeout=60,
+        )
 
     proc = run_helm(
         helm, "install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--create-namespace",
