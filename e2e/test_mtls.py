@@ -56,7 +56,7 @@ BOOTSTRAP = "e2e-bootstrap"  # the chart's hook ClusterIssuer (selfSigned)
 MESH_CA = "e2e-mesh-ca"
 ROGUE_CA = "e2e-rogue-ca"
 PORT = 8443
-# Short-lived workload certificates: renewed every ~50 s (minus < 6 s of jitter). The CRD's minimum is 1m.
+# Short-lived workload certificates: renewed every ~50 s (minus < 12 s of jitter). The CRD's minimum is 1m.
 DURATION, RENEW_BEFORE = "2m", "70s"
 RENEW_PERIOD_S = 120 - 70
 LOAD_INTERVAL_S = 0.15

@@ -10,9 +10,11 @@ CERTMINT_MAX_CONNECTIONS      (default 32)
     Upper bound on concurrent HTTP connections to the API server: the client-side rate limit.
 CERTMINT_HTTP_PORT            (default 8080; 0 disables)
     Port of /metrics, /healthz and /readyz.
-CERTMINT_JITTER_FRACTION      (default 0.05)
+CERTMINT_JITTER_FRACTION      (default 0.1)
     Renewals move earlier by a stable per-certificate amount below this fraction of the lifetime,
-    so that certificates issued together do not renew together.
+    so that certificates issued together do not renew together. A herd of certificates is issued
+    at the rate the control plane allows; a renewal costs it more than a first issuance (a read and
+    a replace instead of a create), so the jitter window must be wider than the herd's issuance.
 CERTMINT_ISSUER_RECHECK_SECONDS (default 60)
     How often an issuer's CA Secret is re-read when nothing else triggers it (CA Secrets made by
     certmint itself are watched and trigger immediately).
@@ -63,7 +65,7 @@ class Settings:
     workers: int = 16
     max_connections: int = 32
     http_port: int = 8080
-    jitter_fraction: float = 0.05
+    jitter_fraction: float = 0.1
     issuer_recheck_seconds: float = 60.0
     post_events: bool = True
     keygen_processes: int = 1

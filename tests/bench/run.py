@@ -11,8 +11,9 @@ rsa         the same with RSA-2048 keys (full: 200; reduced: 20).
 memory      operator RSS with 10,000 (reduced: 200) Ready Certificates, then 10,000 (100) unrelated 100 KiB Secrets.
 restart     graceful stop and a new process: time until idle, re-issuances (target 0).
 renewal     2,000 (reduced: 100) short-lived Certificates issued together: spread of renewal times, renewal lag.
-api-costs   with the operator stopped, each request of one issuance sent 1,000 (reduced: 50) times: the API server's,
-            etcd's and the controller manager's CPU per request — the control plane's price of a certificate.
+api-costs   with the operator stopped, each request of one issuance and of one renewal sent 1,000 (reduced: 50)
+            times: the API server's, etcd's and the controller manager's CPU per request — the control plane's
+            price of a certificate.
 
 Prints a table and writes JSON (default ``bench-results/bench-<timestamp>.json``). Every phase has a timeout; the
 first failure stops the run (exit 1) with the logs kept under the workdir.
@@ -200,12 +201,13 @@ def table(results: dict[str, Any]) -> str:
                 f"{label}: CPU ms apiserver / etcd / kcm",
                 f"{cost['kube-apiserver']} / {cost['etcd']} / {cost['kube-controller-manager']}",
             )
-        t = a["one_issuance_cpu_ms"]
-        add(
-            "api-costs",
-            "one issuance (6 requests): CPU ms apiserver / etcd / kcm",
-            f"{t['kube-apiserver']} / {t['etcd']} / {t['kube-controller-manager']}",
-        )
+        for what in ("issuance", "renewal"):
+            t = a[f"one_{what}_cpu_ms"]
+            add(
+                "api-costs",
+                f"one {what} ({len(a[f'one_{what}_requests'])} requests): CPU ms apiserver / etcd / kcm",
+                f"{t['kube-apiserver']} / {t['etcd']} / {t['kube-controller-manager']}",
+            )
     n = scenarios.get("renewal")
     if n and "error" not in n:
         add("renewal", "certificates / duration", f"{n['n']} / {n['duration']}")

@@ -653,7 +653,7 @@ def api_costs(ctx: Context) -> dict[str, Any]:
         }
     }
 
-    def secret_body(i: int) -> dict[str, Any]:
+    def secret_body(i: int, revision: int = 1) -> dict[str, Any]:
         return {
             "apiVersion": "v1",
             "kind": "Secret",
@@ -661,7 +661,7 @@ def api_costs(ctx: Context) -> dict[str, Any]:
             "metadata": {
                 "name": f"c-{i:05d}-tls",
                 "labels": {"certmint.dev/certificate-name": f"c-{i:05d}"},
-                "annotations": {"certmint.dev/issuer-name": CA_ISSUER, "certmint.dev/serial": f"{i:040x}"},
+                "annotations": {"certmint.dev/issuer-name": CA_ISSUER, "certmint.dev/serial": f"{revision}{i:039x}"},
             },
             "data": {"tls.crt": b64["chain"], "tls.key": b64["key"], "ca.crt": b64["ca"]},
         }
@@ -709,7 +709,22 @@ def api_costs(ctx: Context) -> dict[str, Any]:
             ),
         ),
         ("create Event", lambda i: core.create_namespaced_event(ns, event_body(i))),
-        ("get Secret (no longer sent)", lambda i: core.read_namespaced_secret(f"c-{i:05d}-tls", ns)),
+        ("get Secret (renewal only)", lambda i: core.read_namespaced_secret(f"c-{i:05d}-tls", ns)),
+        # A renewal replaces the Secret and, past revisionHistoryLimit, prunes the oldest CertificateRequest.
+        (
+            "replace Secret (renewal)",
+            lambda i: core.patch_namespaced_secret(f"c-{i:05d}-tls", ns, secret_body(i, revision=2)),
+        ),
+        (
+            "list a Certificate's CertificateRequests (pruning)",
+            lambda i: custom.list_namespaced_custom_object(
+                g, v, ns, "certificaterequests", label_selector=f"certmint.dev/certificate-name=c-{i:05d}"
+            ),
+        ),
+        (
+            "delete CertificateRequest (pruning)",
+            lambda i: custom.delete_namespaced_custom_object(g, v, ns, "certificaterequests", f"r-{i:05d}"),
+        ),
     ]
     pids = {name: proc.pid for name, proc in ctx.cp.processes.items()}
     per_request: dict[str, dict[str, float]] = {}
@@ -722,19 +737,26 @@ def api_costs(ctx: Context) -> dict[str, Any]:
         }
         per_request[label]["window_s"] = used["window_s"]
         ctx.log(f"api-costs: {label}: {per_request[label]} (ms per request)")
-    issuance = [label for label, _ in steps if "no longer" not in label]
-    totals = {
-        proc: round(sum(per_request[label][proc] for label in issuance), 1)
-        for proc in ("kube-apiserver", "etcd", "kube-controller-manager")
-    }
+    issuance = [label for label, _ in steps[:6]]
+    # A renewal sends the same requests but replaces the Secret and prunes; the user creates nothing.
+    renewal = [label for label, _ in steps[1:3] + steps[4:]]
+
+    def total(labels: list[str]) -> dict[str, float]:
+        return {
+            proc: round(sum(per_request[label][proc] for label in labels), 1)
+            for proc in ("kube-apiserver", "etcd", "kube-controller-manager")
+        }
+
     # Later scenarios count every Certificate in the cluster: these must be gone, not just Terminating.
     cleanup_s = ctx.kube.delete_namespace_and_wait(ns)
     return {
         "n_per_request_kind": n,
         "client_concurrency": ctx.kube.concurrency,
         "cpu_ms_per_request": per_request,
-        "one_issuance_cpu_ms": totals,
+        "one_issuance_cpu_ms": total(issuance),
         "one_issuance_requests": issuance,
+        "one_renewal_cpu_ms": total(renewal),
+        "one_renewal_requests": renewal,
         "note": "the operator's five writes plus the user's create, sent without the operator; window_s is wall time",
         "cleanup_s": cleanup_s,
     }

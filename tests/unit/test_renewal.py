@@ -69,12 +69,12 @@ def test_jitter_is_bounded_deterministic_and_spread() -> None:
         renewal_time(START, END, renew_before=None, renew_before_percentage=None, jitter_key=f"ns/cert-{i}")
         for i in range(2000)
     ]
-    assert all(base - lifetime * 0.05 < m <= base for m in moments)
+    assert all(base - lifetime * 0.1 < m <= base for m in moments)
     again = renewal_time(START, END, renew_before=None, renew_before_percentage=None, jitter_key="ns/cert-7")
     assert again == moments[7]  # stable across calls (and restarts: it is a hash, not a random draw)
     assert len(set(moments)) == 2000
     # Roughly uniform over the jitter window: ten buckets of ~200 each.
-    window = lifetime * 0.05
+    window = lifetime * 0.1
     buckets = Counter(int((base - m) / window * 10) for m in moments)
     assert sorted(buckets) == list(range(10))
     assert all(140 < count < 260 for count in buckets.values()), buckets

@@ -20,7 +20,7 @@ def renewal_time(
     renew_before: timedelta | None,
     renew_before_percentage: int | None,
     jitter_key: str,
-    max_jitter_fraction: float = 0.05,
+    max_jitter_fraction: float = 0.1,
 ) -> datetime:
     """When the certificate valid from ``not_before`` to ``not_after`` should be renewed.
 
