@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     # Imported late so that --version and --help work without touching kopf.
     import kopf  # noqa: PLC0415
 
-    import certmint.handlers  # noqa: F401, PLC0415  (registers the handlers)
+    from certmint.handlers import EventOnlyMemories  # noqa: PLC0415  (importing it registers the handlers)
 
     if args.namespace:
         os.environ["CERTMINT_WATCH_NAMESPACES"] = ",".join(args.namespace)
@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         clusterwide=not namespaces,
         namespaces=namespaces,
         identity=settings.identity,  # type: ignore[arg-type]  # kopf.Identity is a NewType of str
+        memories=EventOnlyMemories(),
     )
     return 0
 
