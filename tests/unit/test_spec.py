@@ -95,6 +95,22 @@ def test_full_certificate_is_parsed_field_by_field() -> None:
     assert spec.secret_deletion_policy == "Delete"
 
 
+def test_specs_share_the_immutable_parts_they_have_in_common() -> None:
+    body = _with(
+        duration="24h",
+        usages=["server auth"],
+        subject={"organizations": ["acme"]},
+        privateKey={"algorithm": "ECDSA", "size": 384},
+    )
+    one = CertificateSpec.from_dict({**body, "dnsNames": ["one"]})
+    two = CertificateSpec.from_dict({**body, "dnsNames": ["two"], "secretName": "two-tls"})
+    for part in ("issuer_ref", "private_key", "subject", "duration", "usages", "secret_labels"):
+        assert getattr(one, part) is getattr(two, part), part  # one object in memory, not one per certificate
+    other = CertificateSpec.from_dict({**body, "privateKey": {"algorithm": "RSA"}})
+    assert other.private_key == KeySpec("RSA", 2048, "PKCS1", "Always")  # equal values only
+    assert one.dns_names == ("one",) and two.dns_names == ("two",)
+
+
 def test_parsed_spec_is_immutable() -> None:
     spec = CertificateSpec.from_dict(_with(secretTemplate={"labels": {"a": "b"}}))
     with pytest.raises(TypeError):

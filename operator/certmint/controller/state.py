@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from certmint.core.spec import CertificateRequestSpec, CertificateSpec, IssuerRef, IssuerSpec, SpecError
+from certmint.core.spec import CertificateRequestSpec, CertificateSpec, IssuerRef, IssuerSpec, SpecError, shared
 from certmint.pki.signing import SigningAuthority
 
 T = TypeVar("T")
@@ -24,8 +24,53 @@ NamespacedName = tuple[str, str]
 IssuerKey = tuple[str, str, str]  # (kind, namespace or "", name)
 
 
+# What a Certificate's status usually looks like: deflate starts from it (a preset dictionary), so what
+# every status has in common (field names, condition wording, the shape of timestamps) costs nearly
+# nothing and about 100 bytes stay per certificate instead of 335 compressed alone. Only this process
+# reads what it packed, so the dictionary may change between versions.
+_STATUS_DICTIONARY: bytes = json.dumps(
+    {
+        "notBefore": "2026-01-01T00:00:00Z",
+        "notAfter": "2026-01-01T00:00:00Z",
+        "renewalTime": "2026-01-01T00:00:00Z",
+        "serialNumber": "",
+        "revision": 1,
+        "observedGeneration": 1,
+        "conditions": [
+            {
+                "type": "Ready",
+                "status": "True",
+                "reason": "Issued",
+                "message": "certificate is up to date and valid until 2026-01-01T00:00:00Z",
+                "lastTransitionTime": "2026-01-01T00:00:00Z",
+                "observedGeneration": 1,
+            },
+            {
+                "type": "Issuing",
+                "status": "False",
+                "reason": "Renewed",
+                "message": "Issued certificate serial  (revision 1, CertificateRequest ), valid until "
+                "2026-01-01T00:00:00Z; reason: renewal time 2026-01-01T00:00:00Z reached; the current certificate "
+                "expires at 2026-01-01T00:00:00Z; Secret / does not exist; UpToDate next renewal at",
+                "lastTransitionTime": "2026-01-01T00:00:00Z",
+                "observedGeneration": 1,
+            },
+        ],
+        "failedIssuanceAttempts": 1,
+        "lastFailureTime": "2026-01-01T00:00:00Z",
+    },
+    separators=(",", ":"),
+).encode()
+
+
 def pack_status(status: dict[str, Any]) -> bytes:
-    return zlib.compress(json.dumps(status, separators=(",", ":")).encode())
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15, zdict=_STATUS_DICTIONARY)  # raw deflate: no header
+    return packer.compress(json.dumps(status, separators=(",", ":")).encode()) + packer.flush()
+
+
+def unpack_status(packed: bytes) -> dict[str, Any]:
+    value: dict[str, Any] = json.loads(zlib.decompressobj(-15, zdict=_STATUS_DICTIONARY).decompress(packed))
+    return value
 
 
 def newer_or_equal(candidate: str, current: str | None) -> bool:
@@ -54,8 +99,7 @@ class CertificateRecord:
 
     @property
     def status(self) -> dict[str, Any]:
-        value: dict[str, Any] = json.loads(zlib.decompress(self.status_z))
-        return value
+        return unpack_status(self.status_z)
 
     @status.setter
     def status(self, value: dict[str, Any]) -> None:
@@ -81,8 +125,9 @@ class IssuerRecord:
 
     @property
     def identity_token(self) -> tuple[bool, str | None]:
-        """Changes whenever certificates signed by this issuer must be looked at again."""
-        return (self.ready, self.authority.fingerprint_sha256 if self.authority else None)
+        """Changes whenever certificates signed by this issuer must be looked at again (one shared tuple
+        per value: every Certificate's settled inputs hold it)."""
+        return shared((self.ready, self.authority.fingerprint_sha256 if self.authority else None))
 
 
 @dataclass
