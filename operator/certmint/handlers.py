@@ -56,8 +56,8 @@ class EventOnlyMemories(ResourceMemories):
     """kopf's per-object memory, never kept: a fresh one for each event, forgotten after it.
 
     kopf remembers, for every object it has seen, a record for the state of change handlers
-    (progress, "handled once"), daemons, indexes, error back-off and a copy of the memo: about
-    1.4 KB per object, 14 MB at 10,000 Certificates, for features certmint does not use — it
+    (progress, "handled once"), daemons, indexes, error back-off and a copy of the memo — over
+    1 KB per object, for features certmint does not use: it
     registers only event handlers, which keep no progress, and keeps what it needs itself
     (controller.state). What is lost per object is kopf's back-off after errors in its own
     processing of an event (not in handlers); with no patches of ours for kopf to apply there is

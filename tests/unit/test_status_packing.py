@@ -43,7 +43,7 @@ def test_statuses_round_trip_exactly() -> None:
     for status in (
         {},
         _typical("7f3a9c0e5b214d8e9a6c1f2b3d4e5f60"),
-        {"conditions": [{"message": "ünïcödé ✓ and \"quotes\"\n"}], "nested": {"list": [1, 2.5, None, True]}},
+        {"conditions": [{"message": 'ünïcödé ✓ and "quotes"\n'}], "nested": {"list": [1, 2.5, None, True]}},
     ):
         assert unpack_status(pack_status(status)) == status
 

@@ -68,10 +68,9 @@ async def reconcile_certificate(op: Operator, namespace: str, name: str) -> None
     rec = op.state.certificates.get((namespace, name))
     if rec is None:
         op.queue.cancel_timer(key)
-        op.state.settled.pop((namespace, name), None)
         return
     inputs = _inputs(op, rec)
-    settled = op.state.settled.get((namespace, name))
+    settled = rec.settled
     if settled is not None and settled.inputs == inputs:
         due = op.queue.due_at(key)
         if not settled.waits_for_timer or (due is not None and due > op.clock()):
@@ -80,11 +79,11 @@ async def reconcile_certificate(op: Operator, namespace: str, name: str) -> None
     seen = SeenSecret(inputs[1])
     waits_for_timer = await _reconcile(op, rec, seen)
     if waits_for_timer is None:
-        op.state.settled.pop((namespace, name), None)
+        rec.settled = None
     else:
         # The outcome holds for the inputs we started from, with the Secret as we last read or wrote it:
         # anything that changed meanwhile differs from these and triggers another pass.
-        op.state.settled[(namespace, name)] = Settled((inputs[0], seen.resource_version, inputs[2]), waits_for_timer)
+        rec.settled = Settled((inputs[0], seen.resource_version, inputs[2]), waits_for_timer)
 
 
 @dataclass

@@ -112,7 +112,6 @@ class Operator:
         key = (meta["namespace"], meta["name"])
         if event_type == "DELETED":
             gone = self.state.certificates.pop(key, None)
-            self.state.settled.pop(key, None)
             if gone is not None:
                 metrics.forget_certificate(gone.namespace, gone.name)
         else:

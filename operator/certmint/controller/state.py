@@ -82,6 +82,12 @@ def newer_or_equal(candidate: str, current: str | None) -> bool:
     return True
 
 
+@dataclass(frozen=True, slots=True)
+class Settled:
+    inputs: tuple[int, str | None, tuple[bool, str | None]]
+    waits_for_timer: bool  # a renewal or retry timer is part of the outcome; a fired timer means "look again"
+
+
 @dataclass(slots=True)
 class CertificateRecord:
     """One per Certificate, so it is kept small: slots, and the status held as compressed compact JSON
@@ -96,6 +102,10 @@ class CertificateRecord:
     spec: CertificateSpec | None
     spec_error: str | None
     status_z: bytes
+    # The inputs of the last reconcile outcome; equal inputs skip the next one. Kept here rather than in a
+    # dict of its own (one key and entry fewer per Certificate); a new record (new generation or object)
+    # starts without one, as its inputs differ anyway.
+    settled: Settled | None = None
 
     @property
     def status(self) -> dict[str, Any]:
@@ -142,12 +152,6 @@ class RequestRecord:
     managed_by_certificate: bool
 
 
-@dataclass(frozen=True, slots=True)
-class Settled:
-    inputs: tuple[int, str | None, tuple[bool, str | None]]
-    waits_for_timer: bool  # a renewal or retry timer is part of the outcome; a fired timer means "look again"
-
-
 @dataclass
 class State:
     certificates: dict[NamespacedName, CertificateRecord] = field(default_factory=dict)
@@ -160,8 +164,6 @@ class State:
     secrets_listed: bool = False
     # Secrets that exist without our label (a create answered 409): read them before writing.
     secrets_to_read: set[NamespacedName] = field(default_factory=set)
-    # For each Certificate, the inputs of its last reconcile outcome; equal inputs skip the next one.
-    settled: dict[NamespacedName, Settled] = field(default_factory=dict)
     # CertificateRequests being signed inline by the certificate reconciler right now.
     inflight_requests: set[NamespacedName] = field(default_factory=set)
 
