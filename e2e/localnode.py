@@ -63,12 +63,12 @@ from tests.controlplane.cluster import (
     _alive,
     _http_get,
     _pem_key,
-    _tail,
     _write,
     build_binaries,
     free_port,
     load,
     stop_recorded,
+    wait_ready,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -677,22 +677,14 @@ disabled_plugins = [
             f.write(f"{name} {proc.pid}\n")
 
     def _wait(self, name: str, ready: Callable[[], bool], timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for pname, proc in self.processes.items():
-                if proc.poll() is not None:
-                    raise LocalNodeError(
-                        f"{pname} exited with {proc.returncode} while waiting for {name}; log: {self.log_path(pname)}\n"
-                        + _tail(self.log_path(pname))
-                    )
-            try:
-                if ready():
-                    return
-            except (OSError, ValueError, urllib.error.URLError, ssl.SSLError):
-                pass
-            time.sleep(0.2)  # polling interval of a readiness probe
-        raise LocalNodeError(
-            f"{name} not ready after {timeout}s; log: {self.log_path(name)}\n" + _tail(self.log_path(name))
+        wait_ready(
+            name,
+            ready,
+            processes=self.processes,
+            log_path=self.log_path,
+            timeout=timeout,
+            error=LocalNodeError,
+            interval=0.2,
         )
 
     # -- stop ----------------------------------------------------------------------------------------

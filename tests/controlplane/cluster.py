@@ -32,7 +32,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -298,21 +298,14 @@ class ControlPlane:
             f.write(f"{name} {proc.pid}\n")
 
     def _wait(self, name: str, ready: Callable[[], bool]) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT
-        proc = self.processes[name]
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise ControlPlaneError(
-                    f"{name} exited with {proc.returncode} before it was ready; log: {self.log_path(name)}\n"
-                    + _tail(self.log_path(name))
-                )
-            try:
-                if ready():
-                    return
-            except (OSError, urllib.error.URLError, ssl.SSLError):
-                pass
-            time.sleep(0.1)  # polling interval of a readiness probe, not a stand-in for one
-        raise ControlPlaneError(f"{name} not ready after {READY_TIMEOUT}s; log: {self.log_path(name)}")
+        wait_ready(
+            name,
+            ready,
+            processes={name: self.processes[name]},
+            log_path=self.log_path,
+            timeout=READY_TIMEOUT,
+            error=ControlPlaneError,
+        )
 
     # -- stop --------------------------------------------------------------------------------------
 
@@ -331,6 +324,39 @@ def _http_get(url: str, ca_pem: bytes | None = None, token: str | None = None) -
             return bytes(resp.read())
     except urllib.error.HTTPError as e:
         return bytes(e.read())
+
+
+def wait_ready(
+    name: str,
+    ready: Callable[[], bool],
+    *,
+    processes: Mapping[str, subprocess.Popen[bytes]],
+    log_path: Callable[[str], Path],
+    timeout: float,
+    error: type[Exception],
+    interval: float = 0.1,
+    transient: tuple[type[BaseException], ...] = (OSError, ValueError, urllib.error.URLError, ssl.SSLError),
+) -> None:
+    """Poll ``ready`` (a readiness probe) until it answers True; fail at once if one of ``processes`` exits.
+
+    ``transient`` errors from the probe mean "not yet" (connection refused, TLS not up, a half-written
+    file); the error raised names the process and ends with the tail of its log.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for pname, proc in processes.items():
+            if proc.poll() is not None:
+                raise error(
+                    f"{pname} exited with {proc.returncode} while waiting for {name}; log: {log_path(pname)}\n"
+                    + _tail(log_path(pname))
+                )
+        try:
+            if ready():
+                return
+        except transient:
+            pass
+        time.sleep(interval)  # polling interval of a readiness probe, not a stand-in for one
+    raise error(f"{name} not ready after {timeout}s; log: {log_path(name)}\n" + _tail(log_path(name)))
 
 
 def _tail(path: Path, lines: int = 30) -> str:
