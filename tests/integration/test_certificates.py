@@ -204,8 +204,28 @@ def test_spec_change_reissues_exactly_once(cm: Certmint, ca_issuer: str, ns: str
     assert obj["status"]["serialNumber"] == serial_hex(cert)
 
 
-def test_short_lived_certificate_is_renewed_while_we_watch(cm: Certmint, ca_issuer: str, ns: str) -> None:
+def _public_key_der(key: Any) -> bytes:
+    der: bytes = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return der
+
+
+def _key_pair(cm: Certmint, name: str, ns: str) -> tuple[bytes, bytes]:
+    """(the certificate's public key, the public half of tls.key), both DER."""
+    data = cm.secret_data(f"{name}-tls", ns)
+    private = serialization.load_pem_private_key(data["tls.key"], password=None)
+    return _public_key_der(leaf(data).public_key()), _public_key_der(private.public_key())
+
+
+def _renewed_unread(operator: OperatorProcess, name: str, ns: str) -> int:
+    """How often the operator renewed this Certificate without reading its Secret first (its debug log)."""
+    return operator.log_path.read_text(errors="replace").count(f"Certificate {ns}/{name}: renewing; Secret unchanged")
+
+
+def test_short_lived_certificate_is_renewed_while_we_watch(
+    cm: Certmint, ca_issuer: str, ns: str, operator: OperatorProcess
+) -> None:
     name, first = _issued(cm, ca_issuer, ns, duration="1m", renewBefore="45s")
+    first_key = _key_pair(cm, name, ns)
     second = wait_for(lambda: _serial_changed(cm, name, ns, first), "the first renewal", timeout=40)
     third = wait_for(lambda: _serial_changed(cm, name, ns, second), "the second renewal", timeout=40)
     obj = cm.get("Certificate", name, ns)
@@ -213,6 +233,21 @@ def test_short_lived_certificate_is_renewed_while_we_watch(cm: Certmint, ca_issu
     assert obj["status"]["revision"] == 3
     ready = cm.condition("Certificate", name, ns, "Ready")
     assert ready is not None and ready["reason"] == "Renewed"
+    certificate_key, private_key = _key_pair(cm, name, ns)
+    assert certificate_key == private_key  # key and certificate were written together
+    assert certificate_key != first_key[0]  # rotationPolicy Always: a new key per renewal
+    # Nothing but the time changed between renewals: the Secret's version from the watch was enough.
+    assert _renewed_unread(operator, name, ns) == 2
+
+
+def test_a_key_kept_across_renewals_is_read_from_the_secret(
+    cm: Certmint, ca_issuer: str, ns: str, operator: OperatorProcess
+) -> None:
+    name, first = _issued(cm, ca_issuer, ns, duration="1m", renewBefore="45s", privateKey={"rotationPolicy": "Never"})
+    first_key = _key_pair(cm, name, ns)
+    wait_for(lambda: _serial_changed(cm, name, ns, first), "the first renewal", timeout=40)
+    assert _key_pair(cm, name, ns) == first_key  # the same key, certified again
+    assert _renewed_unread(operator, name, ns) == 0
 
 
 def test_missing_issuer_is_reported_and_recovers(cm: Certmint, ns: str) -> None:

@@ -22,8 +22,9 @@ from typing import Any
 from certmint import metrics
 from certmint.controller.runtime import Operator
 from certmint.controller.state import CertificateRecord, IssuerRecord, Settled
-from certmint.core.conditions import Condition, condition_status, merge_conditions, rfc3339
+from certmint.core.conditions import Condition, condition_status, merge_conditions, parse_rfc3339, rfc3339
 from certmint.core.decisions import (
+    RENEWING,
     IssuerIdentity,
     Reason,
     SecretSnapshot,
@@ -31,6 +32,7 @@ from certmint.core.decisions import (
     desired_secret_metadata,
     issuance_reason,
     metadata_drift,
+    renewal_reason,
     requested_identity,
 )
 from certmint.core.policy import check_policy
@@ -77,7 +79,9 @@ async def reconcile_certificate(op: Operator, namespace: str, name: str) -> None
             # Nothing we act on changed since the last outcome (often this event is our own status write).
             return
     seen = SeenSecret(inputs[1])
-    waits_for_timer = await _reconcile(op, rec, seen)
+    # Here with the same inputs only because the timer fired: nothing but the time has changed.
+    timer_only = settled is not None and settled.inputs == inputs
+    waits_for_timer = await _reconcile(op, rec, seen, timer_only=timer_only)
     if waits_for_timer is None:
         rec.settled = None
     else:
@@ -105,8 +109,12 @@ def _inputs(op: Operator, rec: CertificateRecord) -> tuple[int, str | None, tupl
     )
 
 
-async def _reconcile(op: Operator, rec: CertificateRecord, seen: SeenSecret) -> bool | None:
-    """One pass; returns whether the outcome waits on a timer (renewal, retry), or None to look again now."""
+async def _reconcile(op: Operator, rec: CertificateRecord, seen: SeenSecret, *, timer_only: bool) -> bool | None:
+    """One pass; returns whether the outcome waits on a timer (renewal, retry), or None to look again now.
+
+    ``timer_only``: the last pass settled with these very inputs (spec generation, Secret version,
+    issuer identity) and its timer has fired since.
+    """
     namespace, name = rec.namespace, rec.name
     if rec.spec is None:
         await _write_status(op, rec, [Condition("Ready", "False", "InvalidSpec", rec.spec_error or "invalid spec")], {})
@@ -115,6 +123,10 @@ async def _reconcile(op: Operator, rec: CertificateRecord, seen: SeenSecret) -> 
     spec = rec.spec
     issuer = op.state.issuer_for(namespace, spec.issuer_ref)
     now = op.now()
+    unread = timer_only and (namespace, spec.secret_name) not in op.state.secrets_to_read
+    due = _due_renewal(op, rec, spec, now, seen.resource_version) if unread else None
+    if due is not None:
+        return await _renew_unread(op, rec, spec, issuer, *due, seen)
     if op.state.secret_known_absent(namespace, spec.secret_name):
         secret = None  # the Secret watch has listed everything with our label: no read needed
     else:
@@ -132,7 +144,7 @@ async def _reconcile(op: Operator, rec: CertificateRecord, seen: SeenSecret) -> 
                 f"Secret {namespace}/{spec.secret_name} belongs to Certificate {other}; choose another spec.secretName",
                 retry=False,
             ),
-            valid=None,
+            valid=False,
         )
     facts = _facts(secret)
     renewal_at = _renewal_at(op, rec, spec, facts)
@@ -141,8 +153,69 @@ async def _reconcile(op: Operator, rec: CertificateRecord, seen: SeenSecret) -> 
         await _keep(op, rec, spec, secret, facts, renewal_at, seen)
         return True
     assert reason is not None
-    still_valid = facts if facts is not None and reason.code == "Renewing" else None
-    return await _issue(op, rec, spec, issuer, secret, reason, still_valid, seen)
+    renewal_due = renewal_at if facts is not None and reason.code == RENEWING else None
+    return await _issue(op, rec, spec, issuer, secret, reason, renewal_due, seen)
+
+
+def _due_renewal(
+    op: Operator, rec: CertificateRecord, spec: CertificateSpec, now: datetime.datetime, secret_version: str | None
+) -> tuple[datetime.datetime, datetime.datetime] | None:
+    """(renewal time, notAfter) when the status shows a valid certificate whose renewal time has come and
+    a new key is wanted anyway; None when only the Secret can tell (rotationPolicy Never reuses its key).
+
+    After a pass settled with unchanged inputs, the status is what that pass saw in the Secret: notBefore,
+    notAfter and serialNumber are the certificate's own (whole seconds), so the renewal time is the same.
+    """
+    if spec.private_key.rotation_policy != "Always" or secret_version is None:
+        return None
+    status = rec.status
+    if status.get("failedIssuanceAttempts") or condition_status(status.get("conditions") or [], "Ready") != "True":
+        return None
+    try:
+        not_before = parse_rfc3339(status["notBefore"])
+        not_after = parse_rfc3339(status["notAfter"])
+        serial = str(status["serialNumber"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    renewal_at = renewal_time(
+        not_before,
+        not_after,
+        renew_before=spec.renew_before,
+        renew_before_percentage=spec.renew_before_percentage,
+        jitter_key=f"{rec.uid}/{serial}",
+        max_jitter_fraction=op.settings.jitter_fraction,
+    )
+    return (renewal_at, not_after) if renewal_at <= now < not_after else None
+
+
+async def _renew_unread(
+    op: Operator,
+    rec: CertificateRecord,
+    spec: CertificateSpec,
+    issuer: IssuerRecord | None,
+    renewal_at: datetime.datetime,
+    not_after: datetime.datetime,
+    seen: SeenSecret,
+) -> bool | None:
+    """Renew without reading the Secret first: it is unchanged since the last pass (same resourceVersion
+    in our watch), and the write is guarded by that version, so a change we have not seen yet makes it
+    fail with a conflict and the next pass reads the Secret."""
+    assert seen.resource_version is not None
+    log.debug(
+        "Certificate %s/%s: renewing; Secret unchanged at version %s", rec.namespace, rec.name, seen.resource_version
+    )
+    secret = SecretData(
+        name=spec.secret_name,
+        namespace=rec.namespace,
+        resource_version=seen.resource_version,
+        type="kubernetes.io/tls",
+        data={},
+        labels={},
+        annotations={},
+        # The last pass made sure of our owner reference (secretDeletionPolicy Delete); the version is the same.
+        owner_uids=frozenset({rec.uid}) if spec.secret_deletion_policy == "Delete" else frozenset(),
+    )
+    return await _issue(op, rec, spec, issuer, secret, renewal_reason(renewal_at, not_after), renewal_at, seen)
 
 
 def _facts(secret: SecretData | None) -> CertificateFacts | None:
@@ -279,14 +352,14 @@ async def _issue(
     issuer: IssuerRecord | None,
     secret: SecretData | None,
     reason: Reason,
-    still_valid: CertificateFacts | None,
+    renewal_due: datetime.datetime | None,
     seen: SeenSecret,
 ) -> bool | None:
+    """Issue a new certificate. ``renewal_due``: the renewal time, when a still valid one is being renewed."""
     started = time.perf_counter()
-    if reason.code == "Renewing" and still_valid is not None:  # how late, compared with the old renewal time
-        scheduled = _renewal_at(op, rec, spec, still_valid)
-        assert scheduled is not None
-        metrics.renewal_start_lag.observe((op.now() - scheduled).total_seconds())
+    still_valid = renewal_due is not None
+    if renewal_due is not None:  # how late, compared with the renewal time
+        metrics.renewal_start_lag.observe((op.now() - renewal_due).total_seconds())
     failure = _precheck(rec, spec, issuer)
     if failure is not None:
         return await _fail(op, rec, failure, valid=still_valid)
@@ -345,7 +418,8 @@ async def _issue(
                 op.api, secret, data=data, labels=labels, annotations=annotations, owner=owner
             )
     except ApiError as e:
-        if e.conflict:  # the Secret changed under us, or exists without our label: start over from a fresh read
+        if e.conflict or (secret is not None and e.not_found):
+            # The Secret changed or went away under us, or exists without our label: start over from a fresh read.
             op.state.secrets_to_read.add((rec.namespace, spec.secret_name))
             op.queue.add(("Certificate", rec.namespace, rec.name))
             return None
@@ -478,7 +552,7 @@ async def _prune_requests(op: Operator, rec: CertificateRecord, limit: int) -> N
 # -- failures and status -------------------------------------------------------------------------------------
 
 
-async def _fail(op: Operator, rec: CertificateRecord, failure: Failure, *, valid: CertificateFacts | None) -> bool:
+async def _fail(op: Operator, rec: CertificateRecord, failure: Failure, *, valid: bool) -> bool:
     """Record a failed attempt; keep Ready=True only while the Secret still holds a valid, matching certificate."""
     attempts = int(rec.status.get("failedIssuanceAttempts") or 0) + 1
     spec = rec.spec
@@ -493,7 +567,7 @@ async def _fail(op: Operator, rec: CertificateRecord, failure: Failure, *, valid
         op.queue.cancel_timer(("Certificate", rec.namespace, rec.name))
     message = failure.message + retry_note
     conditions = [Condition("Issuing", "True", failure.reason, message)]
-    if valid is None:
+    if not valid:
         conditions.append(Condition("Ready", "False", failure.reason, message))
     previous_reason = _condition_reason(rec.status, "Issuing")
     await _write_status(
@@ -505,7 +579,7 @@ async def _fail(op: Operator, rec: CertificateRecord, failure: Failure, *, valid
             "lastFailureTime": rfc3339(now),
         },
     )
-    metrics.set_ready(rec.namespace, rec.name, "True" if valid is not None else "False")
+    metrics.set_ready(rec.namespace, rec.name, "True" if valid else "False")
     if previous_reason != failure.reason:  # one Event per new cause, not one per retry
         log.warning("Certificate %s/%s: %s", rec.namespace, rec.name, message)
         await _event(op, rec, "Warning", failure.reason, message)

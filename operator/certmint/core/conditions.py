@@ -20,6 +20,14 @@ def rfc3339(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def parse_rfc3339(text: str) -> datetime:
+    """The inverse of ``rfc3339`` (and any RFC 3339 time with an offset); raises ValueError for other text."""
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        raise ValueError(f"{text!r} has no time zone")
+    return moment
+
+
 def merge_conditions(
     current: Iterable[Mapping[str, Any]],
     updates: Iterable[Condition],

@@ -123,12 +123,16 @@ def issuance_reason(
     if now >= facts.not_after:
         return Reason(EXPIRED, f"the certificate in Secret {where} expired at {_rfc3339(facts.not_after)}")
     if renewal_at is not None and now >= renewal_at:
-        return Reason(
-            RENEWING,
-            f"renewal time {_rfc3339(renewal_at)} reached; the current certificate expires at "
-            f"{_rfc3339(facts.not_after)}",
-        )
+        return renewal_reason(renewal_at, facts.not_after)
     return None
+
+
+def renewal_reason(renewal_at: datetime, not_after: datetime) -> Reason:
+    """The reason to issue when a valid certificate's renewal time has come."""
+    return Reason(
+        RENEWING,
+        f"renewal time {_rfc3339(renewal_at)} reached; the current certificate expires at {_rfc3339(not_after)}",
+    )
 
 
 def _secret_text(spec: CertificateSpec, secret: SecretSnapshot) -> str:

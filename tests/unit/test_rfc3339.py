@@ -1,0 +1,24 @@
+"""Status timestamps: written with rfc3339, read back with parse_rfc3339."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from certmint.core.conditions import parse_rfc3339, rfc3339
+
+
+def test_round_trip_at_whole_seconds() -> None:
+    moment = datetime(2027, 2, 24, 23, 18, 9, tzinfo=UTC)
+    assert rfc3339(moment) == "2027-02-24T23:18:09Z"
+    assert parse_rfc3339(rfc3339(moment)) == moment
+
+
+def test_offsets_are_honoured_and_a_missing_zone_is_refused() -> None:
+    assert parse_rfc3339("2027-02-25T01:18:09+02:00") == datetime(2027, 2, 24, 23, 18, 9, tzinfo=UTC)
+    assert parse_rfc3339("2027-02-25T01:18:09+02:00").utcoffset() == timezone(timedelta(hours=2)).utcoffset(None)
+    with pytest.raises(ValueError, match="no time zone"):
+        parse_rfc3339("2027-02-24T23:18:09")
+    with pytest.raises(ValueError):
+        parse_rfc3339("yesterday")
