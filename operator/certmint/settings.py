@@ -13,8 +13,8 @@ CERTMINT_HTTP_PORT            (default 8080; 0 disables)
 CERTMINT_JITTER_FRACTION      (default 0.1)
     Renewals move earlier by a stable per-certificate amount below this fraction of the lifetime,
     so that certificates issued together do not renew together. A herd of certificates is issued
-    at the rate the control plane allows; a renewal costs it more than a first issuance (a read and
-    a replace instead of a create), so the jitter window must be wider than the herd's issuance.
+    at the rate the control plane allows; a renewal costs it more than a first issuance (a replace
+    instead of a create), so the jitter window must be wider than the herd's issuance.
 CERTMINT_ISSUER_RECHECK_SECONDS (default 60)
     How often an issuer's CA Secret is re-read when nothing else triggers it (CA Secrets made by
     certmint itself are watched and trigger immediately).

@@ -73,14 +73,14 @@ async def reconcile_certificate(op: Operator, namespace: str, name: str) -> None
         return
     inputs = _inputs(op, rec)
     settled = rec.settled
+    timer_only = False
     if settled is not None and settled.inputs == inputs:
         due = op.queue.due_at(key)
         if not settled.waits_for_timer or (due is not None and due > op.clock()):
             # Nothing we act on changed since the last outcome (often this event is our own status write).
             return
+        timer_only = True  # here with the same inputs only because the timer fired: only the time has changed
     seen = SeenSecret(inputs[1])
-    # Here with the same inputs only because the timer fired: nothing but the time has changed.
-    timer_only = settled is not None and settled.inputs == inputs
     waits_for_timer = await _reconcile(op, rec, seen, timer_only=timer_only)
     if waits_for_timer is None:
         rec.settled = None
@@ -177,14 +177,7 @@ def _due_renewal(
         serial = str(status["serialNumber"])
     except (KeyError, TypeError, ValueError):
         return None
-    renewal_at = renewal_time(
-        not_before,
-        not_after,
-        renew_before=spec.renew_before,
-        renew_before_percentage=spec.renew_before_percentage,
-        jitter_key=f"{rec.uid}/{serial}",
-        max_jitter_fraction=op.settings.jitter_fraction,
-    )
+    renewal_at = _renewal_moment(op, rec, spec, not_before, not_after, serial)
     return (renewal_at, not_after) if renewal_at <= now < not_after else None
 
 
@@ -259,12 +252,24 @@ def _renewal_at(
 ) -> datetime.datetime | None:
     if facts is None:
         return None
+    return _renewal_moment(op, rec, spec, facts.not_before, facts.not_after, facts.serial_number)
+
+
+def _renewal_moment(
+    op: Operator,
+    rec: CertificateRecord,
+    spec: CertificateSpec,
+    not_before: datetime.datetime,
+    not_after: datetime.datetime,
+    serial: str,
+) -> datetime.datetime:
+    """The renewal time of the certificate with this validity and serial (the jitter key is uid/serial)."""
     return renewal_time(
-        facts.not_before,
-        facts.not_after,
+        not_before,
+        not_after,
         renew_before=spec.renew_before,
         renew_before_percentage=spec.renew_before_percentage,
-        jitter_key=f"{rec.uid}/{facts.serial_number}",
+        jitter_key=f"{rec.uid}/{serial}",
         max_jitter_fraction=op.settings.jitter_fraction,
     )
 
