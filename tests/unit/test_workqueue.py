@@ -1,9 +1,13 @@
-"""The work queue: collapsing bursts, one worker per key, re-queue while busy, timers that replace each other."""
+"""The work queue: collapsing bursts, one worker per key, re-queue while busy, timers that replace each other,
+fairness between namespaces, halt and start again, expected failures without tracebacks."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+
+import pytest
 
 from certmint.controller.workqueue import WorkQueue
 
@@ -121,3 +125,192 @@ async def test_low_priority_keys_wait_behind_ordinary_ones() -> None:
     await asyncio.wait_for(done.wait(), 5)
     await q.stop()
     assert order == ["renew-1", "renew-2", "renew-3", "prune-1", "prune-2"]
+
+
+# -- fairness between namespaces ---------------------------------------------------------------------------
+
+Key = tuple[str, str]  # (namespace, name)
+
+
+def _namespace(key: Key) -> str:
+    return key[0]
+
+
+class Recorder:
+    """A handler that records the order of reconciles; ``drain`` waits until ``total`` were made."""
+
+    def __init__(self, total: int) -> None:
+        self.order: list[Key] = []
+        self.total = total
+        self.done = asyncio.Event()
+
+    async def __call__(self, key: Key) -> None:
+        self.order.append(key)
+        if len(self.order) >= self.total:
+            self.done.set()
+
+    async def drain(self, q: WorkQueue[Key]) -> list[Key]:
+        q.start()
+        await asyncio.wait_for(self.done.wait(), 10)
+        await q.stop()
+        return self.order
+
+
+async def test_a_namespace_with_a_backlog_does_not_starve_another() -> None:
+    rec = Recorder(1001)
+    q: WorkQueue[Key] = WorkQueue(rec, workers=1, group_of=_namespace)
+    for i in range(1000):
+        q.add(("busy", f"cert-{i}"))
+    q.add(("quiet", "renewal"))
+    order = await rec.drain(q)
+    assert order.index(("quiet", "renewal")) <= 1  # served second, not after the 1,000 keys ahead of it
+    assert [k for k in order if k[0] == "busy"] == [("busy", f"cert-{i}") for i in range(1000)]  # FIFO within
+
+
+async def test_ready_keys_are_served_round_robin_over_namespaces() -> None:
+    rec = Recorder(6)
+    q: WorkQueue[Key] = WorkQueue(rec, workers=1, group_of=_namespace)
+    for key in [("a", "1"), ("a", "2"), ("a", "3"), ("b", "1"), ("b", "2"), ("c", "1")]:
+        q.add(key)
+    order = await rec.drain(q)
+    assert order == [("a", "1"), ("b", "1"), ("c", "1"), ("a", "2"), ("b", "2"), ("a", "3")]
+
+
+async def test_low_priority_keys_of_any_namespace_wait_behind_every_ordinary_key() -> None:
+    rec = Recorder(6)
+    q: WorkQueue[Key] = WorkQueue(rec, workers=1, group_of=_namespace)
+    q.add(("quiet", "prune"), low=True)
+    for i in range(3):
+        q.add(("busy", f"renew-{i}"))
+    q.add(("busy", "prune"), low=True)
+    q.add(("quiet", "renew"))
+    order = await rec.drain(q)
+    assert order[:4] == [("busy", "renew-0"), ("quiet", "renew"), ("busy", "renew-1"), ("busy", "renew-2")]
+    assert set(order[4:]) == {("quiet", "prune"), ("busy", "prune")}
+
+
+async def test_fair_order_keeps_the_one_worker_per_key_and_collapse_guarantees() -> None:
+    running: set[Key] = set()
+    overlaps: list[Key] = []
+    rec = Recorder(20)
+
+    async def handler(key: Key) -> None:
+        if key in running:
+            overlaps.append(key)
+        running.add(key)
+        await asyncio.sleep(0)
+        running.discard(key)
+        await rec(key)
+
+    q: WorkQueue[Key] = WorkQueue(handler, workers=8, group_of=_namespace)
+    for _ in range(5):
+        for ns in ("a", "b"):
+            for i in range(10):
+                q.add((ns, str(i)))  # duplicates collapse while waiting
+    calls = await rec.drain(q)
+    assert overlaps == []
+    assert sorted(calls) == sorted((ns, str(i)) for ns in ("a", "b") for i in range(10))
+
+
+# -- halt and start again (leadership lost, then won back) -----------------------------------------------------
+
+
+async def test_halt_then_start_serves_what_was_kept_and_redoes_a_reconcile_cut_short() -> None:
+    calls: list[str] = []
+    blocked = asyncio.Event()
+    finished: list[str] = []
+    all_finished = asyncio.Event()
+
+    async def handler(key: str) -> None:
+        calls.append(key)
+        if key == "slow" and calls.count("slow") == 1:
+            blocked.set()
+            await asyncio.Event().wait()  # cut short by halt()
+        finished.append(key)
+        if len(finished) == 3:
+            all_finished.set()
+
+    q: WorkQueue[str] = WorkQueue(handler, workers=2)
+    q.start()
+    q.add("slow")
+    await asyncio.wait_for(blocked.wait(), 5)
+    q.halt()
+    assert not q.started
+    await asyncio.sleep(0)  # let the cancellation land
+    q.add("added-while-halted")
+    q.add_at("timer", time.time() - 1)  # already due: fires only once started again
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert finished == []  # nothing runs while halted
+    q.start()
+    await asyncio.wait_for(all_finished.wait(), 5)
+    await q.stop()
+    assert sorted(finished) == ["added-while-halted", "slow", "timer"]
+    assert calls.count("slow") == 2
+
+
+async def test_start_twice_without_halt_is_refused() -> None:
+    async def handler(key: str) -> None:
+        return None
+
+    q: WorkQueue[str] = WorkQueue(handler, workers=1)
+    q.start()
+    with pytest.raises(RuntimeError, match="already started"):
+        q.start()
+    await q.stop()
+
+
+# -- expected failures (API server unreachable) ----------------------------------------------------------------
+
+
+class Unreachable(ConnectionError):
+    pass
+
+
+async def test_expected_errors_are_retried_without_a_traceback_and_at_once_when_asked(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    calls: list[str] = []
+    reachable = False
+    failed = asyncio.Event()
+    succeeded = asyncio.Event()
+
+    async def handler(key: str) -> None:
+        calls.append(key)
+        if not reachable:
+            failed.set()
+            raise Unreachable("connection refused")
+        succeeded.set()
+
+    q: WorkQueue[str] = WorkQueue(handler, workers=1, expected=(Unreachable,))
+    q.max_retry_delay = 3600.0
+    caplog.set_level(logging.DEBUG, logger="certmint.controller.workqueue")
+    q.start()
+    q.add("k")
+    await asyncio.wait_for(failed.wait(), 5)
+    due = q.due_at("k")
+    assert due is not None and due > time.time()  # retried with back-off
+    reachable = True
+    q.retry_expected()  # the API server is back: no need to wait for the back-off
+    await asyncio.wait_for(succeeded.wait(), 5)
+    await q.stop()
+    assert calls == ["k", "k"]
+    assert q.due_at("k") is None  # the back-off timer was replaced by the immediate retry
+    assert all(r.levelno < logging.WARNING and r.exc_info is None for r in caplog.records)
+
+
+async def test_unexpected_errors_keep_their_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    done = asyncio.Event()
+
+    async def handler(key: str) -> None:
+        done.set()
+        raise KeyError("a bug")
+
+    q: WorkQueue[str] = WorkQueue(handler, workers=1, expected=(Unreachable,))
+    q.start()
+    q.add("k")
+    await asyncio.wait_for(done.wait(), 5)
+    await asyncio.sleep(0)
+    await q.stop()
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and errors[0].exc_info is not None

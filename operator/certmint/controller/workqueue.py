@@ -7,17 +7,35 @@ the latest known state. Guarantees, as in client-go's workqueue:
 - adding a key that is already waiting is a no-op (bursts collapse);
 - adding a key while it is being processed re-queues it once afterwards.
 
+Order: fair between groups, first in first out within a group. A key's group comes from
+``group_of`` (the operator groups by namespace), and ready keys are served round-robin over the
+groups that have keys waiting: with 1,000 keys of namespace A queued before one key of
+namespace B, B's key is the second one served, not the 1,001st. So one tenant with many busy
+Certificates delays another tenant's renewal by at most one reconcile per busy namespace, never
+by its whole backlog. Adding and taking a key cost O(1) whatever the number of keys or groups.
+
 Keys added with ``low=True`` (clean-up such as pruning old CertificateRequests) wait until no
-ordinary key is waiting, so that during a burst of renewals the renewals go first.
+ordinary key is waiting, so that during a burst of renewals the renewals go first; among
+themselves they are served as fairly as ordinary keys.
 
 Timers (renewals, back-off retries, CA re-checks) live in one heap served by
 one task — not one task or one poll per object — and each key keeps only its
 earliest pending time, so a rescheduled renewal replaces the old one.
+
+Failures: a reconcile that raises is retried with exponential back-off per key. Exceptions of the
+``expected`` kinds (the API server unreachable) are someone else's to report, once per outage:
+here they are logged at DEBUG, without a traceback, and the key is retried; ``retry_expected()``
+retries every such key at once (the API server is back). Anything else is a bug and is logged
+with its traceback.
+
+``halt()`` stops the workers and the timer at once (the Lease was lost); keys, timers and keys
+whose reconcile was cut short stay queued, and ``start()`` serves them again (the Lease is back).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import heapq
 import logging
@@ -29,15 +47,59 @@ K = TypeVar("K", bound=Hashable)
 log = logging.getLogger(__name__)
 
 
+def _one_group(key: Hashable) -> Hashable:
+    return None
+
+
+class FairFifo(Generic[K]):
+    """FIFO within a group, round-robin between the groups that have keys: O(1) ``push`` and ``pop``."""
+
+    def __init__(self, group_of: Callable[[K], Hashable] = _one_group) -> None:
+        self._group_of = group_of
+        self._groups: dict[Hashable, collections.deque[K]] = {}
+        self._turns: collections.deque[Hashable] = collections.deque()  # groups with keys, next turn first
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def push(self, key: K) -> None:
+        group = self._group_of(key)
+        keys = self._groups.get(group)
+        if keys is None:
+            keys = self._groups[group] = collections.deque()
+            self._turns.append(group)
+        keys.append(key)
+        self._size += 1
+
+    def pop(self) -> K:
+        group = self._turns.popleft()
+        keys = self._groups[group]
+        key = keys.popleft()
+        if keys:
+            self._turns.append(group)  # back of the line: every other waiting group goes first
+        else:
+            del self._groups[group]
+        self._size -= 1
+        return key
+
+
 class WorkQueue(Generic[K]):
     def __init__(
-        self, handler: Callable[[K], Awaitable[None]], *, workers: int, clock: Callable[[], float] = time.time
+        self,
+        handler: Callable[[K], Awaitable[None]],
+        *,
+        workers: int,
+        clock: Callable[[], float] = time.time,
+        group_of: Callable[[K], Hashable] = _one_group,
+        expected: tuple[type[Exception], ...] = (),
     ) -> None:
         self._handler = handler
         self._workers = workers
         self._clock = clock  # wall clock: timers are absolute times taken from certificates
-        self._ready: asyncio.PriorityQueue[tuple[int, int, K]] = asyncio.PriorityQueue()
-        self._order = 0  # FIFO within a priority
+        self._ready: FairFifo[K] = FairFifo(group_of)
+        self._low: FairFifo[K] = FairFifo(group_of)
+        self._waiting = asyncio.Semaphore(0)  # one unit per key in _ready or _low
         self._queued: set[K] = set()
         self._active: set[K] = set()
         self._dirty: set[K] = set()
@@ -46,7 +108,10 @@ class WorkQueue(Generic[K]):
         self._seq = 0
         self._timer_changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._halted: list[asyncio.Task[None]] = []
         self._failures: dict[K, int] = {}
+        self._expected = expected
+        self._retry_at: dict[K, float] = {}  # keys that failed on an expected error, and their retry time
         self.processed = 0  # reconciles finished, successful or not
         self.max_retry_delay = 60.0
         self.on_timer_fired: Callable[[K, float], None] | None = None
@@ -58,8 +123,8 @@ class WorkQueue(Generic[K]):
             self._dirty.add(key)
         elif key not in self._queued:
             self._queued.add(key)
-            self._order += 1
-            self._ready.put_nowait((1 if low else 0, self._order, key))
+            (self._low if low else self._ready).push(key)
+            self._waiting.release()
 
     def add_at(self, key: K, when: float) -> None:
         """Process ``key`` at wall-clock time ``when``; replaces a later pending time for the same key."""
@@ -97,47 +162,79 @@ class WorkQueue(Generic[K]):
     # -- lifecycle -------------------------------------------------------------------------------------
 
     def start(self) -> None:
+        """Start the workers and the timer; also after ``halt()``, to serve what was kept meanwhile."""
+        if self._tasks:
+            raise RuntimeError("the work queue is already started")
         self._tasks = [asyncio.create_task(self._worker(), name=f"certmint-worker-{i}") for i in range(self._workers)]
         self._tasks.append(asyncio.create_task(self._timer_loop(), name="certmint-scheduler"))
 
     def halt(self) -> None:
-        """Stop processing now, without waiting (leadership lost: not one more write)."""
+        """Stop processing now, without waiting (leadership lost: not one more write).
+
+        Every worker is cancelled at the point where it waits; a key cut short is queued again, so
+        ``start()`` reconciles it from the state known then.
+        """
         for t in self._tasks:
             t.cancel()
+        self._halted += self._tasks
+        self._tasks = []
 
     async def stop(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
+        self.halt()
+        await asyncio.gather(*self._halted, return_exceptions=True)
+        self._halted = []
+
+    def retry_expected(self) -> None:
+        """Retry now every key whose last reconcile failed on an expected error (the API server is back)."""
+        for key, when in self._retry_at.items():
+            if self._due.get(key) == when:
+                self.cancel_timer(key)
+            self.add(key)
+        self._retry_at.clear()
 
     # -- internals -------------------------------------------------------------------------------------
 
+    def _take(self) -> K:
+        return self._ready.pop() if self._ready else self._low.pop()
+
     async def _worker(self) -> None:
         while True:
-            _, _, key = await self._ready.get()
+            await self._waiting.acquire()
+            key = self._take()
             self._queued.discard(key)
             self._active.add(key)
+            requeue = False
             try:
                 await self._handler(key)
             except asyncio.CancelledError:
+                requeue = True  # halted mid-reconcile: do it again when started again
                 raise
-            except Exception:  # a reconciler bug or an API outage must not kill the worker, nor lose the key
-                failures = self._failures.get(key, 0) + 1
-                self._failures[key] = failures
-                delay = min(0.5 * 2 ** min(failures - 1, 10), self.max_retry_delay)
-                log.exception(
-                    "reconciling %s failed unexpectedly (attempt %d); retrying in %.1fs", key, failures, delay
-                )
-                self.add_at(key, self._clock() + delay)
+            except self._expected as e:
+                self._retry(key, f"{type(e).__name__}: {e}", expected=True)
+            except Exception:  # a reconciler bug must not kill the worker, nor lose the key
+                self._retry(key, "", expected=False)
             else:
                 self._failures.pop(key, None)
+                self._retry_at.pop(key, None)
             finally:
                 self.processed += 1
                 self._active.discard(key)
-                if key in self._dirty:
+                if requeue or key in self._dirty:
                     self._dirty.discard(key)
                     self.add(key)
+
+    def _retry(self, key: K, error: str, *, expected: bool) -> None:
+        failures = self._failures.get(key, 0) + 1
+        self._failures[key] = failures
+        delay = min(0.5 * 2 ** min(failures - 1, 10), self.max_retry_delay)
+        when = self._clock() + delay
+        if expected:
+            log.debug("reconciling %s failed (%s); retrying in %.1fs", key, error, delay)
+            self._retry_at[key] = when
+        else:
+            log.exception("reconciling %s failed unexpectedly (attempt %d); retrying in %.1fs", key, failures, delay)
+            self._retry_at.pop(key, None)
+        self.add_at(key, when)
 
     async def _timer_loop(self) -> None:
         while True:
