@@ -15,6 +15,9 @@ CERTMINT_JITTER_FRACTION      (default 0.1)
     so that certificates issued together do not renew together. A herd of certificates is issued
     at the rate the control plane allows; a renewal costs it more than a first issuance (a replace
     instead of a create), so the jitter window must be wider than the herd's issuance.
+CERTMINT_MIN_RENEWAL_INTERVAL_SECONDS (default 30)
+    No certificate is renewed sooner than this after it was issued (at most half its lifetime): a
+    floor under the time between two issuances of one Certificate, whatever its renewBefore says.
 CERTMINT_ISSUER_RECHECK_SECONDS (default 60)
     How often an issuer's CA Secret is re-read when nothing else triggers it (CA Secrets made by
     certmint itself are watched and trigger immediately).
@@ -66,6 +69,7 @@ class Settings:
     max_connections: int = 32
     http_port: int = 8080
     jitter_fraction: float = 0.1
+    min_renewal_interval: float = 30.0
     issuer_recheck_seconds: float = 60.0
     post_events: bool = True
     keygen_processes: int = 1
@@ -86,6 +90,9 @@ class Settings:
                 max_connections=int(e.get("CERTMINT_MAX_CONNECTIONS", cls.max_connections)),
                 http_port=int(e.get("CERTMINT_HTTP_PORT", cls.http_port)),
                 jitter_fraction=float(e.get("CERTMINT_JITTER_FRACTION", cls.jitter_fraction)),
+                min_renewal_interval=float(
+                    e.get("CERTMINT_MIN_RENEWAL_INTERVAL_SECONDS", cls.min_renewal_interval)
+                ),
                 issuer_recheck_seconds=float(e.get("CERTMINT_ISSUER_RECHECK_SECONDS", cls.issuer_recheck_seconds)),
                 post_events=_bool(e.get("CERTMINT_POST_EVENTS", "true")),
                 keygen_processes=int(e.get("CERTMINT_KEYGEN_PROCESSES", cls.keygen_processes)),

@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 
 from certmint.core.renewal import renewal_time, retry_delay
+from certmint.settings import Settings
 from tests.unit.builders import NOW
 
 DAY = timedelta(days=1)
@@ -120,3 +121,42 @@ def test_tiny_lifetimes_still_wait_at_least_a_second() -> None:
     assert retry_delay(timedelta(minutes=1), 1) == timedelta(seconds=1)
     assert retry_delay(timedelta(minutes=1), 20) == timedelta(seconds=6)
     assert retry_delay(timedelta(seconds=5), 20) == timedelta(seconds=1)
+
+
+def test_a_floor_between_two_issuances_of_one_certificate() -> None:
+    # duration 1m30s with renewBeforePercentage 99 re-issued every 9 s (7 renewals a minute) before the floor
+    end = START + timedelta(seconds=90)
+
+    def at(min_interval: timedelta) -> timedelta:
+        moment = renewal_time(
+            START,
+            end,
+            renew_before=None,
+            renew_before_percentage=99,
+            jitter_key="k",
+            max_jitter_fraction=0.1,
+            min_interval=min_interval,
+        )
+        return moment - START
+
+    assert at(timedelta(0)) == timedelta(seconds=9)
+    assert at(timedelta(seconds=30)) == timedelta(seconds=30)
+    assert at(timedelta(minutes=5)) == timedelta(seconds=45)  # never beyond half the lifetime
+
+
+def test_the_floor_leaves_ordinary_renewals_alone() -> None:
+    assert _at(min_interval=timedelta(seconds=30)) == END - 30 * DAY
+    ten_minutes = renewal_time(
+        START,
+        START + timedelta(minutes=10),
+        renew_before=None,
+        renew_before_percentage=None,
+        jitter_key="k",
+        min_interval=timedelta(seconds=30),
+    )
+    assert timedelta(minutes=5) < ten_minutes - START <= timedelta(minutes=20) / 3
+
+
+def test_the_default_floor_is_thirty_seconds() -> None:
+    assert Settings.from_env({}).min_renewal_interval == 30.0
+    assert Settings.from_env({"CERTMINT_MIN_RENEWAL_INTERVAL_SECONDS": "120"}).min_renewal_interval == 120.0

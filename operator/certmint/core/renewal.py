@@ -21,6 +21,7 @@ def renewal_time(
     renew_before_percentage: int | None,
     jitter_key: str,
     max_jitter_fraction: float = 0.1,
+    min_interval: timedelta = timedelta(0),
 ) -> datetime:
     """When the certificate valid from ``not_before`` to ``not_after`` should be renewed.
 
@@ -34,7 +35,10 @@ def renewal_time(
        churn) but different per certificate, so thousands issued at once do
        not all renew in the same second. Use a key that changes per
        certificate, e.g. "<uid>/<serial>".
-    3. Clamped into [not_before + MIN_ELAPSED_FRACTION x lifetime, not_after).
+    3. Clamped into [earliest, not_after), where earliest is not_before plus the larger of
+       MIN_ELAPSED_FRACTION x lifetime and ``min_interval`` (at most half the lifetime): a floor under
+       the time between two issuances of one certificate, so that a spec like ``duration: 1m30s``
+       with ``renewBeforePercentage: 99`` cannot make the operator re-issue every second.
     """
     if not 0 <= max_jitter_fraction < 1:
         raise ValueError(f"max_jitter_fraction must be in [0, 1), got {max_jitter_fraction}")
@@ -44,7 +48,7 @@ def renewal_time(
     before = _renew_before(lifetime, renew_before, renew_before_percentage)
     jitter = lifetime * (max_jitter_fraction * jitter_unit(jitter_key))
     moment = not_after - before - jitter
-    earliest = not_before + lifetime * MIN_ELAPSED_FRACTION
+    earliest = not_before + max(lifetime * MIN_ELAPSED_FRACTION, min(min_interval, lifetime / 2))
     return min(max(moment, earliest), not_after - _RESOLUTION)
 
 
