@@ -10,6 +10,7 @@ import pytest
 
 from certmint.core.decisions import (
     IssuerIdentity,
+    Ownership,
     Reason,
     SecretSnapshot,
     certificate_label_value,
@@ -18,6 +19,7 @@ from certmint.core.decisions import (
     issuance_reason,
     metadata_drift,
     requested_identity,
+    secret_ownership,
 )
 from certmint.core.spec import CertificateSpec
 from certmint.pki.csr import build_csr, parse_csr
@@ -40,6 +42,7 @@ def good(issued: tuple[IssuedCertificate, PrivateKey]) -> SecretSnapshot:
     labels, annotations = desired_secret_metadata(
         SPEC,
         certificate_name="web",
+        certificate_uid="uid-web",
         issuer_name="internal-ca",
         issuer_kind="ClusterIssuer",
         facts=certificate_facts(certificate.certificate),
@@ -259,12 +262,18 @@ def test_desired_metadata_without_a_certificate() -> None:
         }
     )
     labels, annotations = desired_secret_metadata(
-        spec, certificate_name="web", issuer_name="internal-ca", issuer_kind="ClusterIssuer", facts=None
+        spec,
+        certificate_name="web",
+        certificate_uid="uid-web",
+        issuer_name="internal-ca",
+        issuer_kind="ClusterIssuer",
+        facts=None,
     )
     assert labels == {"app": "web", "certmint.dev/certificate-name": "web"}  # the operator's label wins
     assert annotations == {
         "reloader.stakater.com/match": "true",
         "certmint.dev/certificate-name": "web",
+        "certmint.dev/certificate-uid": "uid-web",
         "certmint.dev/issuer-name": "internal-ca",
         "certmint.dev/issuer-kind": "ClusterIssuer",
     }
@@ -275,6 +284,7 @@ def test_desired_metadata_describes_the_certificate(issued: Any) -> None:
     _, annotations = desired_secret_metadata(
         SPEC,
         certificate_name="web",
+        certificate_uid="uid-web",
         issuer_name="internal-ca",
         issuer_kind="ClusterIssuer",
         facts=certificate_facts(certificate.certificate),
@@ -337,3 +347,69 @@ def test_requested_identity_and_template_follow_the_spec() -> None:
     assert template.common_name == identity.common_name
     assert template.dns_names == identity.dns_names
     assert template.subject.organizations == ("Example",)
+
+
+# --- whose Secret is it -----------------------------------------------------------------------------
+
+_WEB = {"certificate_name": "web", "certificate_uid": "uid-web"}
+_MARKED = {"certmint.dev/certificate-name": "web", "certmint.dev/certificate-uid": "uid-web"}
+_LABEL = {"certmint.dev/certificate-name": "web"}
+
+
+@pytest.mark.parametrize(
+    ("labels", "annotations", "serials", "expected", "via"),
+    [
+        pytest.param(_LABEL, _MARKED, (None, None), Ownership.OURS, None, id="created-for-this-certificate"),
+        pytest.param({}, {"certmint.dev/handover-to": "web"}, (None, None), Ownership.OURS, "handover", id="handed-over"),
+        pytest.param(
+            _LABEL,
+            {**_MARKED, "certmint.dev/certificate-uid": "uid-old"},
+            (None, None),
+            Ownership.OURS,
+            "previous",
+            id="certmints-secret-of-a-deleted-certificate-of-this-name",
+        ),
+        pytest.param(_LABEL, _LABEL, ("0a", "0a"), Ownership.OURS, "legacy", id="written-before-uid-marks"),
+        pytest.param({}, {}, (None, None), Ownership.NOT_OWNED, None, id="a-users-secret"),
+        pytest.param({"app": "legacy"}, {}, ("0a", "0a"), Ownership.NOT_OWNED, None, id="a-users-tls-secret"),
+        pytest.param(_LABEL, {}, ("0b", "0a"), Ownership.NOT_OWNED, None, id="labelled-by-hand"),
+        pytest.param(_LABEL, _LABEL, ("0b", None), Ownership.NOT_OWNED, None, id="labelled-by-hand-no-status"),
+        pytest.param(
+            {}, {"certmint.dev/handover-to": "api"}, (None, None), Ownership.NOT_OWNED, None, id="handed-to-another"
+        ),
+        pytest.param(
+            {"certmint.dev/certificate-name": "api"},
+            {"certmint.dev/certificate-name": "api", "certmint.dev/certificate-uid": "uid-api"},
+            (None, None),
+            Ownership.IN_USE,
+            None,
+            id="another-certificates-secret",
+        ),
+    ],
+)
+def test_secret_ownership(
+    labels: dict[str, str],
+    annotations: dict[str, str],
+    serials: tuple[str | None, str | None],
+    expected: Ownership,
+    via: str | None,
+) -> None:
+    secret_serial, status_serial = serials
+    claim = secret_ownership(labels, annotations, secret_serial=secret_serial, status_serial=status_serial, **_WEB)
+    assert (claim.ownership, claim.via) == (expected, via)
+    if expected is Ownership.IN_USE:
+        assert claim.other == "api"
+
+
+def test_a_long_certificate_name_owns_its_secret_by_label_value() -> None:
+    name = "a" * 80
+    labels = {"certmint.dev/certificate-name": certificate_label_value(name)}
+    claim = secret_ownership(
+        labels,
+        {"certmint.dev/certificate-uid": "uid-old"},
+        certificate_name=name,
+        certificate_uid="uid-new",
+        secret_serial=None,
+        status_serial=None,
+    )
+    assert claim.ownership is Ownership.OURS

@@ -14,26 +14,31 @@ left alone; its renewal timer is rebuilt from the certificate itself.
 from __future__ import annotations
 
 import datetime
+import functools
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from certmint import metrics
 from certmint.controller.runtime import Operator
-from certmint.controller.state import CertificateRecord, IssuerRecord, Settled
+from certmint.controller.state import NO_ISSUER, CertificateRecord, IssuerRecord, IssuerToken, Settled, Signed
 from certmint.core.conditions import Condition, condition_status, merge_conditions, parse_rfc3339, rfc3339
 from certmint.core.decisions import (
+    HANDOVER_TO,
     RENEWING,
     IssuerIdentity,
+    Ownership,
     Reason,
     SecretSnapshot,
+    certificate_label_value,
     certificate_template,
     desired_secret_metadata,
     issuance_reason,
     metadata_drift,
     renewal_reason,
     requested_identity,
+    secret_ownership,
 )
 from certmint.core.policy import check_policy
 from certmint.core.renewal import renewal_time, retry_delay
@@ -58,11 +63,17 @@ log = logging.getLogger("certmint.certificates")
 COMPONENT = "certmint"
 
 
+#: A Secret that is not certmint's is looked at again at least this often (it is not labelled, so
+#: its handover or deletion reaches no watch of ours).
+NOT_OWNED_RECHECK: Final = datetime.timedelta(minutes=2)
+
+
 @dataclass(frozen=True)
 class Failure:
     reason: str
     message: str
     retry: bool = True
+    retry_cap: datetime.timedelta | None = None  # at most this long between retries
 
 
 async def reconcile_certificate(op: Operator, namespace: str, name: str) -> None:
@@ -97,15 +108,15 @@ class SeenSecret:
     resource_version: str | None
 
 
-def _inputs(op: Operator, rec: CertificateRecord) -> tuple[int, str | None, tuple[bool, str | None]]:
+def _inputs(op: Operator, rec: CertificateRecord) -> tuple[int, str | None, IssuerToken]:
     """What a reconcile outcome depends on: the spec's generation, the Secret's version, the issuer's identity."""
     if rec.spec is None:
-        return (rec.generation, None, (False, None))
+        return (rec.generation, None, NO_ISSUER)
     issuer = op.state.issuer_for(rec.namespace, rec.spec.issuer_ref)
     return (
         rec.generation,
         op.state.secret_versions.get((rec.namespace, rec.spec.secret_name)),
-        issuer.identity_token if issuer else (False, None),
+        issuer.identity_token if issuer else NO_ISSUER,
     )
 
 
@@ -134,19 +145,11 @@ async def _reconcile(op: Operator, rec: CertificateRecord, seen: SeenSecret, *, 
         op.state.secrets_to_read.discard((namespace, spec.secret_name))
     seen.resource_version = secret.resource_version if secret else None
     op.state.secret_versions[(namespace, spec.secret_name)] = seen.resource_version
-    if secret is not None and secret.labels.get(resources.CERTIFICATE_NAME_LABEL, name) != name:
-        other = secret.labels[resources.CERTIFICATE_NAME_LABEL]
-        return await _fail(
-            op,
-            rec,
-            Failure(
-                "SecretInUse",
-                f"Secret {namespace}/{spec.secret_name} belongs to Certificate {other}; choose another spec.secretName",
-                retry=False,
-            ),
-            valid=False,
-        )
     facts = _facts(secret)
+    if secret is not None:
+        refused = _not_ours(rec, spec, secret, facts)
+        if refused is not None:
+            return await _fail(op, rec, refused, valid=False)
     renewal_at = _renewal_at(op, rec, spec, facts)
     reason = issuance_reason(spec, _snapshot(secret), _identity(issuer), now=now, renewal_at=renewal_at)
     if reason is None and facts is not None and renewal_at is not None:
@@ -211,6 +214,43 @@ async def _renew_unread(
     return await _issue(op, rec, spec, issuer, secret, renewal_reason(renewal_at, not_after), renewal_at, seen)
 
 
+def _not_ours(
+    rec: CertificateRecord, spec: CertificateSpec, secret: SecretData, facts: CertificateFacts | None
+) -> Failure | None:
+    """Why this existing Secret must not be written for the Certificate, or None when it may.
+
+    certmint writes only into Secrets it created or that a person handed over (see
+    core.decisions.secret_ownership): a Certificate must not give its author, through the
+    operator's RBAC, a write into (or, by owner reference, the deletion of) any Secret of the namespace.
+    """
+    claim = secret_ownership(
+        secret.labels,
+        secret.annotations,
+        certificate_name=rec.name,
+        certificate_uid=rec.uid,
+        secret_serial=facts.serial_number if facts else None,
+        status_serial=rec.status.get("serialNumber"),
+    )
+    where = f"Secret {rec.namespace}/{spec.secret_name}"
+    if claim.ownership is Ownership.IN_USE:
+        return Failure(
+            Ownership.IN_USE.value,
+            f"{where} belongs to Certificate {claim.other}; choose another spec.secretName",
+            retry=False,
+        )
+    if claim.ownership is Ownership.NOT_OWNED:
+        return Failure(
+            Ownership.NOT_OWNED.value,
+            f"{where} exists and was not created by certmint, so certmint leaves it untouched; choose another "
+            f"spec.secretName, or delete the Secret, or hand it over to this Certificate with "
+            f"`kubectl annotate secret {spec.secret_name} -n {rec.namespace} {HANDOVER_TO}={rec.name}`",
+            retry_cap=NOT_OWNED_RECHECK,
+        )
+    if claim.via is not None:
+        log.info("Certificate %s/%s: taking over %s (%s)", rec.namespace, rec.name, where, claim.via)
+    return None
+
+
 def _facts(secret: SecretData | None) -> CertificateFacts | None:
     if secret is None or not secret.data.get("tls.crt"):
         return None
@@ -271,6 +311,7 @@ def _renewal_moment(
         renew_before_percentage=spec.renew_before_percentage,
         jitter_key=f"{rec.uid}/{serial}",
         max_jitter_fraction=op.settings.jitter_fraction,
+        min_interval=datetime.timedelta(seconds=op.settings.min_renewal_interval),
     )
 
 
@@ -292,7 +333,12 @@ async def _keep(
 ) -> None:
     assert secret is not None
     labels, annotations = desired_secret_metadata(
-        spec, certificate_name=rec.name, issuer_name=spec.issuer_ref.name, issuer_kind=spec.issuer_ref.kind, facts=facts
+        spec,
+        certificate_name=rec.name,
+        certificate_uid=rec.uid,
+        issuer_name=spec.issuer_ref.name,
+        issuer_kind=spec.issuer_ref.kind,
+        facts=facts,
     )
     drift = metadata_drift(secret.labels, secret.annotations, labels, annotations)
     owner = _ref(rec) if spec.secret_deletion_policy == "Delete" else None
@@ -369,43 +415,57 @@ async def _issue(
     if failure is not None:
         return await _fail(op, rec, failure, valid=still_valid)
     assert issuer is not None and issuer.spec is not None
-    key = await _private_key(op, spec, secret)
-    csr_pem = build_csr(key, certificate_template(spec))
     revision = int(rec.status.get("revision") or 0) + 1
     now = op.now()
-    try:
-        request = await resources.create_certificate_request(
-            op.api, rec.namespace, certificate=_ref(rec), revision=revision, spec=_request_spec(spec, csr_pem)
-        )
-    except ApiError as e:
-        return await _fail(
-            op, rec, Failure("RequestFailed", f"could not create a CertificateRequest: {e}"), valid=still_valid
-        )
-    request_key = (rec.namespace, request["metadata"]["name"])
-    op.state.inflight_requests.add(request_key)
-    try:
-        signing = SigningRequest(csr=parse_csr(csr_pem), duration=spec.duration, usages=spec.usages, is_ca=spec.is_ca)
-        if issuer.spec.kind == "selfSigned":
-            issued = self_sign(signing, key, now=now)
-        else:
-            assert issuer.authority is not None
-            issued = sign(signing, issuer.authority, now=now)
-        await resources.patch_status(
-            op.api, "CertificateRequest", rec.namespace, request_key[1], signed_request_status(issued, issuer, now)
-        )
-    except (ApiError, PKIError) as e:
-        return await _fail(
-            op,
-            rec,
-            Failure("SigningFailed", f"signing CertificateRequest {request_key[1]} failed: {e}"),
-            valid=still_valid,
-        )
-    finally:
-        op.state.inflight_requests.discard(request_key)
+    signed = rec.signed
+    if signed is not None and signed.reusable(revision, rec.generation, issuer.identity_token, now):
+        # Signed for this revision by an earlier pass whose Secret write failed: store that, sign nothing new.
+        log.debug("Certificate %s/%s: reusing CertificateRequest %s", rec.namespace, rec.name, signed.request_name)
+    else:
+        rec.signed = None
+        key = await _private_key(op, spec, secret)
+        csr_pem = build_csr(key, certificate_template(spec))
+        try:
+            request_name = await _create_request(op, rec, revision, _request_spec(spec, csr_pem))
+        except ApiError as e:
+            return await _fail(
+                op, rec, Failure("RequestFailed", f"could not create a CertificateRequest: {e}"), valid=still_valid
+            )
+        request_key = (rec.namespace, request_name)
+        op.state.inflight_requests.add(request_key)
+        try:
+            signing = SigningRequest(
+                csr=parse_csr(csr_pem), duration=spec.duration, usages=spec.usages, is_ca=spec.is_ca
+            )
+            if issuer.spec.kind == "selfSigned":
+                issued = self_sign(signing, key, now=now)
+            else:
+                assert issuer.authority is not None
+                issued = sign(signing, issuer.authority, now=now)
+            await resources.patch_status(
+                op.api, "CertificateRequest", rec.namespace, request_name, signed_request_status(issued, issuer, now)
+            )
+        except (ApiError, PKIError) as e:
+            return await _fail(
+                op,
+                rec,
+                Failure("SigningFailed", f"signing CertificateRequest {request_name} failed: {e}"),
+                valid=still_valid,
+            )
+        finally:
+            op.state.inflight_requests.discard(request_key)
+        signed = Signed(revision, rec.generation, issuer.identity_token, request_name, key, issued)
+        rec.signed = signed
+    key, issued, request_key = signed.key, signed.issued, (rec.namespace, signed.request_name)
 
     facts = certificate_facts(issued.certificate)
     labels, annotations = desired_secret_metadata(
-        spec, certificate_name=rec.name, issuer_name=spec.issuer_ref.name, issuer_kind=spec.issuer_ref.kind, facts=facts
+        spec,
+        certificate_name=rec.name,
+        certificate_uid=rec.uid,
+        issuer_name=spec.issuer_ref.name,
+        issuer_kind=spec.issuer_ref.kind,
+        facts=facts,
     )
     data = {
         "tls.crt": issued.chain_pem,
@@ -428,9 +488,8 @@ async def _issue(
             op.state.secrets_to_read.add((rec.namespace, spec.secret_name))
             op.queue.add(("Certificate", rec.namespace, rec.name))
             return None
-        return await _fail(
-            op, rec, Failure("SecretWriteFailed", f"could not write Secret {spec.secret_name}: {e}"), valid=still_valid
-        )
+        return await _fail(op, rec, _secret_write_failure(spec, rec.namespace, e), valid=still_valid)
+    rec.signed = None
     op.secret_written(rec.namespace, spec.secret_name, written.resource_version)
     seen.resource_version = written.resource_version
 
@@ -474,6 +533,55 @@ async def prune_requests(op: Operator, namespace: str, name: str) -> None:
     rec = op.state.certificates.get((namespace, name))
     if rec is not None and rec.spec is not None:
         await _prune_requests(op, rec, rec.spec.revision_history_limit)
+
+
+def _secret_write_failure(spec: CertificateSpec, namespace: str, error: ApiError) -> Failure:
+    """A refused Secret write, with what the user can change when the refusal comes from the spec."""
+    message = f"could not write Secret {namespace}/{spec.secret_name}: {error}"
+    if error.status in (400, 413, 422):  # the API server judged the Secret itself, not a passing failure
+        message += (
+            "; the Secret certmint would write is refused as it is: check spec.secretTemplate (label and "
+            "annotation syntax, annotations at most 256 KiB in all) and spec.secretName; the signed certificate is "
+            "kept and stored once the Secret is accepted"
+        )
+    return Failure("SecretWriteFailed", message)
+
+
+def request_name(certificate_name: str, revision: int) -> str:
+    """The CertificateRequest of one revision of a Certificate: one name per revision, so revisions stay unique."""
+    return f"{certificate_label_value(certificate_name)}-{revision}"
+
+
+async def _create_request(op: Operator, rec: CertificateRecord, revision: int, spec: dict[str, Any]) -> str:
+    """Create the revision's CertificateRequest; returns its name.
+
+    The name is the revision's own, so a second request for a revision cannot exist. One that is
+    already there is ours from a pass that did not get to store its certificate (the operator
+    stopped, or the Secret write failed before a restart): its private key is gone with that pass,
+    so it is replaced. A name taken by an object that is not ours is left alone, and the request
+    gets a generated name instead.
+    """
+    name = request_name(rec.name, revision)
+    create = functools.partial(
+        resources.create_certificate_request,
+        op.api,
+        rec.namespace,
+        certificate=_ref(rec),
+        label=certificate_label_value(rec.name),
+        revision=revision,
+        spec=spec,
+    )
+    try:
+        return str((await create(name=name))["metadata"]["name"])
+    except ApiError as e:
+        if not e.conflict:
+            raise
+    existing = await resources.get_certificate_request(op.api, rec.namespace, name)
+    if existing is not None and rec.uid in resources.owner_uids(existing):
+        log.info("Certificate %s/%s: replacing CertificateRequest %s left unstored", rec.namespace, rec.name, name)
+        await resources.delete_certificate_request(op.api, rec.namespace, name)
+        return str((await create(name=name))["metadata"]["name"])
+    return str((await create(name=None))["metadata"]["name"])
 
 
 def _precheck(rec: CertificateRecord, spec: CertificateSpec, issuer: IssuerRecord | None) -> Failure | None:
@@ -543,7 +651,11 @@ def signed_request_status(issued: IssuedCertificate, issuer: IssuerRecord, now: 
 
 async def _prune_requests(op: Operator, rec: CertificateRecord, limit: int) -> None:
     try:
-        requests = await resources.list_certificate_requests(op.api, rec.namespace, rec.name)
+        requests = [
+            r
+            for r in await resources.list_certificate_requests(op.api, rec.namespace, certificate_label_value(rec.name))
+            if rec.uid in resources.owner_uids(r)
+        ]
         ordered = sorted(
             requests,
             key=lambda r: int((r["metadata"].get("annotations") or {}).get(resources.REVISION_ANNOTATION, "0")),
@@ -566,6 +678,8 @@ async def _fail(op: Operator, rec: CertificateRecord, failure: Failure, *, valid
     retry_note = ""
     if failure.retry and spec is not None:
         delay = retry_delay(spec.duration, attempts)
+        if failure.retry_cap is not None:
+            delay = min(delay, failure.retry_cap)
         op.schedule(("Certificate", rec.namespace, rec.name), now + delay)
         retry_note = f"; retrying in {format_duration(delay)} (attempt {attempts})"
     else:

@@ -179,7 +179,10 @@ class Operator:
             if self.state.secret_versions.get(key) == rv:
                 return  # our own write, already accounted for by secret_written()
             self.state.secret_versions[key] = rv
-        owner = (meta.get("labels") or {}).get(resources.CERTIFICATE_NAME_LABEL)
+        # The annotation holds the Certificate's full name; the label only a shortened one when the name is long.
+        owner = (meta.get("annotations") or {}).get(resources.CERTIFICATE_NAME_LABEL) or (meta.get("labels") or {}).get(
+            resources.CERTIFICATE_NAME_LABEL
+        )
         if owner:
             self.queue.add(("Certificate", namespace, owner))
         self._enqueue_issuers_of_secret(namespace, name)

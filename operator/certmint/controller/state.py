@@ -9,6 +9,7 @@ roll the view back.
 
 from __future__ import annotations
 
+import datetime
 import json
 import sys
 import zlib
@@ -17,7 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from certmint.core.spec import CertificateRequestSpec, CertificateSpec, IssuerRef, IssuerSpec, SpecError, shared
-from certmint.pki.signing import SigningAuthority
+from certmint.pki.keys import PrivateKey
+from certmint.pki.signing import IssuedCertificate, SigningAuthority
 
 T = TypeVar("T")
 NamespacedName = tuple[str, str]
@@ -84,8 +86,35 @@ def newer_or_equal(candidate: str, current: str | None) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Settled:
-    inputs: tuple[int, str | None, tuple[bool, str | None]]
+    inputs: tuple[int, str | None, IssuerToken]
     waits_for_timer: bool  # a renewal or retry timer is part of the outcome; a fired timer means "look again"
+
+
+IssuerToken = tuple[bool, str | None, int]  # see IssuerRecord.identity_token
+NO_ISSUER: IssuerToken = (False, None, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Signed:
+    """A certificate signed for a revision whose Secret write has not succeeded yet.
+
+    Kept (in memory only) so that the next attempt stores this certificate instead of signing
+    another one: a Secret write that keeps failing costs one CertificateRequest, not one per retry.
+    """
+
+    revision: int
+    generation: int
+    issuer: IssuerToken
+    request_name: str
+    key: PrivateKey
+    issued: IssuedCertificate
+
+    def reusable(self, revision: int, generation: int, issuer: IssuerToken, now: datetime.datetime) -> bool:
+        """For the same revision, spec and issuer, while at most a third of its lifetime has passed (so that
+        what is stored late is not due for renewal at once)."""
+        issued = self.issued
+        fresh = now < issued.not_before + (issued.not_after - issued.not_before) / 3
+        return (self.revision, self.generation, self.issuer) == (revision, generation, issuer) and fresh
 
 
 @dataclass(slots=True)
@@ -106,6 +135,8 @@ class CertificateRecord:
     # dict of its own (one key and entry fewer per Certificate); a new record (new generation or object)
     # starts without one, as its inputs differ anyway.
     settled: Settled | None = None
+    # A signed certificate not stored yet (see Signed); None nearly always.
+    signed: Signed | None = None
 
     @property
     def status(self) -> dict[str, Any]:
@@ -134,10 +165,11 @@ class IssuerRecord:
     authority: SigningAuthority | None = None
 
     @property
-    def identity_token(self) -> tuple[bool, str | None]:
-        """Changes whenever certificates signed by this issuer must be looked at again (one shared tuple
-        per value: every Certificate's settled inputs hold it)."""
-        return shared((self.ready, self.authority.fingerprint_sha256 if self.authority else None))
+    def identity_token(self) -> IssuerToken:
+        """Changes whenever certificates signed by this issuer must be looked at again: readiness, the CA,
+        and the spec's generation (a changed policy may now allow what it refused). One shared tuple per
+        value: every Certificate's settled inputs hold it."""
+        return shared((self.ready, self.authority.fingerprint_sha256 if self.authority else None, self.generation))
 
 
 @dataclass

@@ -10,6 +10,7 @@ new certificate.
 
 from __future__ import annotations
 
+import enum
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -46,6 +47,12 @@ COMMON_NAME: Final = "certmint.dev/common-name"
 ALT_NAMES: Final = "certmint.dev/alt-names"
 IP_SANS: Final = "certmint.dev/ip-sans"
 URI_SANS: Final = "certmint.dev/uri-sans"
+#: Set by certmint when it creates a Secret: the UID of the Certificate it was created for. Only a
+#: principal that may write the Secret can set it, so a Certificate cannot make certmint claim a
+#: Secret it did not create (see secret_ownership).
+CERTIFICATE_UID: Final = "certmint.dev/certificate-uid"
+#: Set by a person on an existing Secret to hand it over to the Certificate it names.
+HANDOVER_TO: Final = "certmint.dev/handover-to"
 
 #: Certificate times have one-second resolution; lifetimes compare within this.
 _LIFETIME_TOLERANCE: Final = timedelta(seconds=2)
@@ -260,6 +267,7 @@ def desired_secret_metadata(
     spec: CertificateSpec,
     *,
     certificate_name: str,
+    certificate_uid: str,
     issuer_name: str,
     issuer_kind: str,
     facts: CertificateFacts | None,
@@ -276,6 +284,7 @@ def desired_secret_metadata(
     annotations = {
         **spec.secret_annotations,
         CERTIFICATE_NAME: certificate_name,
+        CERTIFICATE_UID: certificate_uid,
         ISSUER_NAME: issuer_name,
         ISSUER_KIND: issuer_kind,
     }
@@ -298,6 +307,65 @@ def certificate_label_value(name: str) -> str:
     digest = hashlib.sha256(name.encode()).hexdigest()[:10]
     prefix = name[: _MAX_LABEL_VALUE - len(digest) - 1].rstrip("-.")
     return f"{prefix}-{digest}"
+
+
+class Ownership(enum.Enum):
+    """Whose Secret is it, as far as one Certificate is concerned (see secret_ownership)."""
+
+    OURS = "Ours"  # certmint created it for this Certificate, or a person handed it over
+    IN_USE = "SecretInUse"  # certmint's, for another Certificate of the namespace
+    NOT_OWNED = "SecretNotOwned"  # not certmint's: never written, labelled or owner-referenced
+
+
+@dataclass(frozen=True)
+class SecretClaim:
+    """Whether a Certificate may write into an existing Secret, and why."""
+
+    ownership: Ownership
+    #: the other Certificate's name, for IN_USE
+    other: str | None = None
+    #: how the claim was made when it is not (yet) marked with this Certificate's UID:
+    #: "handover", "previous" (certmint's Secret of a deleted Certificate of the same name),
+    #: "legacy" (written by a certmint without UID marks: its certificate is the one in our status)
+    via: str | None = None
+
+
+def secret_ownership(
+    labels: Mapping[str, str],
+    annotations: Mapping[str, str],
+    *,
+    certificate_name: str,
+    certificate_uid: str,
+    secret_serial: str | None,
+    status_serial: str | None,
+) -> SecretClaim:
+    """May the Certificate ``certificate_name``/``certificate_uid`` write into this existing Secret?
+
+    certmint writes only into a Secret it created — marked at creation with the Certificate's UID
+    in ``certmint.dev/certificate-uid``, which only someone who may write the Secret can set — or
+    one a person explicitly handed over with ``certmint.dev/handover-to: <certificate name>``.
+    A Secret certmint created for a Certificate of the same name that was deleted since (the
+    Certificate re-applied from Git) is still certmint's, as is one written by a certmint that did
+    not mark UIDs yet when its certificate is the one this Certificate's status records. Anything
+    else is not touched: a user's TLS Secret, a ServiceAccount token, a Secret labelled by hand.
+    """
+    uid = annotations.get(CERTIFICATE_UID)
+    if uid == certificate_uid:
+        return SecretClaim(Ownership.OURS)
+    if annotations.get(HANDOVER_TO) == certificate_name:
+        return SecretClaim(Ownership.OURS, via="handover")
+    named = annotations.get(CERTIFICATE_NAME) or labels.get(CERTIFICATE_NAME)
+    is_our_name = named is not None and named in (certificate_name, certificate_label_value(certificate_name))
+    if uid:  # created by certmint
+        if is_our_name:
+            return SecretClaim(Ownership.OURS, via="previous")
+        return SecretClaim(Ownership.IN_USE, other=named or "(unknown)")
+    if named is not None and labels.get(CERTIFICATE_NAME) is not None:
+        if not is_our_name:
+            return SecretClaim(Ownership.IN_USE, other=named)
+        if secret_serial is not None and secret_serial == status_serial:
+            return SecretClaim(Ownership.OURS, via="legacy")
+    return SecretClaim(Ownership.NOT_OWNED)
 
 
 def metadata_drift(

@@ -81,7 +81,7 @@ def _decode_secret(obj: JSON) -> SecretData:
         data={k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()},
         labels=dict(meta.get("labels") or {}),
         annotations=dict(meta.get("annotations") or {}),
-        owner_uids=frozenset(o["uid"] for o in meta.get("ownerReferences") or []),
+        owner_uids=owner_uids(obj),
     )
 
 
@@ -152,28 +152,40 @@ async def create_certificate_request(
     api: KubeClient,
     namespace: str,
     *,
+    name: str | None,
     certificate: ObjectRef,
+    label: str,
     revision: int,
     spec: JSON,
 ) -> JSON:
-    body = {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "CertificateRequest",
-        "metadata": {
-            "generateName": f"{certificate.name[:240]}-",
-            "labels": {CERTIFICATE_NAME_LABEL: certificate.name},
-            "annotations": {REVISION_ANNOTATION: str(revision)},
-            "ownerReferences": [owner_reference(certificate)],
-        },
-        "spec": spec,
+    """Create a Certificate's request; ``name`` None generates one. ``label``: the Certificate's name as a label
+    value (names longer than a label value may be are shortened by the caller)."""
+    meta: JSON = {
+        "labels": {CERTIFICATE_NAME_LABEL: label},
+        "annotations": {REVISION_ANNOTATION: str(revision)},
+        "ownerReferences": [owner_reference(certificate)],
     }
+    if name is None:
+        meta["generateName"] = f"{certificate.name[:240]}-"
+    else:
+        meta["name"] = name
+    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "CertificateRequest", "metadata": meta, "spec": spec}
     return await api.create(object_path("CertificateRequest", namespace), body)
 
 
-async def list_certificate_requests(api: KubeClient, namespace: str, certificate_name: str) -> list[JSON]:
+async def get_certificate_request(api: KubeClient, namespace: str, name: str) -> JSON | None:
+    return await api.get(object_path("CertificateRequest", namespace, name))
+
+
+async def list_certificate_requests(api: KubeClient, namespace: str, label: str) -> list[JSON]:
+    """The requests labelled with a Certificate's label value (filter by owner UID for an exact answer)."""
     return await api.list(
-        object_path("CertificateRequest", namespace), label_selector=f"{CERTIFICATE_NAME_LABEL}={certificate_name}"
+        object_path("CertificateRequest", namespace), label_selector=f"{CERTIFICATE_NAME_LABEL}={label}"
     )
+
+
+def owner_uids(obj: JSON) -> frozenset[str]:
+    return frozenset(o["uid"] for o in (obj.get("metadata") or {}).get("ownerReferences") or [])
 
 
 async def delete_certificate_request(api: KubeClient, namespace: str, name: str) -> bool:
