@@ -12,9 +12,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from certmint.pki.csr import CertificateTemplate, build_csr, parse_csr
+from certmint.pki.csr import CertificateTemplate, build_csr, build_subject, parse_csr
 from certmint.pki.inspect import load_pem_chain
 from certmint.pki.keys import PKIError, PrivateKey, encode_private_key, generate_private_key
+from certmint.pki.names import SubjectNames
 from certmint.pki.signing import (
     CAError,
     SigningAuthority,
@@ -25,6 +26,7 @@ from certmint.pki.signing import (
 )
 from tests.unit.builders import NOW
 
+_PRINTABLE = x509.name._ASN1Type.PrintableString
 DEFAULT_USAGES = ("digital signature", "key encipherment", "server auth", "client auth")
 
 
@@ -334,3 +336,55 @@ def test_self_sign_requires_the_csr_key(key_of: Callable[[str, int], PrivateKey]
     request = _request(key_of("ECDSA", 256), LEAF)
     with pytest.raises(PKIError, match="does not match the CSR"):
         self_sign(request, key_of("ECDSA", 384), now=NOW)
+
+
+# --- the subject is built, not copied (issue 11, item 2) ----------------------------------------
+
+
+def test_the_subject_is_built_from_the_judged_values_not_copied_from_the_csr(
+    authority: SigningAuthority, key_of: Callable[[str, int], PrivateKey]
+) -> None:
+    key = key_of("ECDSA", 256)
+    # CN first, O twice around a C, PrintableString encodings: a tenant's own encoding of its subject.
+    written = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, "web.default.svc", _type=_PRINTABLE),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Example", _type=_PRINTABLE),
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "DE"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Example Two"),
+        ]
+    )
+    pem = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(written)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("web.default.svc")]), critical=False)
+        .sign(key, hashes.SHA256())
+        .public_bytes(serialization.Encoding.PEM)
+    )
+    csr = parse_csr(pem)
+    request = SigningRequest(csr=csr, duration=timedelta(hours=1), usages=DEFAULT_USAGES, is_ca=False)
+    cert = sign(request, authority, now=NOW)
+    assert cert.certificate.subject != written
+    assert cert.certificate.subject == build_subject(csr.common_name, csr.subject)
+    assert cert.certificate.subject.rfc4514_string() == "CN=web.default.svc,O=Example Two,O=Example,C=DE"
+
+
+def test_san_extension_is_critical_when_the_built_subject_is_empty(
+    authority: SigningAuthority, key_of: Callable[[str, int], PrivateKey]
+) -> None:
+    cert = sign(_request(key_of("ECDSA", 256), CertificateTemplate(uris=("spiffe://td/x",))), authority, now=NOW)
+    assert len(cert.certificate.subject) == 0
+    assert cert.certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).critical is True
+
+
+def test_certificate_path_still_signs_the_same_subject(
+    authority: SigningAuthority, key_of: Callable[[str, int], PrivateKey]
+) -> None:
+    template = CertificateTemplate(
+        common_name="web.default.svc",
+        dns_names=("web.default.svc",),
+        subject=SubjectNames(organizations=("Example",), countries=("DE",), localities=("Berlin",), serial_number="7"),
+    )
+    key = key_of("ECDSA", 256)
+    cert = sign(_request(key, template), authority, now=NOW).certificate
+    assert cert.subject == x509.load_pem_x509_csr(build_csr(key, template)).subject

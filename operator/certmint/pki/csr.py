@@ -3,6 +3,14 @@
 A Certificate's issuance goes through a CSR just like a workload's own
 CertificateRequest does, so policy and signing have one input shape
 (CSRInfo) whatever the origin.
+
+parse_csr reduces a CSR to values a policy can judge, and refuses what it
+cannot: a subject with repeated or unknown attributes or multi-valued RDNs,
+names a TLS client could read differently from the policy (trailing dots,
+empty labels, spaces, invalid SPIFFE IDs), and SAN types other than DNS, IP,
+URI and email. The signer then builds the certificate from those values
+alone (build_subject, subject_alternative_names), never from the CSR's
+encoding, so the certificate carries exactly what the policy judged.
 """
 
 from __future__ import annotations
@@ -10,6 +18,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Final
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -23,7 +32,18 @@ from certmint.pki.keys import (
     signature_hash,
     supported_public_key,
 )
-from certmint.pki.names import SubjectNames, dedupe, normalize_dns_name, normalize_ip_address
+from certmint.pki.names import (
+    SubjectNames,
+    canonical_dns_name,
+    check_common_name,
+    check_email_address,
+    check_text_attribute,
+    check_uri,
+    dedupe,
+    normalize_dns_name,
+    normalize_ip_address,
+    quote,
+)
 
 
 @dataclass(frozen=True)
@@ -40,10 +60,14 @@ class CertificateTemplate:
 
 @dataclass(frozen=True)
 class CSRInfo:
-    """What a verified CSR asks for. SANs are normalised (see certmint.pki.names)."""
+    """What a verified CSR asks for, as validated values (see parse_csr); SANs normalised (certmint.pki.names).
 
-    subject: x509.Name
+    There is deliberately no x509.Name here: the certificate's subject is
+    built from ``common_name`` and ``subject`` (build_subject).
+    """
+
     common_name: str | None
+    subject: SubjectNames
     dns_names: tuple[str, ...]
     ip_addresses: tuple[str, ...]
     uris: tuple[str, ...]
@@ -51,6 +75,29 @@ class CSRInfo:
     public_key: PublicKey
     key_algorithm: str
     key_size: int
+
+
+#: The subject attributes a CSR may carry, by OID, with the short names messages use. Anything else is refused.
+_SUBJECT_ATTRIBUTES: Final = {
+    NameOID.COUNTRY_NAME: "C",
+    NameOID.ORGANIZATION_NAME: "O",
+    NameOID.ORGANIZATIONAL_UNIT_NAME: "OU",
+    NameOID.LOCALITY_NAME: "L",
+    NameOID.STATE_OR_PROVINCE_NAME: "ST",
+    NameOID.STREET_ADDRESS: "street",
+    NameOID.POSTAL_CODE: "postalCode",
+    NameOID.SERIAL_NUMBER: "serialNumber",
+    NameOID.COMMON_NAME: "CN",
+}
+#: Attributes that may appear at most once (SubjectNames holds one serial number; a TLS client reads one CN).
+_SINGLE_VALUED: Final = (NameOID.COMMON_NAME, NameOID.SERIAL_NUMBER)
+#: SAN types a policy judges (DNS, IP, URI, email); the names of the others for messages (RFC 5280 GeneralName).
+_JUDGED_SAN_TYPES: Final = (x509.DNSName, x509.IPAddress, x509.UniformResourceIdentifier, x509.RFC822Name)
+_SAN_TYPE_NAMES: Final[dict[type[x509.GeneralName], str]] = {
+    x509.OtherName: "otherName",
+    x509.DirectoryName: "directoryName",
+    x509.RegisteredID: "registeredID",
+}
 
 
 def build_subject(common_name: str | None, subject: SubjectNames) -> x509.Name:
@@ -133,10 +180,13 @@ def parse_csr(pem: bytes) -> CSRInfo:
         sans = x509.SubjectAlternativeName([])
     except ValueError as exc:  # duplicate or malformed extensions
         raise PKIError(f"the CSR's extensions cannot be parsed: {exc}") from exc
-    dns, ips, uris, emails = split_general_names(sans)
+    common_name, subject = judged_subject(csr.subject)
+    dns, ips, uris, emails = judged_general_names(sans)
+    if not (common_name or dns or ips or uris or emails):
+        raise PKIError("the CSR asks for no identity: set a common name or at least one subject alternative name")
     return CSRInfo(
-        subject=csr.subject,
-        common_name=common_name_of(csr.subject),
+        common_name=common_name,
+        subject=subject,
         dns_names=dns,
         ip_addresses=ips,
         uris=uris,
@@ -147,10 +197,109 @@ def parse_csr(pem: bytes) -> CSRInfo:
     )
 
 
+def judged_subject(name: x509.Name) -> tuple[str | None, SubjectNames]:
+    """The common name and other attributes of a CSR's subject, or PKIError when a policy could not judge it.
+
+    Refused: attributes other than C, O, OU, L, ST, street, postalCode,
+    serialNumber and CN; more than one CN or serialNumber; multi-valued RDNs
+    (one RDN holding several attributes); empty, padded or control-character
+    values; a CN that is not canonical (see names.check_common_name).
+    """
+    values: dict[x509.ObjectIdentifier, list[str]] = {oid: [] for oid in _SUBJECT_ATTRIBUTES}
+    for rdn in name.rdns:
+        if len(rdn) != 1:
+            shown = "+".join(_attribute_name(a.oid) for a in rdn)
+            raise PKIError(f"the CSR's subject has a multi-valued RDN ({shown}); write one attribute per RDN")
+        (attribute,) = rdn
+        short = _SUBJECT_ATTRIBUTES.get(attribute.oid)
+        if short is None:
+            allowed = ", ".join(_SUBJECT_ATTRIBUTES.values())
+            raise PKIError(
+                f"the CSR's subject attribute {_attribute_name(attribute.oid)} is not supported (allowed: {allowed})"
+            )
+        value = attribute.value
+        if not isinstance(value, str):
+            raise PKIError(f"the CSR's subject attribute {short} is not text")
+        try:
+            check_common_name(value) if attribute.oid == NameOID.COMMON_NAME else check_text_attribute(value)
+        except ValueError as exc:
+            raise PKIError(f"the CSR's subject attribute {short} {quote(value)} is refused: {exc}") from None
+        values[attribute.oid].append(value)
+    for oid in _SINGLE_VALUED:
+        if len(values[oid]) > 1:
+            what = "common name" if oid == NameOID.COMMON_NAME else _SUBJECT_ATTRIBUTES[oid]
+            listed = ", ".join(quote(v) for v in values[oid])
+            raise PKIError(f"the CSR's subject has more than one {what} ({listed}); a certificate carries one")
+    countries = values[NameOID.COUNTRY_NAME]
+    for country in countries:
+        if len(country) != 2 or not country.isascii() or not country.isalpha():
+            raise PKIError(f"the CSR's subject attribute C {quote(country)} is not a two-letter country code")
+    serials = values[NameOID.SERIAL_NUMBER]
+    common_names = values[NameOID.COMMON_NAME]
+    return (common_names[0] if common_names else None), SubjectNames(
+        organizations=tuple(values[NameOID.ORGANIZATION_NAME]),
+        organizational_units=tuple(values[NameOID.ORGANIZATIONAL_UNIT_NAME]),
+        countries=tuple(countries),
+        localities=tuple(values[NameOID.LOCALITY_NAME]),
+        provinces=tuple(values[NameOID.STATE_OR_PROVINCE_NAME]),
+        street_addresses=tuple(values[NameOID.STREET_ADDRESS]),
+        postal_codes=tuple(values[NameOID.POSTAL_CODE]),
+        serial_number=serials[0] if serials else None,
+    )
+
+
+def _attribute_name(oid: x509.ObjectIdentifier) -> str:
+    """A short name for messages: "CN", "UID", "DC", else the dotted OID."""
+    short = _SUBJECT_ATTRIBUTES.get(oid)
+    if short is not None:
+        return short
+    known = {NameOID.USER_ID: "UID", NameOID.DOMAIN_COMPONENT: "DC", NameOID.TITLE: "title"}
+    return known.get(oid, oid.dotted_string)
+
+
+def judged_general_names(
+    sans: x509.SubjectAlternativeName,
+) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """(dns, ip, uri, email) of a CSR's SAN extension, validated and normalised; PKIError for what cannot be judged.
+
+    Only DNS, IP, URI and email SANs are accepted; DNS names must be
+    canonical (lower-casing is the one normalisation), URIs absolute (and
+    valid SPIFFE IDs when spiffe://), emails local@domain.
+    """
+    for general_name in sans:
+        if not isinstance(general_name, _JUDGED_SAN_TYPES):
+            label = _SAN_TYPE_NAMES.get(type(general_name), type(general_name).__name__)
+            raise PKIError(
+                f"the CSR has a {label} subject alternative name, which this issuer cannot judge "
+                "(allowed types: DNS, IP address, URI, email)"
+            )
+    dns_names = []
+    for name in sans.get_values_for_type(x509.DNSName):
+        try:
+            dns_names.append(canonical_dns_name(name))
+        except ValueError as exc:
+            raise PKIError(f"the CSR's DNS name {quote(name)} is not canonical: {exc}") from None
+    for uri in sans.get_values_for_type(x509.UniformResourceIdentifier):
+        try:
+            check_uri(uri)
+        except ValueError as exc:
+            raise PKIError(f"the CSR's URI {quote(uri)} {exc}") from None
+    for email in sans.get_values_for_type(x509.RFC822Name):
+        try:
+            check_email_address(email)
+        except ValueError as exc:
+            raise PKIError(f"the CSR's email address {quote(email)} {exc}") from None
+    _, ips, uris, emails = split_general_names(sans)
+    return dedupe(dns_names), ips, uris, emails
+
+
 def split_general_names(
     sans: x509.SubjectAlternativeName,
 ) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
-    """(dns, ip, uri, email) texts from a SAN extension, normalised, first-seen order, duplicates dropped."""
+    """(dns, ip, uri, email) texts from a SAN extension, normalised, first-seen order, duplicates dropped.
+
+    Lenient: for reading certificates back (certmint.pki.inspect). A CSR goes through judged_general_names.
+    """
     dns = dedupe(normalize_dns_name(name) for name in sans.get_values_for_type(x509.DNSName))
     try:
         ips = dedupe(normalize_ip_address(str(ip)) for ip in sans.get_values_for_type(x509.IPAddress))

@@ -14,8 +14,13 @@ Choices, all deliberate:
   status shows the CA's expiry).
 * Serial numbers are 159 random bits (positive, at most 20 octets, RFC 5280).
 * The signature digest follows the signing key (see keys.signature_hash).
-* Only the SANs and subject are taken from the CSR; every other extension is
-  decided here, so a requester cannot smuggle in e.g. basicConstraints.
+* Only the SANs and subject are taken from the CSR, and only as the values
+  parse_csr validated and the policy judged: the subject is rebuilt with
+  build_subject (Go's pkix order, default string types) and the SANs with
+  subject_alternative_names, never copied from the CSR's encoding, so a
+  second CN, an unusual attribute or a name the policy read differently
+  cannot ride along. Every other extension is decided here, so a requester
+  cannot smuggle in e.g. basicConstraints.
 * tls.crt (``chain_pem``) = the leaf, then the issuing CA, then the CA's own
   chain, leaving out the trust anchor when it is a self-signed root (clients
   must already have it, and RFC 8446 lets servers omit it). ca.crt
@@ -34,7 +39,7 @@ from typing import Final
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from certmint.pki.csr import CSRInfo, subject_alternative_names
+from certmint.pki.csr import CSRInfo, build_subject, subject_alternative_names
 from certmint.pki.inspect import load_pem_chain, serial_hex
 from certmint.pki.keys import (
     PKIError,
@@ -208,7 +213,7 @@ def self_sign(request: SigningRequest, key: PrivateKey, *, now: datetime) -> Iss
     duration = _positive(request.duration)
     cert = _build_and_sign(
         request,
-        issuer=request.csr.subject,
+        issuer=build_subject(request.csr.common_name, request.csr.subject),
         authority_key_id=x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski),
         signing_key=key,
         not_before=now - backdate_for(duration),
@@ -240,9 +245,10 @@ def _build_and_sign(
     not_after: datetime,
 ) -> x509.Certificate:
     csr = request.csr
+    subject = build_subject(csr.common_name, csr.subject)  # from the judged values, never the CSR's own name
     builder = (
         x509.CertificateBuilder()
-        .subject_name(csr.subject)
+        .subject_name(subject)
         .issuer_name(issuer)
         .public_key(csr.public_key)
         .serial_number(x509.random_serial_number())
@@ -256,7 +262,7 @@ def _build_and_sign(
         builder = builder.add_extension(extension, critical=critical)
     sans = subject_alternative_names(csr.dns_names, csr.ip_addresses, csr.uris, csr.email_addresses)
     if sans:
-        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=len(csr.subject) == 0)
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=len(subject) == 0)
     try:
         return builder.sign(signing_key, _signature_hash(signing_key))
     except ValueError as exc:
