@@ -165,6 +165,20 @@ VALID_OBJECTS: list[tuple[str, dict[str, Any]]] = [
             isCA=True,
         ),
     ),
+    (
+        "certificate-at-the-limits",
+        certificate(
+            "valid-certificate-limits",
+            duration="87600h",
+            renewBefore="0087599h59m",
+            # Not IPv4-mapped (that is ::ffff:0:0/96): an ordinary IPv6 address.
+            ipAddresses=["::ffff:0:a00:1"],
+            secretTemplate={
+                "labels": {"notcertmint.dev/x": "1"},
+                "annotations": {"example.com/certmint.dev": "1", "certmint.example.com/x": "1"},
+            },
+        ),
+    ),
     ("certificaterequest-minimal", certificate_request()),
     (
         "certificaterequest-full",
@@ -445,6 +459,49 @@ INVALID_OBJECTS: list[tuple[str, dict[str, Any], str]] = [
         certificate("bad-cert-isca", isCA="true"),
         "spec.isCA in body must be of type boolean",
     ),
+    # A value too large for CEL's duration() is reported as the maximum, never as a type-conversion error.
+    (
+        "certificate-duration-too-large-for-cel",
+        certificate("bad-cert-huge", duration="3000000h"),
+        "spec.duration must be at most 87600h (10 years)",
+    ),
+    (
+        "certificate-duration-above-maximum",
+        certificate("bad-cert-long", duration="87601h"),
+        "spec.duration must be at most 87600h (10 years)",
+    ),
+    (
+        "certificate-renewbefore-too-large-for-cel",
+        certificate("bad-cert-renewhuge", renewBefore="3000000h"),
+        "spec.renewBefore must be shorter than spec.duration",
+    ),
+    (
+        "certificate-ipv4-mapped-ip-address",
+        certificate("bad-cert-mapped", ipAddresses=["10.0.0.2", "::ffff:10.0.0.1"]),
+        "spec.ipAddresses must not contain IPv4-mapped IPv6 addresses: write 10.0.0.1 instead of ::ffff:10.0.0.1",
+    ),
+    (
+        "certificate-ipv4-mapped-ip-address-hex",
+        certificate("bad-cert-mappedhex", ipAddresses=["0:0:0:0:0:ffff:a00:1"]),
+        "spec.ipAddresses must not contain IPv4-mapped IPv6 addresses: write the IPv4 address instead of "
+        "0:0:0:0:0:ffff:a00:1",
+    ),
+    (
+        "certificate-secrettemplate-reserved-label",
+        certificate("bad-cert-label", secretTemplate={"labels": {"app": "web", "certmint.dev/certificate-name": "db"}}),
+        "spec.secretTemplate.labels must not set certmint.dev/certificate-name: keys under certmint.dev/ and its "
+        "subdomains are reserved for the operator",
+    ),
+    (
+        "certificate-secrettemplate-reserved-annotation",
+        certificate("bad-cert-annotation", secretTemplate={"annotations": {"certmint.dev/certificate-uid": "0"}}),
+        "spec.secretTemplate.annotations must not set certmint.dev/certificate-uid: keys under certmint.dev/",
+    ),
+    (
+        "certificate-secrettemplate-reserved-subdomain",
+        certificate("bad-cert-subdomain", secretTemplate={"annotations": {"trust.certmint.dev/bundle": "x"}}),
+        "spec.secretTemplate.annotations must not set trust.certmint.dev/bundle",
+    ),
     # ------------------------------------------------------ CertificateRequest
     (
         "certificaterequest-missing-request",
@@ -484,6 +541,11 @@ INVALID_OBJECTS: list[tuple[str, dict[str, Any], str]] = [
         "certificaterequest-duration-below-one-minute",
         certificate_request("bad-cr-short", duration="59s"),
         "spec.duration must be at least 1m",
+    ),
+    (
+        "certificaterequest-duration-too-large-for-cel",
+        certificate_request("bad-cr-huge", duration="3000000h"),
+        "spec.duration must be at most 87600h (10 years)",
     ),
     (
         "certificaterequest-unknown-usage",

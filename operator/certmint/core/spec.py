@@ -339,12 +339,23 @@ def _dns_names(value: Any, path: str) -> tuple[str, ...]:
 
 
 def _ip_addresses(value: Any, path: str) -> tuple[str, ...]:
+    """Canonical addresses. Refused like the CRD refuses them: an IPv4-mapped IPv6 address (::ffff:10.0.0.1)
+    would be signed as a 16-byte SAN that clients comparing with the IPv4 address do not match, and a
+    policy's IPv4 ranges would not judge it; an IPv6 zone (fe80::1%eth0) has no place in a certificate."""
     addresses = []
     for index, raw in enumerate(_strings(value, path)):
         try:
-            addresses.append(normalize_ip_address(raw))
+            address = ipaddress.ip_address(raw.strip())
         except ValueError:
             raise _fail(f"{path}[{index}]", f"{_q(raw)} is not an IPv4 or IPv6 address") from None
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            raise _fail(
+                f"{path}[{index}]",
+                f"{_q(raw)} is an IPv4-mapped IPv6 address, which is not accepted: write {address.ipv4_mapped}",
+            )
+        if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
+            raise _fail(f"{path}[{index}]", f"{_q(raw)} has a zone (%{address.scope_id}); write the address alone")
+        addresses.append(normalize_ip_address(raw))
     return dedupe(addresses)
 
 
@@ -428,11 +439,38 @@ class CertificateSpec:
             usages=shared(_usages(spec.get("usages"), "spec.usages")),
             is_ca=_boolean(spec.get("isCA"), "spec.isCA"),
             private_key=shared(KeySpec.from_dict(spec.get("privateKey"))),
-            secret_labels=_string_map(template.get("labels"), "spec.secretTemplate.labels"),
-            secret_annotations=_string_map(template.get("annotations"), "spec.secretTemplate.annotations"),
+            secret_labels=_template_map(template.get("labels"), "spec.secretTemplate.labels"),
+            secret_annotations=_template_map(template.get("annotations"), "spec.secretTemplate.annotations"),
             revision_history_limit=3 if history is None else history,
             secret_deletion_policy=deletion,
         )
+
+
+#: Label and annotation keys under this DNS name (or a subdomain of it) belong to the operator.
+RESERVED_KEY_DOMAIN: Final = "certmint.dev"
+
+
+def _template_map(value: Any, path: str) -> Mapping[str, str]:
+    """secretTemplate labels or annotations, none of them under the operator's reserved certmint.dev/ prefix.
+
+    The operator's own keys mark a Secret as certmint's and name its Certificate; a template that could set
+    them (even if overridden later) would let a spec imitate that marker, so it is refused, as the CRD does.
+    """
+    items = _string_map(value, path)
+    reserved = [key for key in items if _is_reserved_key(key)]
+    if reserved:
+        raise _fail(
+            path,
+            f"must not set {', '.join(reserved)}: keys under {RESERVED_KEY_DOMAIN}/ and its subdomains "
+            "are reserved for the operator",
+        )
+    return items
+
+
+def _is_reserved_key(key: str) -> bool:
+    # The CRD's rule, plus case-insensitivity: k.startsWith('certmint.dev/') || k.contains('.certmint.dev/')
+    key = key.lower()
+    return key.startswith(RESERVED_KEY_DOMAIN + "/") or f".{RESERVED_KEY_DOMAIN}/" in key
 
 
 def _lifetime(spec: Mapping[str, Any]) -> tuple[timedelta, timedelta | None, int | None]:

@@ -1,0 +1,81 @@
+"""The spec parser refuses what the CRD refuses at admission (issue 11, item 12), with the same advice.
+
+A Certificate can reach the operator without the CRD's rules (an older CRD still installed, a restore from
+a backup): the parser is the second line of defence, and its message goes to the Ready condition.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from certmint.core.spec import CertificateSpec, SpecError
+
+MINIMAL: dict[str, Any] = {"secretName": "web-tls", "issuerRef": {"name": "ca"}, "dnsNames": ["web"]}
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        pytest.param(
+            {"ipAddresses": ["::ffff:10.0.0.1"]},
+            'spec.ipAddresses[0]: "::ffff:10.0.0.1" is an IPv4-mapped IPv6 address, which is not accepted: '
+            "write 10.0.0.1",
+            id="ipv4-mapped-dotted",
+        ),
+        pytest.param(
+            {"ipAddresses": ["10.0.0.2", "0:0:0:0:0:ffff:a00:1"]},
+            'spec.ipAddresses[1]: "0:0:0:0:0:ffff:a00:1" is an IPv4-mapped IPv6 address, which is not accepted: '
+            "write 10.0.0.1",
+            id="ipv4-mapped-hex",
+        ),
+        pytest.param(
+            {"ipAddresses": ["fe80::1%eth0"]},
+            'spec.ipAddresses[0]: "fe80::1%eth0" has a zone (%eth0); write the address alone',
+            id="ipv6-zone",
+        ),
+        pytest.param(
+            {"secretTemplate": {"labels": {"app": "web", "certmint.dev/certificate-name": "other"}}},
+            "spec.secretTemplate.labels: must not set certmint.dev/certificate-name: keys under certmint.dev/ "
+            "and its subdomains are reserved for the operator",
+            id="reserved-label",
+        ),
+        pytest.param(
+            {"secretTemplate": {"annotations": {"certmint.dev/certificate-uid": "0000"}}},
+            "spec.secretTemplate.annotations: must not set certmint.dev/certificate-uid",
+            id="reserved-annotation",
+        ),
+        pytest.param(
+            {"secretTemplate": {"annotations": {"trust.certmint.dev/bundle": "x"}}},
+            "spec.secretTemplate.annotations: must not set trust.certmint.dev/bundle",
+            id="reserved-subdomain",
+        ),
+        pytest.param(
+            {"secretTemplate": {"labels": {"Certmint.Dev/handover-to": "web"}}},
+            "spec.secretTemplate.labels: must not set Certmint.Dev/handover-to",
+            id="reserved-any-case",
+        ),
+    ],
+)
+def test_refused_like_at_admission(extra: dict[str, Any], message: str) -> None:
+    with pytest.raises(SpecError) as err:
+        CertificateSpec.from_dict({**MINIMAL, **extra})
+    assert str(err.value).startswith(message), str(err.value)
+
+
+def test_what_is_not_reserved_or_mapped_is_kept() -> None:
+    spec = CertificateSpec.from_dict(
+        {
+            **MINIMAL,
+            # ::ffff:0:a00:1 is IPv4-translated (RFC 6052 style), not IPv4-mapped: an ordinary IPv6 address.
+            "ipAddresses": ["10.0.0.1", "::ffff:0:a00:1", "FD00::7"],
+            "secretTemplate": {
+                "labels": {"notcertmint.dev/x": "1", "app": "web"},
+                "annotations": {"example.com/certmint.dev": "1"},
+            },
+        }
+    )
+    assert spec.ip_addresses == ("10.0.0.1", "::ffff:0:a00:1", "fd00::7")
+    assert dict(spec.secret_labels) == {"notcertmint.dev/x": "1", "app": "web"}
+    assert dict(spec.secret_annotations) == {"example.com/certmint.dev": "1"}
