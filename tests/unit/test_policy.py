@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
-from certmint.core.policy import RequestedIdentity, check_policy, pattern_matches
-from certmint.core.spec import Policy
+from certmint.core.policy import RequestedIdentity, check_policy, isolation_condition, pattern_matches
+from certmint.core.spec import IssuerSpec, Policy
+from certmint.pki.csr import parse_csr
+from certmint.pki.keys import PKIError
+from certmint.pki.names import SubjectNames
 
 BASE = RequestedIdentity(
     common_name=None,
+    subject=SubjectNames(),
     dns_names=(),
     ip_addresses=(),
     uris=(),
@@ -115,9 +124,15 @@ def test_absent_list_is_unrestricted_but_empty_list_allows_nothing() -> None:
 
 def test_dns_like_common_name_is_held_to_the_dns_patterns() -> None:
     policy = Policy.from_dict({"allowedDNSNames": ["*.internal"]})
-    assert _check(policy, common_name="evil.com") == ['common name "evil.com" is not allowed (allowed: *.internal)']
+    assert _check(policy, common_name="evil.com") == [
+        'common name "evil.com" is not allowed (allowed: *.internal, or any requested SAN; '
+        "set policy.allowedCommonNames to allow common names that are not DNS names)"
+    ]
     assert _check(policy, common_name="web.internal") == []
-    assert _check(policy, common_name="Platform Team") == []  # not a host name
+    assert _check(policy, common_name="Platform Team") == [
+        'common name "Platform Team" is not allowed (allowed: *.internal, or any requested SAN; '
+        "set policy.allowedCommonNames to allow common names that are not DNS names)"
+    ]
     # A CN that repeats a requested SAN is reported once, as the SAN.
     assert len(_check(policy, common_name="evil.com", dns_names=("evil.com",))) == 1
 
@@ -211,3 +226,215 @@ def test_pattern_matches_helper() -> None:
     assert pattern_matches("a**c", "abc", namespace=None)  # runs of `*` are one `*`
     assert not pattern_matches("a.c", "abc", namespace=None)  # dots are literal
     assert pattern_matches("{namespace}", "{namespace}", namespace=None)
+
+
+# --- the common name is always judged (issue 11, item 2) ----------------------------------------
+
+SERVICES = Policy.from_dict({"allowedDNSNames": ["*.{namespace}.svc", "*.{namespace}.svc.cluster.local"]})
+
+
+@pytest.mark.parametrize(
+    "cn",
+    [
+        "nodots",  # a CN without a dot was skipped: OpenSSL and Python still match it as a host name
+        "api.team-b.svc.",  # a trailing dot was skipped too
+        "admin",
+        "WEB.TEAM-B.SVC",
+        "web.team-b.svc",
+    ],
+)
+def test_every_common_name_is_judged_against_the_dns_patterns(cn: str) -> None:
+    violations = _check(SERVICES, common_name=cn)
+    assert violations == [
+        f'common name "{cn}" is not allowed for namespace "team-a" '
+        "(allowed: *.team-a.svc, *.team-a.svc.cluster.local, or any requested SAN; "
+        "set policy.allowedCommonNames to allow common names that are not DNS names)"
+    ]
+
+
+def test_common_name_of_own_namespace_or_equal_to_a_requested_san_is_allowed() -> None:
+    assert _check(SERVICES, common_name="web.team-a.svc") == []
+    assert _check(SERVICES, common_name="Web.Team-A.svc", dns_names=("web.team-a.svc",)) == []
+    uri = "spiffe://cluster.local/ns/team-a/sa/web"
+    assert _check(SERVICES, common_name=uri, uris=(uri,)) == []  # the URI itself is judged as a URI SAN
+
+
+def test_allowed_common_names_decide_when_set() -> None:
+    policy = Policy.from_dict({"allowedDNSNames": ["*.{namespace}.svc"], "allowedCommonNames": ["{namespace} *"]})
+    assert _check(policy, common_name="team-a web") == []
+    assert _check(policy, common_name="team-b web") == [
+        'common name "team-b web" is not allowed for namespace "team-a" (allowed: team-a *, or any requested SAN)'
+    ]
+    # allowedCommonNames replaces allowedDNSNames for the CN: a DNS name goes in dnsNames (then it may be the CN).
+    assert len(_check(policy, common_name="web.team-a.svc")) == 1
+    assert _check(policy, common_name="web.team-a.svc", dns_names=("web.team-a.svc",)) == []
+    assert _check(Policy.from_dict({"allowedCommonNames": []}), common_name="x") == [
+        'common name "x" is not allowed (policy.allowedCommonNames is empty, so only a requested SAN may be the '
+        "common name)"
+    ]
+
+
+def test_ip_common_name_is_judged_by_the_ip_ranges() -> None:
+    policy = Policy.from_dict({"allowedIPRanges": [], "allowedDNSNames": ["*"]})
+    assert _check(policy, common_name="10.0.0.1") == [
+        'common name "10.0.0.1" is not allowed (policy.allowedIPRanges is empty)'
+    ]
+
+
+# --- subject attributes (issue 11, item 3) ------------------------------------------------------
+
+
+def test_absent_allowed_subject_is_unrestricted() -> None:
+    assert _check(Policy(), subject=SubjectNames(organizations=("system:masters",))) == []
+
+
+def test_empty_allowed_subject_allows_no_attribute() -> None:
+    policy = Policy.from_dict({"allowedSubject": {}})
+    assert _check(policy) == []
+    assert _check(policy, subject=SubjectNames(organizations=("system:masters",), serial_number="1")) == [
+        'subject organization "system:masters" is not allowed '
+        "(policy.allowedSubject.organizations is empty or not set, so none are allowed)",
+        'subject serialNumber "1" is not allowed '
+        "(policy.allowedSubject.serialNumbers is empty or not set, so none are allowed)",
+    ]
+
+
+def test_allowed_subject_patterns_per_kind() -> None:
+    policy = Policy.from_dict(
+        {"allowedSubject": {"organizations": ["Example", "team-{namespace}"], "countries": ["DE", "FR"]}}
+    )
+    assert _check(policy, subject=SubjectNames(organizations=("Example", "team-team-a"), countries=("DE",))) == []
+    assert _check(
+        policy,
+        subject=SubjectNames(organizations=("example", "team-team-b"), countries=("US",), localities=("Berlin",)),
+    ) == [
+        'subject organization "example" is not allowed for namespace "team-a" (allowed: Example, team-team-a)',
+        'subject organization "team-team-b" is not allowed for namespace "team-a" (allowed: Example, team-team-a)',
+        'subject country "US" is not allowed (allowed: DE, FR)',
+        'subject locality "Berlin" is not allowed '
+        "(policy.allowedSubject.localities is empty or not set, so none are allowed)",
+    ]
+
+
+# --- attacks from the issue, through the CSR path ------------------------------------------------
+
+ISOLATED = Policy.from_dict(
+    {
+        "allowedDNSNames": ["*.{namespace}.svc", "*.{namespace}.svc.cluster.local"],
+        "allowedIPRanges": [],
+        "allowedURIs": ["spiffe://cluster.local/ns/{namespace}/sa/*"],
+        "allowedEmailAddresses": [],
+        "allowedSubject": {},
+    }
+)
+
+
+def _csr(subject: list[x509.NameAttribute], sans: list[x509.GeneralName] | None = None) -> bytes:
+    key = ec.generate_private_key(ec.SECP256R1())
+    builder = x509.CertificateSigningRequestBuilder().subject_name(x509.Name(subject))
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
+
+def _judge_csr(pem: bytes, policy: Policy = ISOLATED) -> list[str]:
+    """What the CertificateRequest path does: parse (refusing what cannot be judged), then judge."""
+    try:
+        csr = parse_csr(pem)
+    except PKIError as e:
+        return [f"invalid CSR: {e}"]
+    identity = RequestedIdentity(
+        common_name=csr.common_name,
+        subject=csr.subject,
+        dns_names=csr.dns_names,
+        ip_addresses=csr.ip_addresses,
+        uris=csr.uris,
+        email_addresses=csr.email_addresses,
+        duration=timedelta(hours=1),
+        key_algorithm=csr.key_algorithm,
+        is_ca=False,
+    )
+    return check_policy(policy, identity, namespace="team-a", cluster_scoped_issuer=True, self_signed=False)
+
+
+_CN, _O = NameOID.COMMON_NAME, NameOID.ORGANIZATION_NAME
+
+
+@pytest.mark.parametrize(
+    ("subject", "sans", "why"),
+    [
+        ([(_CN, "web.team-b.svc"), (_CN, "nodots")], [], "more than one common name"),
+        ([(_CN, "api.team-b.svc.")], [], "trailing dot"),
+        ([(_CN, "nodots")], [], 'common name "nodots" is not allowed'),
+        ([(_CN, "admin"), (_O, "system:masters")], [], 'common name "admin" is not allowed'),
+        ([(_CN, "admin"), (_O, "system:masters")], [], 'subject organization "system:masters" is not allowed'),
+        ([(_CN, "web.team-a.svc")], [x509.DNSName("web.team-b.svc.cluster.local")], "web.team-b.svc.cluster.local"),
+        ([], [x509.IPAddress(ipaddress.ip_address("10.0.0.1"))], 'IP address "10.0.0.1" is not allowed'),
+        ([], [x509.UniformResourceIdentifier("spiffe://")], "SPIFFE ID"),
+        ([], [x509.UniformResourceIdentifier("spiffe://cluster.local/ns/team-b/sa/x")], "team-b"),
+        ([], [x509.RFC822Name("root@team-b.svc")], "email address"),
+    ],
+)
+def test_tenant_attacks_on_the_isolated_policy_are_denied(
+    subject: list[tuple[x509.ObjectIdentifier, str]], sans: list[x509.GeneralName], why: str
+) -> None:
+    violations = _judge_csr(_csr([x509.NameAttribute(oid, value) for oid, value in subject], sans))
+    assert any(why in v for v in violations), violations
+
+
+def test_isolated_policy_allows_the_namespace_its_own_services() -> None:
+    pem = _csr(
+        [x509.NameAttribute(_CN, "web.team-a.svc")],
+        [
+            x509.DNSName("web.team-a.svc"),
+            x509.DNSName("web.team-a.svc.cluster.local"),
+            x509.UniformResourceIdentifier("spiffe://cluster.local/ns/team-a/sa/web"),
+        ],
+    )
+    assert _judge_csr(pem) == []
+
+
+# --- the Unrestricted warning of a shared CA (issue 11, item 3) -----------------------------------
+
+
+def _issuer(**policy: Any) -> IssuerSpec:
+    return IssuerSpec.from_dict({"ca": {"secretName": "root"}, "policy": policy})
+
+
+def test_a_shared_ca_without_name_restrictions_says_so() -> None:
+    condition = isolation_condition(_issuer(allowedURIs=["spiffe://cluster.local/ns/{namespace}/sa/*"]))
+    assert (condition.type, condition.status, condition.reason) == ("Unrestricted", "True", "NoNamespaceIsolation")
+    assert condition.message.startswith(
+        "every namespace that may use this ClusterIssuer (policy.allowedNamespaces is absent) can obtain any "
+        "DNS name, IP address, email address and subject attribute from its CA"
+    )
+    for field in ("allowedDNSNames", "allowedIPRanges", "allowedEmailAddresses", "allowedSubject"):
+        assert f"policy.{field}" in condition.message
+    assert "policy.allowedURIs" not in condition.message
+
+
+@pytest.mark.parametrize("namespaces", [None, ["team-*"], ["team-a", "team-b"]])
+def test_shared_means_more_than_one_namespace(namespaces: list[str] | None) -> None:
+    policy: dict[str, Any] = {"allowedDNSNames": ["*.{namespace}.svc"]}
+    if namespaces is not None:
+        policy["allowedNamespaces"] = namespaces
+    condition = isolation_condition(_issuer(**policy))
+    assert condition.status == "True"
+    assert "IP address, URI, email address and subject attribute" in condition.message
+
+
+def test_isolated_one_namespace_or_self_signed_issuers_are_not_flagged() -> None:
+    isolated = isolation_condition(
+        _issuer(
+            allowedDNSNames=["*.{namespace}.svc"],
+            allowedIPRanges=[],
+            allowedURIs=["spiffe://cluster.local/ns/{namespace}/sa/*"],
+            allowedEmailAddresses=[],
+            allowedSubject={},
+        )
+    )
+    assert (isolated.status, isolated.reason) == ("False", "NamesRestricted")
+    one = isolation_condition(_issuer(allowedNamespaces=["payments"]))
+    assert (one.status, one.reason) == ("False", "SingleNamespace")
+    self_signed = isolation_condition(IssuerSpec.from_dict({"selfSigned": {}}))
+    assert (self_signed.status, self_signed.reason) == ("False", "SelfSigned")

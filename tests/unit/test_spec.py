@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -309,3 +310,74 @@ def test_spec_error_is_a_value_error_with_the_field() -> None:
         make()
     assert isinstance(caught.value, SpecError)
     assert caught.value.field == "spec.duration"
+
+
+# --- names the policy can judge (issue 11, items 2 and 4) ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"uris": ["spiffe://"]}, 'spec.uris[0]: "spiffe://" is not a valid SPIFFE ID: the trust domain is empty'),
+        ({"uris": ["spiffe://cluster.local"]}, "the path is empty"),
+        ({"uris": ["spiffe://cluster.local/"]}, "the path is empty"),
+        ({"uris": ["spiffe://Cluster.local/ns/a"]}, "the trust domain"),
+        ({"uris": ["spiffe://cluster.local/ns/a/"]}, "trailing"),
+        ({"uris": ["spiffe://cluster.local/ns//a"]}, "empty path segment"),
+        ({"uris": ["spiffe://cluster.local/ns/../a"]}, '"." or ".." path segment'),
+        ({"uris": ["spiffe://cluster.local/ns/./a"]}, '"." or ".." path segment'),
+        ({"uris": ["spiffe://cluster.local:8443/ns/a"]}, "port"),
+        ({"uris": ["spiffe://user@cluster.local/ns/a"]}, "user info"),
+        ({"uris": ["spiffe://cluster.local/ns/a?x=1"]}, "query"),
+        ({"uris": ["spiffe://cluster.local/ns/a#x"]}, "fragment"),
+        ({"uris": ["spiffe://cluster.local/ns/a%2Fb"]}, "percent-encoded"),
+        ({"uris": ["SPIFFE://cluster.local/ns/a"]}, 'scheme must be "spiffe"'),
+        ({"uris": ["spiffe:cluster.local/ns/a"]}, 'must start with "spiffe://"'),
+        ({"commonName": "api.team-b.svc."}, 'spec.commonName: "api.team-b.svc." is not a valid host name'),
+        ({"commonName": " web"}, "spec.commonName: "),
+        ({"dnsNames": ["web_1.example.com"]}, 'spec.dnsNames[0]: "web_1.example.com" is not a DNS name'),
+        ({"dnsNames": ["web.example.com."]}, 'spec.dnsNames[0]: "web.example.com." is not a DNS name'),
+        ({"subject": {"organizations": [""]}}, "spec.subject.organizations[0]: "),
+        ({"subject": {"organizations": ["a\u0000b"]}}, "spec.subject.organizations[0]: "),
+    ],
+)
+def test_names_the_policy_cannot_judge_are_refused(changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(SpecError) as caught:
+        CertificateSpec.from_dict(_with(**changes))
+    assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "spiffe://cluster.local/ns/default/sa/web",
+        "spiffe://example.org/a.b-c_D/0",
+        "spiffe://a_b.example-1.org/x",
+        "https://example.com/path?q=1",  # only spiffe URIs follow the SPIFFE rules
+    ],
+)
+def test_valid_uris_are_accepted(uri: str) -> None:
+    assert CertificateSpec.from_dict(_with(uris=[uri])).uris == (uri,)
+
+
+def test_policy_common_names_and_subject() -> None:
+    policy = Policy.from_dict(
+        {
+            "allowedCommonNames": ["{namespace} *"],
+            "allowedSubject": {"organizations": ["Example"], "countries": ["DE"], "serialNumbers": ["*"]},
+        }
+    )
+    assert policy.allowed_common_names == ("{namespace} *",)
+    assert policy.allowed_subject is not None
+    assert policy.allowed_subject.organizations == ("Example",)
+    assert policy.allowed_subject.countries == ("DE",)
+    assert policy.allowed_subject.serial_numbers == ("*",)
+    assert policy.allowed_subject.localities == ()
+    assert Policy.from_dict({}).allowed_common_names is None
+    assert Policy.from_dict({}).allowed_subject is None
+    assert Policy.from_dict({"allowedSubject": {}}).allowed_subject is not None
+    not_a_list = "spec.policy.allowedSubject.organizations: must be a list of strings"
+    with pytest.raises(SpecError, match=re.escape(not_a_list)):
+        Policy.from_dict({"allowedSubject": {"organizations": "Example"}})
+    with pytest.raises(SpecError, match=re.escape('spec.policy.allowedSubject: unknown field "commonNames"')):
+        Policy.from_dict({"allowedSubject": {"commonNames": ["x"]}})

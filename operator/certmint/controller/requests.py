@@ -21,7 +21,7 @@ from certmint.core.policy import RequestedIdentity, check_policy
 from certmint.core.renewal import retry_delay
 from certmint.kube import resources
 from certmint.kube.client import ApiError
-from certmint.pki.csr import parse_csr
+from certmint.pki.csr import UnjudgeableRequest, parse_csr
 from certmint.pki.keys import PKIError
 from certmint.pki.signing import SigningRequest, sign
 
@@ -39,6 +39,13 @@ async def reconcile_request(op: Operator, namespace: str, name: str) -> None:
     spec = rec.spec
     try:
         csr = parse_csr(spec.request_pem)
+    except UnjudgeableRequest as e:
+        # Well-formed, but asking for what no policy can judge: denied, whatever the issuer.
+        message = f"spec.request: {e}; nothing was signed"
+        metrics.errors.labels("CertificateRequest", "Denied").inc()
+        denied = Condition("Denied", "True", "UnjudgeableRequest", message)
+        await _finish(op, rec, now, [denied, Condition("Ready", "False", "Denied", message)])
+        return
     except PKIError as e:
         await _finish(op, rec, now, [Condition("InvalidRequest", "True", "InvalidCSR", f"spec.request: {e}")])
         return
@@ -66,8 +73,10 @@ async def reconcile_request(op: Operator, namespace: str, name: str) -> None:
             ],
         )
         return
+    # The signer builds the certificate from these same values (csr), so what is judged is what is signed.
     requested = RequestedIdentity(
         common_name=csr.common_name,
+        subject=csr.subject,
         dns_names=csr.dns_names,
         ip_addresses=csr.ip_addresses,
         uris=csr.uris,

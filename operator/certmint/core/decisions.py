@@ -390,9 +390,10 @@ def metadata_drift(
 
 
 def requested_identity(spec: CertificateSpec) -> RequestedIdentity:
-    """What a Certificate asks its issuer to certify, for check_policy."""
+    """What a Certificate asks its issuer to certify, for check_policy: all that certificate_template puts in a CSR."""
     return RequestedIdentity(
         common_name=spec.common_name,
+        subject=spec.subject,
         dns_names=spec.dns_names,
         ip_addresses=spec.ip_addresses,
         uris=spec.uris,

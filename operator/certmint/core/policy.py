@@ -7,6 +7,11 @@ have been allowed, because the person reading the status condition has to
 fix the request (or the policy) in one go.
 
 Pattern semantics are documented on certmint.core.spec.Policy.
+
+isolation_condition says, for a ClusterIssuer's status, whether the policy
+lets every namespace that may use a shared CA obtain names of any kind (the
+"Unrestricted" warning), so that a policy which isolates only SPIFFE IDs is
+visible as such.
 """
 
 from __future__ import annotations
@@ -19,14 +24,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Final
 
-from certmint.core.spec import Policy, format_duration
-from certmint.pki.names import quote
+from certmint.core.conditions import Condition
+from certmint.core.spec import IssuerSpec, Policy, SubjectPolicy, format_duration
+from certmint.pki.names import SubjectNames, quote
 
 _ANY_CHARS: Final = ".+"
 _ONE_PATH_SEGMENT: Final = "[^/]+"
 _NAMESPACE: Final = "{namespace}"
-_LABEL: Final = r"[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?"
-_DNS_LIKE: Final = re.compile(rf"(\*\.)?({_LABEL}\.)+{_LABEL}", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -41,16 +45,33 @@ class _NameRule:
 
 
 _DNS_RULE: Final = _NameRule("DNS name", "allowedDNSNames", _ANY_CHARS, True, True)
-_CN_RULE: Final = _NameRule("common name", "allowedDNSNames", _ANY_CHARS, True, True)
+_CN_RULE: Final = _NameRule("common name", "allowedCommonNames", _ANY_CHARS, True, True)
+#: Subject attributes: (SubjectPolicy field, CRD field, what one value is called in messages).
+_SUBJECT_KINDS: Final = (
+    ("organizations", "organizations", "organization"),
+    ("organizational_units", "organizationalUnits", "organizational unit"),
+    ("countries", "countries", "country"),
+    ("localities", "localities", "locality"),
+    ("provinces", "provinces", "province"),
+    ("street_addresses", "streetAddresses", "street address"),
+    ("postal_codes", "postalCodes", "postal code"),
+    ("serial_numbers", "serialNumbers", "serialNumber"),
+)
 _URI_RULE: Final = _NameRule("URI SAN", "allowedURIs", _ONE_PATH_SEGMENT, False, True)
 _EMAIL_RULE: Final = _NameRule("email address", "allowedEmailAddresses", _ANY_CHARS, True, False)
 
 
 @dataclass(frozen=True)
 class RequestedIdentity:
-    """What a request asks the issuer to certify, whatever path it came by (Certificate or CSR)."""
+    """What a request asks the issuer to certify, whatever path it came by (Certificate or CSR).
+
+    Everything the signed certificate will carry as an identity is here (the
+    subject included), because the signer builds the certificate from exactly
+    these values: what is not judged is not signed.
+    """
 
     common_name: str | None
+    subject: SubjectNames
     dns_names: tuple[str, ...]
     ip_addresses: tuple[str, ...]
     uris: tuple[str, ...]
@@ -83,6 +104,7 @@ def check_policy(
     violations += _check_names(_URI_RULE, requested.uris, policy.allowed_uris, namespace)
     emails = requested.email_addresses
     violations += _check_names(_EMAIL_RULE, emails, policy.allowed_email_addresses, namespace)
+    violations += _check_subject(policy.allowed_subject, requested.subject, namespace)
     violations += _check_duration(policy, requested.duration)
     allowed_keys = policy.allowed_key_algorithms
     if allowed_keys is not None and requested.key_algorithm not in allowed_keys:
@@ -147,15 +169,18 @@ def _rule_matches(rule: _NameRule, pattern: str, value: str, namespace: str | No
 
 
 def _check_common_name(policy: Policy, requested: RequestedIdentity, namespace: str) -> list[str]:
-    """A common name that looks like a DNS name (or IP) is held to the same rules as the SANs.
+    """The common name is always judged; TLS clients still match host names against it.
 
-    Legacy clients still match host names against the CN, so an unchecked CN
-    would let a request certify a name the policy forbids. A CN without a dot
-    (e.g. a user name) is not treated as a host name. A CN equal to a
-    requested SAN is already checked with the SANs.
+    A CN equal to a requested SAN is judged with the SANs. An IP address is
+    held to allowedIPRanges. Any other CN must match allowedCommonNames when
+    that is set, else allowedDNSNames: whether a CN "looks like" a host name
+    is not a safe test (OpenSSL and Python match "nodots" or
+    "api.example.com." as host names), so there is no exemption.
     """
     cn = requested.common_name
-    if not cn or cn.lower() in requested.dns_names or cn in requested.ip_addresses:
+    if not cn or cn in requested.ip_addresses or cn.lower() in requested.dns_names:
+        return []
+    if cn in requested.uris or cn.lower() in (e.lower() for e in requested.email_addresses):
         return []
     try:
         ipaddress.ip_address(cn)
@@ -163,9 +188,126 @@ def _check_common_name(policy: Policy, requested: RequestedIdentity, namespace: 
         pass
     else:
         return [v.replace("IP address", "common name", 1) for v in _check_ips([cn], policy.allowed_ip_ranges)]
-    if not _DNS_LIKE.fullmatch(cn):
+    if policy.allowed_common_names is not None:
+        patterns, field, hint = policy.allowed_common_names, "allowedCommonNames", ""
+        empty = "so only a requested SAN may be the common name"
+    elif policy.allowed_dns_names is not None:
+        patterns, field = policy.allowed_dns_names, "allowedDNSNames"
+        hint = "; set policy.allowedCommonNames to allow common names that are not DNS names"
+        empty = "so only a requested SAN may be the common name, unless policy.allowedCommonNames allows it"
+    else:
         return []
-    return _check_names(_CN_RULE, [cn], policy.allowed_dns_names, namespace)
+    if any(_rule_matches(_CN_RULE, p, cn, namespace) for p in patterns):
+        return []
+    scope = f" for namespace {quote(namespace)}" if any(_NAMESPACE in p for p in patterns) else ""
+    if patterns:
+        return [
+            f"common name {quote(cn)} is not allowed{scope} (allowed: {_shown(patterns, namespace)}, "
+            f"or any requested SAN{hint})"
+        ]
+    return [f"common name {quote(cn)} is not allowed (policy.{field} is empty, {empty})"]
+
+
+def _check_subject(allowed: SubjectPolicy | None, subject: SubjectNames, namespace: str) -> list[str]:
+    """Each subject attribute value must match a pattern of its kind (case-sensitive), when allowedSubject is set."""
+    if allowed is None:
+        return []
+    requested = {
+        "organizations": subject.organizations,
+        "organizational_units": subject.organizational_units,
+        "countries": subject.countries,
+        "localities": subject.localities,
+        "provinces": subject.provinces,
+        "street_addresses": subject.street_addresses,
+        "postal_codes": subject.postal_codes,
+        "serial_numbers": (subject.serial_number,) if subject.serial_number else (),
+    }
+    violations = []
+    for attribute, field, what in _SUBJECT_KINDS:
+        patterns: tuple[str, ...] = getattr(allowed, attribute)
+        scope = f" for namespace {quote(namespace)}" if any(_NAMESPACE in p for p in patterns) else ""
+        for value in requested[attribute]:
+            if any(pattern_matches(p, value, namespace=namespace) for p in patterns):
+                continue
+            if patterns:
+                allowed_text = f"(allowed: {_shown(patterns, namespace)})"
+            else:
+                allowed_text = f"(policy.allowedSubject.{field} is empty or not set, so none are allowed)"
+            violations.append(f"subject {what} {quote(value)} is not allowed{scope} {allowed_text}")
+    return violations
+
+
+#: Condition type a ClusterIssuer's status carries: is a shared CA without namespace isolation?
+UNRESTRICTED: Final = "Unrestricted"
+
+
+def isolation_condition(spec: IssuerSpec) -> Condition:
+    """The ``Unrestricted`` condition of a ClusterIssuer: True when namespaces can obtain any name of some kind.
+
+    A ca ClusterIssuer that several namespaces may use (allowedNamespaces
+    absent, a pattern, or more than one name) and that leaves any of
+    allowedDNSNames, allowedIPRanges, allowedURIs, allowedEmailAddresses or
+    allowedSubject absent lets each of those namespaces obtain, from the CA
+    every workload trusts, names of that kind that belong to others (another
+    namespace's Service name, 10.0.0.1, O=system:masters). That is legal, and
+    sometimes meant, but must be visible. False otherwise, with the reason.
+    Only patterns that are absent count: whether present patterns bind names
+    to {namespace} is for the reader of the policy to check.
+    """
+    if spec.kind == "selfSigned":
+        return Condition(
+            UNRESTRICTED,
+            "False",
+            "SelfSigned",
+            "a selfSigned issuer signs each certificate with that certificate's own key, so nothing it signs is "
+            "trusted by anyone but the holder",
+        )
+    policy = spec.policy
+    namespaces = policy.allowed_namespaces
+    if namespaces is not None and not namespaces:
+        return Condition(
+            UNRESTRICTED, "False", "NoNamespace", "no namespace may use it (policy.allowedNamespaces is empty)"
+        )
+    if namespaces is not None and len(namespaces) == 1 and "*" not in namespaces[0]:
+        return Condition(UNRESTRICTED, "False", "SingleNamespace", f"only namespace {quote(namespaces[0])} may use it")
+    gaps = [
+        (what, field, example)
+        for what, field, value, example in (
+            ("DNS name", "allowedDNSNames", policy.allowed_dns_names, '["*.{namespace}.svc"]'),
+            ("IP address", "allowedIPRanges", policy.allowed_ip_ranges, "[] for none"),
+            ("URI", "allowedURIs", policy.allowed_uris, '["spiffe://cluster.local/ns/{namespace}/sa/*"]'),
+            ("email address", "allowedEmailAddresses", policy.allowed_email_addresses, "[] for none"),
+            ("subject attribute", "allowedSubject", policy.allowed_subject, "{} for none"),
+        )
+        if value is None
+    ]
+    if not gaps:
+        return Condition(
+            UNRESTRICTED,
+            "False",
+            "NamesRestricted",
+            "the policy restricts DNS names, IP addresses, URIs, email addresses and subject attributes; check that "
+            "its patterns bind names to {namespace} where namespaces must not share them",
+        )
+    who = (
+        "policy.allowedNamespaces is absent"
+        if namespaces is None
+        else f"policy.allowedNamespaces: {_listing(namespaces)}"
+    )
+    kinds = _and([what for what, _, _ in gaps])
+    fixes = ", ".join(f"policy.{field} ({example})" for _, field, example in gaps)
+    return Condition(
+        UNRESTRICTED,
+        "True",
+        "NoNamespaceIsolation",
+        f"every namespace that may use this ClusterIssuer ({who}) can obtain any {kinds} from its CA, including "
+        f"names that belong to other namespaces; restrict them with {fixes}, or let a single namespace use it "
+        "with policy.allowedNamespaces",
+    )
+
+
+def _and(items: Sequence[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def _check_ips(addresses: Sequence[str], ranges: Sequence[str] | None) -> list[str]:

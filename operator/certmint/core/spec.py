@@ -17,11 +17,19 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from fractions import Fraction
 from types import MappingProxyType
-from typing import Any, Final, TypeVar
-from urllib.parse import urlsplit
+from typing import Any, ClassVar, Final, TypeVar
 
 from certmint.pki.keys import ECDSA, ED25519, KEY_SIZES, PKCS1, PKCS8, RSA
-from certmint.pki.names import SubjectNames, dedupe, normalize_dns_name, normalize_ip_address
+from certmint.pki.names import (
+    SubjectNames,
+    canonical_dns_name,
+    check_common_name,
+    check_email_address,
+    check_text_attribute,
+    check_uri,
+    dedupe,
+    normalize_ip_address,
+)
 from certmint.pki.names import quote as _q
 from certmint.pki.usages import EXTENDED_KEY_USAGES, KEY_USAGES
 
@@ -37,6 +45,7 @@ __all__ = [
     "KeySpec",
     "Policy",
     "SpecError",
+    "SubjectPolicy",
     "SubjectSpec",
     "format_duration",
     "parse_duration",
@@ -289,20 +298,38 @@ class KeySpec:
 
 def _subject(value: Any, path: str) -> SubjectNames:
     subject = _mapping(value, path)
-    countries = _strings(subject.get("countries"), f"{path}.countries")
+    countries = _attributes(subject, "countries", path)
     for country in countries:
         if len(country) != 2:
             raise _fail(f"{path}.countries", f"{_q(country)} is not a two-letter country code")
+    serial_number = _string(subject.get("serialNumber"), f"{path}.serialNumber")
+    if serial_number is not None:
+        _attribute(serial_number, f"{path}.serialNumber")
     return SubjectNames(
-        organizations=_strings(subject.get("organizations"), f"{path}.organizations"),
-        organizational_units=_strings(subject.get("organizationalUnits"), f"{path}.organizationalUnits"),
+        organizations=_attributes(subject, "organizations", path),
+        organizational_units=_attributes(subject, "organizationalUnits", path),
         countries=countries,
-        localities=_strings(subject.get("localities"), f"{path}.localities"),
-        provinces=_strings(subject.get("provinces"), f"{path}.provinces"),
-        street_addresses=_strings(subject.get("streetAddresses"), f"{path}.streetAddresses"),
-        postal_codes=_strings(subject.get("postalCodes"), f"{path}.postalCodes"),
-        serial_number=_string(subject.get("serialNumber"), f"{path}.serialNumber"),
+        localities=_attributes(subject, "localities", path),
+        provinces=_attributes(subject, "provinces", path),
+        street_addresses=_attributes(subject, "streetAddresses", path),
+        postal_codes=_attributes(subject, "postalCodes", path),
+        serial_number=serial_number,
     )
+
+
+def _attributes(subject: Mapping[str, Any], key: str, path: str) -> tuple[str, ...]:
+    """A list of subject attribute values, each one the CSR path would accept too (names.check_text_attribute)."""
+    values = _strings(subject.get(key), f"{path}.{key}")
+    for index, value in enumerate(values):
+        _attribute(value, f"{path}.{key}[{index}]")
+    return values
+
+
+def _attribute(value: str, path: str) -> None:
+    try:
+        check_text_attribute(value)
+    except ValueError as exc:
+        raise _fail(path, f"{_q(value)} is not accepted: {exc}") from None
 
 
 def _usages(value: Any, path: str) -> tuple[str, ...]:
@@ -315,26 +342,17 @@ def _usages(value: Any, path: str) -> tuple[str, ...]:
     return dedupe(usages)
 
 
-_DNS_LABEL: Final = re.compile(r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?")
-
-
 def _dns_names(value: Any, path: str) -> tuple[str, ...]:
+    """Canonical, lower-cased DNS names (names.canonical_dns_name: the same rule the CSR path applies)."""
     names = []
     for index, raw in enumerate(_strings(value, path)):
-        name = normalize_dns_name(raw)
-        labels = name.split(".")
-        wildcard_ok = labels[0] == "*" and len(labels) > 1
-        if (
-            not name.isascii()
-            or len(name) > 253
-            or not all(_DNS_LABEL.fullmatch(label) for label in labels[1 if wildcard_ok else 0 :])
-        ):
+        try:
+            names.append(canonical_dns_name(raw))
+        except ValueError as exc:
             raise _fail(
                 f"{path}[{index}]",
-                f"{_q(raw)} is not a DNS name (letters, digits, '-' per label, optional leading '*.'; "
-                "write internationalised names in punycode)",
-            )
-        names.append(name)
+                f"{_q(raw)} is not a DNS name: {exc} (letters, digits, '-' per label, optional leading '*.')",
+            ) from None
     return dedupe(names)
 
 
@@ -360,19 +378,23 @@ def _ip_addresses(value: Any, path: str) -> tuple[str, ...]:
 
 
 def _uris(value: Any, path: str) -> tuple[str, ...]:
+    """Absolute URIs; a spiffe:// URI must be a valid SPIFFE ID (names.check_uri, as on the CSR path)."""
     uris = _strings(value, path)
     for index, uri in enumerate(uris):
-        if not uri.isascii() or any(c.isspace() for c in uri) or not urlsplit(uri).scheme:
-            raise _fail(f"{path}[{index}]", f'{_q(uri)} is not an absolute URI like "spiffe://domain/path"')
+        try:
+            check_uri(uri)
+        except ValueError as exc:
+            raise _fail(f"{path}[{index}]", f"{_q(uri)} {exc}") from None
     return dedupe(uris)
 
 
 def _email_addresses(value: Any, path: str) -> tuple[str, ...]:
     emails = _strings(value, path)
     for index, email in enumerate(emails):
-        local, at, domain = email.rpartition("@")
-        if not at or not local or not domain or not email.isascii() or any(c.isspace() for c in email):
-            raise _fail(f"{path}[{index}]", f'{_q(email)} is not an email address like "user@example.com"')
+        try:
+            check_email_address(email)
+        except ValueError as exc:
+            raise _fail(f"{path}[{index}]", f"{_q(email)} {exc}") from None
     return dedupe(emails)
 
 
@@ -410,6 +432,11 @@ class CertificateSpec:
         common_name = _string(spec.get("commonName"), "spec.commonName")
         if common_name is not None and len(common_name) > 64:
             raise _fail("spec.commonName", "is longer than 64 characters (the X.509 limit); use dnsNames")
+        if common_name is not None:
+            try:
+                check_common_name(common_name)
+            except ValueError as exc:
+                raise _fail("spec.commonName", f"{_q(common_name)} {exc}") from None
         dns_names = _dns_names(spec.get("dnsNames"), "spec.dnsNames")
         ip_addresses = _ip_addresses(spec.get("ipAddresses"), "spec.ipAddresses")
         uris = _uris(spec.get("uris"), "spec.uris")
@@ -528,6 +555,49 @@ def _request_pem(value: Any) -> bytes:
 
 
 @dataclass(frozen=True, slots=True)
+class SubjectPolicy:
+    """``policy.allowedSubject``: patterns per subject attribute kind; a kind left out allows none of its kind.
+
+    Matching is case-sensitive (an organisation is a group name to many
+    consumers: "system:masters" is not "System:Masters"); ``*`` matches one
+    or more characters; ``{namespace}`` stands for the requesting namespace.
+    """
+
+    organizations: tuple[str, ...] = ()
+    organizational_units: tuple[str, ...] = ()
+    countries: tuple[str, ...] = ()
+    localities: tuple[str, ...] = ()
+    provinces: tuple[str, ...] = ()
+    street_addresses: tuple[str, ...] = ()
+    postal_codes: tuple[str, ...] = ()
+    serial_numbers: tuple[str, ...] = ()
+
+    #: CRD field name -> attribute name, in the order messages list them.
+    FIELDS: ClassVar[Mapping[str, str]] = MappingProxyType(
+        {
+            "organizations": "organizations",
+            "organizationalUnits": "organizational_units",
+            "countries": "countries",
+            "localities": "localities",
+            "provinces": "provinces",
+            "streetAddresses": "street_addresses",
+            "postalCodes": "postal_codes",
+            "serialNumbers": "serial_numbers",
+        }
+    )
+
+    @classmethod
+    def from_dict(cls, value: Any, path: str) -> SubjectPolicy:
+        """Parse ``allowedSubject``; unknown keys are refused, so a typo cannot silently allow nothing."""
+        d = _mapping(value, path)
+        unknown = [key for key in d if key not in cls.FIELDS]
+        if unknown:
+            known = ", ".join(cls.FIELDS)
+            raise _fail(path, f"unknown field {_q(unknown[0])} (known: {known})")
+        return cls(**{attr: _strings(d.get(key), f"{path}.{key}") for key, attr in cls.FIELDS.items()})
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     """What an issuer is willing to sign. Checked by certmint.core.policy.check_policy.
 
@@ -537,8 +607,14 @@ class Policy:
 
     * ``allowedDNSNames``: case-insensitive; ``*`` matches one or more
       characters, dots included ("*.svc.cluster.local" matches
-      "web.ns.svc.cluster.local"). A commonName that looks like a DNS name
-      must match too, so the CN cannot smuggle in a name.
+      "web.ns.svc.cluster.local").
+    * The common name is always judged: an IP address by ``allowedIPRanges``;
+      otherwise it must equal a requested SAN, or match
+      ``allowedCommonNames`` when that is set (case-insensitive, ``*`` = one
+      or more characters), or else match ``allowedDNSNames``. So a CN cannot
+      smuggle in a name that TLS clients would accept as a host name.
+    * ``allowedSubject`` (SubjectPolicy): absent = any subject attributes;
+      present = each attribute value must match a pattern of its kind.
     * ``allowedURIs``: ``*`` matches one or more characters other than "/",
       i.e. exactly one path segment.
     * ``{namespace}`` in DNS and URI patterns stands for the requesting
@@ -559,6 +635,8 @@ class Policy:
     allowed_key_algorithms: tuple[str, ...] | None = None
     allowed_namespaces: tuple[str, ...] | None = None
     allow_ca: bool = False
+    allowed_common_names: tuple[str, ...] | None = None
+    allowed_subject: SubjectPolicy | None = None
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None, path: str = "spec.policy") -> Policy:
@@ -585,6 +663,12 @@ class Policy:
             allowed_key_algorithms=algorithms,
             allowed_namespaces=_optional_strings(d, "allowedNamespaces", path),
             allow_ca=_boolean(d.get("allowCA"), f"{path}.allowCA"),
+            allowed_common_names=_optional_strings(d, "allowedCommonNames", path),
+            allowed_subject=(
+                None
+                if d.get("allowedSubject") is None
+                else SubjectPolicy.from_dict(d["allowedSubject"], f"{path}.allowedSubject")
+            ),
         )
 
 

@@ -46,6 +46,13 @@ from certmint.pki.names import (
 )
 
 
+class UnjudgeableRequest(PKIError):
+    """A well-formed CSR that asks for something no policy can judge (a second CN, an otherName SAN...).
+
+    Distinct from a malformed CSR (plain PKIError): the request is *denied*, not invalid.
+    """
+
+
 @dataclass(frozen=True)
 class CertificateTemplate:
     """The identity a certificate should carry; SANs as text, already normalised by the spec parser."""
@@ -156,6 +163,9 @@ def build_csr(key: PrivateKey, template: CertificateTemplate) -> bytes:
 def parse_csr(pem: bytes) -> CSRInfo:
     """Load a PEM CSR, check its self-signature and key type, and extract what it asks for.
 
+    PKIError when the CSR is malformed; UnjudgeableRequest (a PKIError) when
+    it is well-formed but asks for what a policy cannot judge.
+
     The signature check proves the requester holds the private key; without it
     anyone could get a certificate for someone else's public key.
     """
@@ -183,7 +193,9 @@ def parse_csr(pem: bytes) -> CSRInfo:
     common_name, subject = judged_subject(csr.subject)
     dns, ips, uris, emails = judged_general_names(sans)
     if not (common_name or dns or ips or uris or emails):
-        raise PKIError("the CSR asks for no identity: set a common name or at least one subject alternative name")
+        raise UnjudgeableRequest(
+            "the CSR asks for no identity: set a common name or at least one subject alternative name"
+        )
     return CSRInfo(
         common_name=common_name,
         subject=subject,
@@ -209,31 +221,37 @@ def judged_subject(name: x509.Name) -> tuple[str | None, SubjectNames]:
     for rdn in name.rdns:
         if len(rdn) != 1:
             shown = "+".join(_attribute_name(a.oid) for a in rdn)
-            raise PKIError(f"the CSR's subject has a multi-valued RDN ({shown}); write one attribute per RDN")
+            raise UnjudgeableRequest(f"the CSR's subject has a multi-valued RDN ({shown}); write one attribute per RDN")
         (attribute,) = rdn
         short = _SUBJECT_ATTRIBUTES.get(attribute.oid)
         if short is None:
             allowed = ", ".join(_SUBJECT_ATTRIBUTES.values())
-            raise PKIError(
+            raise UnjudgeableRequest(
                 f"the CSR's subject attribute {_attribute_name(attribute.oid)} is not supported (allowed: {allowed})"
             )
         value = attribute.value
         if not isinstance(value, str):
-            raise PKIError(f"the CSR's subject attribute {short} is not text")
+            raise UnjudgeableRequest(f"the CSR's subject attribute {short} is not text")
         try:
-            check_common_name(value) if attribute.oid == NameOID.COMMON_NAME else check_text_attribute(value)
+            if attribute.oid == NameOID.COMMON_NAME:
+                check_common_name(value)
+            else:
+                check_text_attribute(value)
         except ValueError as exc:
-            raise PKIError(f"the CSR's subject attribute {short} {quote(value)} is refused: {exc}") from None
+            detail = str(exc) if attribute.oid == NameOID.COMMON_NAME else f"is not accepted: {exc}"
+            raise UnjudgeableRequest(f"the CSR's subject attribute {short} {quote(value)} {detail}") from None
         values[attribute.oid].append(value)
     for oid in _SINGLE_VALUED:
         if len(values[oid]) > 1:
             what = "common name" if oid == NameOID.COMMON_NAME else _SUBJECT_ATTRIBUTES[oid]
             listed = ", ".join(quote(v) for v in values[oid])
-            raise PKIError(f"the CSR's subject has more than one {what} ({listed}); a certificate carries one")
+            raise UnjudgeableRequest(
+                f"the CSR's subject has more than one {what} ({listed}); a certificate carries one"
+            )
     countries = values[NameOID.COUNTRY_NAME]
     for country in countries:
         if len(country) != 2 or not country.isascii() or not country.isalpha():
-            raise PKIError(f"the CSR's subject attribute C {quote(country)} is not a two-letter country code")
+            raise UnjudgeableRequest(f"the CSR's subject attribute C {quote(country)} is not a two-letter country code")
     serials = values[NameOID.SERIAL_NUMBER]
     common_names = values[NameOID.COMMON_NAME]
     return (common_names[0] if common_names else None), SubjectNames(
@@ -269,7 +287,7 @@ def judged_general_names(
     for general_name in sans:
         if not isinstance(general_name, _JUDGED_SAN_TYPES):
             label = _SAN_TYPE_NAMES.get(type(general_name), type(general_name).__name__)
-            raise PKIError(
+            raise UnjudgeableRequest(
                 f"the CSR has a {label} subject alternative name, which this issuer cannot judge "
                 "(allowed types: DNS, IP address, URI, email)"
             )
@@ -278,17 +296,17 @@ def judged_general_names(
         try:
             dns_names.append(canonical_dns_name(name))
         except ValueError as exc:
-            raise PKIError(f"the CSR's DNS name {quote(name)} is not canonical: {exc}") from None
+            raise UnjudgeableRequest(f"the CSR's DNS name {quote(name)} is not canonical: {exc}") from None
     for uri in sans.get_values_for_type(x509.UniformResourceIdentifier):
         try:
             check_uri(uri)
         except ValueError as exc:
-            raise PKIError(f"the CSR's URI {quote(uri)} {exc}") from None
+            raise UnjudgeableRequest(f"the CSR's URI {quote(uri)} {exc}") from None
     for email in sans.get_values_for_type(x509.RFC822Name):
         try:
             check_email_address(email)
         except ValueError as exc:
-            raise PKIError(f"the CSR's email address {quote(email)} {exc}") from None
+            raise UnjudgeableRequest(f"the CSR's email address {quote(email)} {exc}") from None
     _, ips, uris, emails = split_general_names(sans)
     return dedupe(dns_names), ips, uris, emails
 

@@ -114,23 +114,28 @@ def check_common_name(value: str) -> str:
     name by TLS clients and must be a canonical DNS name (any case); other
     text ("Platform Team", "system:node:a") is free text without control
     characters or surrounding spaces.
+
+    The error's text completes a sentence that starts with the quoted value.
     """
-    check_text_attribute(value)
+    try:
+        check_text_attribute(value)
+    except ValueError as exc:
+        raise ValueError(f"is not accepted: {exc}") from None
     if len(value) > 64:
-        raise ValueError("it is longer than 64 characters (the X.509 limit); use a DNS SAN")
+        raise ValueError("is longer than 64 characters (the X.509 limit); use a DNS SAN")
     try:
         address = ipaddress.ip_address(value)
     except ValueError:
         pass
     else:
         if str(address) != value:
-            raise ValueError(f"an IP address must be written as {quote(str(address))}")
+            raise ValueError(f"is an IP address not in canonical form: write {quote(str(address))}")
         return value
     if _HOST_CHARACTERS.fullmatch(value):
         try:
             canonical_dns_name(value)
         except ValueError as exc:
-            raise ValueError(f"{quote(value)} is not a valid host name: {exc}") from None
+            raise ValueError(f"is not a valid host name: {exc}") from None
     return value
 
 
