@@ -565,3 +565,50 @@ assert len({i for i, _, _ in INVALID_OBJECTS}) == len(INVALID_OBJECTS), "duplica
 assert len({(o["kind"], o["metadata"]["name"]) for _, o, _ in INVALID_OBJECTS}) == len(INVALID_OBJECTS)
 assert len({i for i, _ in VALID_OBJECTS}) == len(VALID_OBJECTS), "duplicate test id"
 assert len({(o["kind"], o["metadata"]["name"]) for _, o in VALID_OBJECTS}) == len(VALID_OBJECTS)
+
+# ---------------------------------------------- issue 11: names a policy can judge, SPIFFE IDs (items 2-4)
+_SPIFFE = "each spiffe entry of spec.uris must be a SPIFFE ID such as spiffe://cluster.local/ns/default/sa/web"
+
+VALID_OBJECTS.append(
+    (
+        "clusterissuer-ca-isolated-policy",
+        cluster_issuer(
+            "valid-clusterissuer-isolated",
+            ca={"secretName": "root-ca"},
+            policy={
+                "allowedDNSNames": ["*.{namespace}.svc", "*.{namespace}.svc.cluster.local"],
+                "allowedIPRanges": [],
+                "allowedURIs": ["spiffe://cluster.local/ns/{namespace}/sa/*"],
+                "allowedEmailAddresses": [],
+                "allowedCommonNames": ["{namespace}:*"],
+                "allowedSubject": {"organizations": ["Example Corp"], "countries": ["DE"]},
+            },
+        ),
+    )
+)
+INVALID_OBJECTS += [
+    (
+        "certificate-spiffe-without-trust-domain-or-path",
+        certificate("bad-cert-spiffe-empty", uris=["spiffe://"]),
+        _SPIFFE,
+    ),
+    (
+        "certificate-spiffe-without-path",
+        certificate("bad-cert-spiffe-nopath", uris=["spiffe://cluster.local"]),
+        _SPIFFE,
+    ),
+    (
+        "certificate-spiffe-dot-dot-segment",
+        certificate("bad-cert-spiffe-dots", uris=["spiffe://cluster.local/ns/../sa/web"]),
+        _SPIFFE,
+    ),
+    (
+        "certificate-spiffe-upper-case-trust-domain",
+        certificate("bad-cert-spiffe-upper", uris=["spiffe://Cluster.Local/ns/default/sa/web"]),
+        _SPIFFE,
+    ),
+]
+
+assert len({i for i, _, _ in INVALID_OBJECTS}) == len(INVALID_OBJECTS), "duplicate test id"
+assert len({(o["kind"], o["metadata"]["name"]) for _, o, _ in INVALID_OBJECTS}) == len(INVALID_OBJECTS)
+assert len({i for i, _ in VALID_OBJECTS}) == len(VALID_OBJECTS), "duplicate test id"

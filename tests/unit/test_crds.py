@@ -20,6 +20,9 @@ from typing import Any
 import pytest
 import yaml
 
+from certmint.core.spec import SubjectPolicy
+from certmint.pki.names import spiffe_id_problem
+
 CRD_DIR = Path(__file__).resolve().parents[2] / "crds"
 GROUP = "certmint.dev"
 VERSION = "v1alpha1"
@@ -581,3 +584,65 @@ def test_unbounded_reports_paths() -> None:
 
 def test_rule_fields() -> None:
     assert rule_fields("has(self.a) && duration(self.b) < duration(oldSelf.c) || x.self") == {"a", "b", "c"}
+
+
+# --------------------------------------------------------------------------- names a policy can judge (issue 11)
+
+SPIFFE_EXAMPLES = [
+    ("spiffe://cluster.local/ns/default/sa/web", True),
+    ("spiffe://example.org/a.b-c_D/0", True),
+    ("spiffe://a_b.example-1.org/x/.../y", True),
+    ("https://example.com/a/../b", True),  # not a SPIFFE ID: other rules apply
+    ("spiffe://", False),
+    ("spiffe://cluster.local", False),
+    ("spiffe://cluster.local/", False),
+    ("spiffe:///ns/a", False),
+    ("spiffe://Cluster.local/ns/a", False),
+    ("spiffe://cluster.local/ns/a/", False),
+    ("spiffe://cluster.local/ns//a", False),
+    ("spiffe://cluster.local/ns/../a", False),
+    ("spiffe://cluster.local/./a", False),
+    ("spiffe://cluster.local/ns/..", False),
+    ("spiffe://cluster.local:8443/ns/a", False),
+    ("spiffe://user@cluster.local/ns/a", False),
+    ("spiffe://cluster.local/ns/a?x=1", False),
+    ("spiffe://cluster.local/ns/a#x", False),
+    ("spiffe://cluster.local/ns/a%2Fb", False),
+    ("SPIFFE://cluster.local/ns/a", False),
+    ("Spiffe://cluster.local/ns/a", False),
+    ("spiffe:cluster.local/ns/a", False),
+]
+
+
+def _spiffe_rule() -> dict[str, Any]:
+    node = certificate_spec()["properties"]["uris"]["items"]
+    found = [r for r in node["x-kubernetes-validations"] if "spiffe" in r["rule"]]
+    assert len(found) == 1
+    return found[0]
+
+
+def _evaluate_spiffe_rule(rule: str, uri: str) -> bool:
+    """The CEL rule evaluated with Python's re: it only combines self.matches() with !, && and ||."""
+    patterns = re.findall(r"self\.matches\('([^']*)'\)", rule)
+    assert len(patterns) == 3, rule
+    is_spiffe, shape, dot_segment = (re.search(p, uri) is not None for p in patterns)  # CEL matches() = search
+    return not is_spiffe or (shape and not dot_segment)
+
+
+@pytest.mark.parametrize(("uri", "valid"), SPIFFE_EXAMPLES)
+def test_spiffe_rule_agrees_with_the_operator(uri: str, valid: bool) -> None:
+    rule = _spiffe_rule()
+    assert _evaluate_spiffe_rule(rule["rule"], uri) is valid
+    operator_valid = not uri.lower().startswith("spiffe:") or spiffe_id_problem(uri) is None
+    assert operator_valid is valid
+    assert "spec.uris" in rule["message"] and "'" not in rule["message"]
+
+
+def test_policy_schema_has_the_fields_the_parser_reads() -> None:
+    for name in ["certmint.dev_issuers.yaml", "certmint.dev_clusterissuers.yaml"]:
+        policy = root_schema(load(name))["properties"]["spec"]["properties"]["policy"]["properties"]
+        assert policy["allowedCommonNames"]["type"] == "array"
+        subject = policy["allowedSubject"]
+        assert subject["type"] == "object"
+        assert set(subject["properties"]) == set(SubjectPolicy.FIELDS)
+        assert "default" not in subject, "absent must stay distinguishable from {}"

@@ -10,6 +10,7 @@ from typing import Any
 from certmint.controller.runtime import Operator
 from certmint.controller.state import IssuerRecord
 from certmint.core.conditions import Condition, merge_conditions, rfc3339
+from certmint.core.policy import isolation_condition
 from certmint.kube import resources
 from certmint.pki.signing import CAError, SigningAuthority
 
@@ -97,10 +98,13 @@ async def _verdict(op: Operator, rec: IssuerRecord, now: datetime.datetime) -> V
 
 
 async def _publish(op: Operator, rec: IssuerRecord, now: datetime.datetime) -> None:
-    ready = Condition("Ready", "True" if rec.ready else "False", rec.reason, rec.message)
+    conditions = [Condition("Ready", "True" if rec.ready else "False", rec.reason, rec.message)]
+    if rec.kind == "ClusterIssuer" and rec.spec is not None:
+        # A shared CA whose policy lets namespaces obtain each other's names: legal, but never silent.
+        conditions.append(isolation_condition(rec.spec))
     status: dict[str, Any] = {
         "conditions": merge_conditions(
-            rec.status.get("conditions") or [], [ready], now=now, observed_generation=rec.generation
+            rec.status.get("conditions") or [], conditions, now=now, observed_generation=rec.generation
         ),
         "observedGeneration": rec.generation,
         "caSubject": rec.authority.subject_text if rec.authority else None,
