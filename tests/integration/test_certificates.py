@@ -144,19 +144,6 @@ def test_deleted_secret_is_reissued(cm: Certmint, ca_issuer: str, ns: str) -> No
     assert serial_hex(leaf(cm.secret_data(f"{name}-tls", ns))) == new
 
 
-def test_a_secret_that_exists_without_our_label_is_taken_over(cm: Certmint, ca_issuer: str, ns: str) -> None:
-    # The operator knows every Secret with its label; this one has none, so the first write meets a 409.
-    name = unique("adopt")
-    cm.core.create_namespaced_secret(
-        ns, {"metadata": {"name": f"{name}-tls", "labels": {"app": "legacy"}}, "stringData": {"note": "old"}}
-    )
-    cm.create(certificate(name, ns, issuer_name=ca_issuer))
-    status = cm.wait_ready("Certificate", name, ns)
-    secret = cm.secret(f"{name}-tls", ns)
-    assert secret is not None and secret.metadata.labels["certmint.dev/certificate-name"] == name
-    assert serial_hex(leaf(cm.secret_data(f"{name}-tls", ns))) == status["status"]["serialNumber"]
-
-
 def test_tampered_key_is_reissued(cm: Certmint, ca_issuer: str, ns: str) -> None:
     name, serial = _issued(cm, ca_issuer, ns)
     stranger = ec.generate_private_key(ec.SECP256R1()).private_bytes(

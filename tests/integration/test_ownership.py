@@ -222,6 +222,7 @@ def test_one_request_per_revision_after_a_crash_left_one_unsigned(cm: Certmint, 
         "kind": "CertificateRequest",
         "metadata": {
             "name": f"{name}-{revision + 1}",
+            "namespace": ns,
             "labels": {"certmint.dev/certificate-name": name},
             "annotations": {"certmint.dev/certificate-revision": str(revision + 1)},
             "ownerReferences": [
@@ -247,9 +248,9 @@ def test_one_request_per_revision_after_a_crash_left_one_unsigned(cm: Certmint, 
 
 
 def test_a_failing_secret_write_signs_one_request_not_one_per_retry(cm: Certmint, ca_issuer: str, ns: str) -> None:
-    # Annotations the CRD accepts but a Secret may not carry (over 256 KiB in all): every Secret write is refused.
+    # Annotations the CRD accepts (64 KiB each) but a Secret may not carry (256 KiB in all): every write is refused.
     name = unique("toobig")
-    huge = {f"example.com/blob-{i}": "x" * 100_000 for i in range(3)}
+    huge = {f"example.com/blob-{i}": "x" * 60_000 for i in range(5)}
     cm.create(certificate(name, ns, issuer_name=ca_issuer, duration="10m", secretTemplate={"annotations": huge}))
     uid = cm.get("Certificate", name, ns)["metadata"]["uid"]
 
