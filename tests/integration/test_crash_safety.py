@@ -60,6 +60,7 @@ def test_kill_during_issuance_never_leaves_a_mismatched_secret(
             timeout=90,
         )
         _assert_every_secret_consistent(cm, ns, names, require_all=True)
+        _assert_requests_signed_once_per_revision(cm, ns, names)
 
         # A restart with everything valid re-issues nothing.
         serials = {n: cm.get("Certificate", n, ns)["status"]["serialNumber"] for n in names}
@@ -92,3 +93,15 @@ def _assert_every_secret_consistent(cm: Certmint, ns: str, names: list[str], req
         assert key.public_key().public_numbers() == cert.public_key().public_numbers(), (  # type: ignore[union-attr]
             f"Secret {ns}/{name}-tls holds a key that does not match its certificate"
         )
+
+
+def _assert_requests_signed_once_per_revision(cm: Certmint, ns: str, names: list[str]) -> None:
+    """After the crashes: no CertificateRequest of ours is left unsigned, and no revision has two requests."""
+    items = cm.custom.list_namespaced_custom_object("certmint.dev", "v1alpha1", ns, "certificaterequests")["items"]
+    for name in names:
+        uid = cm.get("Certificate", name, ns)["metadata"]["uid"]
+        mine = [r for r in items if any(o["uid"] == uid for o in r["metadata"].get("ownerReferences") or [])]
+        revisions = [r["metadata"]["annotations"]["certmint.dev/certificate-revision"] for r in mine]
+        assert len(revisions) == len(set(revisions)), f"Certificate {name}: a revision claimed twice: {revisions}"
+        unsigned = [r["metadata"]["name"] for r in mine if not (r.get("status") or {}).get("certificate")]
+        assert not unsigned, f"Certificate {name}: requests left without a certificate: {unsigned}"

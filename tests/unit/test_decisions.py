@@ -20,6 +20,7 @@ from certmint.core.decisions import (
     metadata_drift,
     requested_identity,
     secret_ownership,
+    stored_revision,
 )
 from certmint.core.spec import CertificateSpec
 from certmint.pki.csr import build_csr, parse_csr
@@ -257,7 +258,7 @@ def test_checks_run_in_order(good: SecretSnapshot, ca_identity: IssuerIdentity) 
 def test_desired_metadata_without_a_certificate() -> None:
     spec = certificate_spec(
         secretTemplate={
-            "labels": {"app": "web", "certmint.dev/certificate-name": "spoof"},
+            "labels": {"app": "web"},  # keys under certmint.dev/ are refused by the spec parser
             "annotations": {"reloader.stakater.com/match": "true"},
         }
     )
@@ -269,7 +270,7 @@ def test_desired_metadata_without_a_certificate() -> None:
         issuer_kind="ClusterIssuer",
         facts=None,
     )
-    assert labels == {"app": "web", "certmint.dev/certificate-name": "web"}  # the operator's label wins
+    assert labels == {"app": "web", "certmint.dev/certificate-name": "web"}
     assert annotations == {
         "reloader.stakater.com/match": "true",
         "certmint.dev/certificate-name": "web",
@@ -413,3 +414,16 @@ def test_a_long_certificate_name_owns_its_secret_by_label_value() -> None:
         status_serial=None,
     )
     assert claim.ownership is Ownership.OURS
+
+
+@pytest.mark.parametrize(
+    ("status_revision", "annotations", "expected"),
+    [
+        (3, {}, 3),
+        (3, {"certmint.dev/certificate-revision": "4"}, 4),  # stored, then the operator died before the status
+        (None, {}, 1),
+        (5, {"certmint.dev/certificate-revision": "garbage"}, 5),
+    ],
+)
+def test_stored_revision(status_revision: object, annotations: dict[str, str], expected: int) -> None:
+    assert stored_revision(status_revision, annotations) == expected

@@ -39,6 +39,7 @@ from certmint.core.decisions import (
     renewal_reason,
     requested_identity,
     secret_ownership,
+    stored_revision,
 )
 from certmint.core.policy import check_policy
 from certmint.core.renewal import renewal_time, retry_delay
@@ -332,6 +333,7 @@ async def _keep(
     seen: SeenSecret,
 ) -> None:
     assert secret is not None
+    revision = stored_revision(rec.status.get("revision"), secret.annotations)
     labels, annotations = desired_secret_metadata(
         spec,
         certificate_name=rec.name,
@@ -339,6 +341,7 @@ async def _keep(
         issuer_name=spec.issuer_ref.name,
         issuer_kind=spec.issuer_ref.kind,
         facts=facts,
+        revision=revision,
     )
     drift = metadata_drift(secret.labels, secret.annotations, labels, annotations)
     owner = _ref(rec) if spec.secret_deletion_policy == "Delete" else None
@@ -357,7 +360,7 @@ async def _keep(
         "notAfter": rfc3339(facts.not_after),
         "renewalTime": rfc3339(renewal_at),
         "serialNumber": facts.serial_number,
-        "revision": rec.status.get("revision") or 1,
+        "revision": revision,
         "failedIssuanceAttempts": None,
         "lastFailureTime": None,
     }
@@ -415,7 +418,9 @@ async def _issue(
     if failure is not None:
         return await _fail(op, rec, failure, valid=still_valid)
     assert issuer is not None and issuer.spec is not None
-    revision = int(rec.status.get("revision") or 0) + 1
+    # The next revision after the one stored (the Secret's record wins when a crash kept it from the status).
+    stored = stored_revision(rec.status.get("revision"), secret.annotations) if secret is not None else 0
+    revision = max(int(rec.status.get("revision") or 0), stored) + 1
     now = op.now()
     signed = rec.signed
     if signed is not None and signed.reusable(revision, rec.generation, issuer.identity_token, now):
@@ -466,6 +471,7 @@ async def _issue(
         issuer_name=spec.issuer_ref.name,
         issuer_kind=spec.issuer_ref.kind,
         facts=facts,
+        revision=revision,
     )
     data = {
         "tls.crt": issued.chain_pem,

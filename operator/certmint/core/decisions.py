@@ -51,6 +51,9 @@ URI_SANS: Final = "certmint.dev/uri-sans"
 #: principal that may write the Secret can set it, so a Certificate cannot make certmint claim a
 #: Secret it did not create (see secret_ownership).
 CERTIFICATE_UID: Final = "certmint.dev/certificate-uid"
+#: The Certificate's status.revision of the certificate in the Secret: a crash between the Secret
+#: write and the status write must not make the next issuance reuse that revision.
+REVISION: Final = "certmint.dev/certificate-revision"
 #: Set by a person on an existing Secret to hand it over to the Certificate it names.
 HANDOVER_TO: Final = "certmint.dev/handover-to"
 
@@ -271,6 +274,7 @@ def desired_secret_metadata(
     issuer_name: str,
     issuer_kind: str,
     facts: CertificateFacts | None,
+    revision: int | None = None,
 ) -> tuple[dict[str, str], dict[str, str]]:
     """(labels, annotations) the Secret must carry; the operator's keys win over secretTemplate.
 
@@ -288,6 +292,8 @@ def desired_secret_metadata(
         ISSUER_NAME: issuer_name,
         ISSUER_KIND: issuer_kind,
     }
+    if revision is not None:
+        annotations[REVISION] = str(revision)
     if facts is not None:
         annotations |= {
             SERIAL_NUMBER: facts.serial_number,
@@ -298,6 +304,19 @@ def desired_secret_metadata(
             URI_SANS: ",".join(facts.uris),
         }
     return labels, annotations
+
+
+def stored_revision(status_revision: object, annotations: Mapping[str, str]) -> int:
+    """The revision of the certificate in the Secret: the status's, unless the Secret records a later one."""
+    try:
+        in_secret = int(annotations.get(REVISION) or 0)
+    except ValueError:
+        in_secret = 0
+    try:
+        in_status = int(str(status_revision or 0))
+    except ValueError:
+        in_status = 0
+    return max(in_status, in_secret, 1)
 
 
 def certificate_label_value(name: str) -> str:
