@@ -76,3 +76,76 @@ def test_workload_csr_is_signed_or_denied_by_policy(api: client.ApiClient, opera
     )
     invalid = cm.wait_condition("CertificateRequest", "garbage", ns, "InvalidRequest", "True")
     assert "spec.request" in invalid["message"]
+
+
+def _raw_csr(subject: list[tuple[x509.ObjectIdentifier, str]], dns_names: tuple[str, ...] = ()) -> str:
+    key = ec.generate_private_key(ec.SECP256R1())
+    builder = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(oid, value) for oid, value in subject])
+    )
+    if dns_names:
+        names: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names]
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()
+
+
+ISOLATED_POLICY = {
+    "allowedDNSNames": ["*.{namespace}.svc", "*.{namespace}.svc.cluster.local"],
+    "allowedIPRanges": [],
+    "allowedURIs": ["spiffe://cluster.local/ns/{namespace}/sa/*"],
+    "allowedEmailAddresses": [],
+    "allowedSubject": {},
+}
+
+
+def test_only_what_the_policy_judged_is_signed(api: client.ApiClient, operator: OperatorProcess) -> None:
+    """Issue 11, items 2 and 3: a tenant's CSR cannot carry another namespace's name past the policy."""
+    cm = Certmint(api)
+    ns = cm.namespace(unique("judged"))
+    root = unique("judged-root")
+    cm.create(cluster_issuer(f"{root}-ss"))
+    cm.create(certificate(root, OPERATOR_NAMESPACE, issuer_name=f"{root}-ss", commonName=root, isCA=True))
+    cm.wait_ready("Certificate", root, OPERATOR_NAMESPACE)
+    cm.create(cluster_issuer(root, ca_secret=f"{root}-tls", policy=ISOLATED_POLICY))
+    cm.wait_ready("ClusterIssuer", root)
+
+    cn, org = NameOID.COMMON_NAME, NameOID.ORGANIZATION_NAME
+    attacks = {
+        "two-cns": (_raw_csr([(cn, "web.other.svc"), (cn, "nodots")]), "more than one common name"),
+        "trailing-dot": (_raw_csr([(cn, "api.other.svc.")]), "trailing dot"),
+        "no-dots": (_raw_csr([(cn, "nodots")]), 'common name "nodots" is not allowed'),
+        "masters": (_raw_csr([(cn, "admin"), (org, "system:masters")]), "system:masters"),
+        "other-namespace": (_raw_csr([(cn, f"web.{ns}.svc")], ("web.other.svc.cluster.local",)), "web.other.svc"),
+    }
+    for name, (pem, _) in attacks.items():
+        cm.create(_request(name, ns, root, pem))
+    for name, (_, why) in attacks.items():
+        denied = cm.wait_condition("CertificateRequest", name, ns, "Denied", "True")
+        assert why in denied["message"], (name, denied)
+        assert "certificate" not in cm.get("CertificateRequest", name, ns).get("status", {})
+
+    own = _raw_csr([(cn, f"web.{ns}.svc")], (f"web.{ns}.svc", f"web.{ns}.svc.cluster.local"))
+    cm.create(_request("own", ns, root, own))
+    signed = cm.wait_ready("CertificateRequest", "own", ns)
+    cert = x509.load_pem_x509_certificates(signed["status"]["certificate"].encode())[0]
+    assert cert.subject.rfc4514_string() == f"CN=web.{ns}.svc"
+
+
+def test_a_shared_ca_without_isolation_says_so(api: client.ApiClient, operator: OperatorProcess) -> None:
+    """Issue 11, item 3: the documented footgun is visible in the ClusterIssuer's status."""
+    cm = Certmint(api)
+    root = unique("unrestricted")
+    cm.create(cluster_issuer(f"{root}-ss"))
+    cm.create(certificate(root, OPERATOR_NAMESPACE, issuer_name=f"{root}-ss", commonName=root, isCA=True))
+    cm.wait_ready("Certificate", root, OPERATOR_NAMESPACE)
+    cm.create(
+        cluster_issuer(
+            root, ca_secret=f"{root}-tls", policy={"allowedURIs": ["spiffe://cluster.local/ns/{namespace}/sa/*"]}
+        )
+    )
+    warning = cm.wait_condition("ClusterIssuer", root, None, "Unrestricted", "True", reason="NoNamespaceIsolation")
+    assert "DNS name, IP address, email address and subject attribute" in warning["message"]
+    assert cm.condition("ClusterIssuer", root, None, "Ready")["status"] == "True"  # type: ignore[index]
+
+    cm.patch("ClusterIssuer", root, None, {"spec": {"policy": ISOLATED_POLICY}})
+    cm.wait_condition("ClusterIssuer", root, None, "Unrestricted", "False", reason="NamesRestricted")
