@@ -450,6 +450,7 @@ def scheduled_renewal(status: dict[str, Any], uid: str, jitter_fraction: float) 
         renew_before_percentage=None,
         jitter_key=f"{uid}/{status['serialNumber']}",
         max_jitter_fraction=jitter_fraction,
+        min_interval=datetime.timedelta(seconds=Settings.min_renewal_interval),
     )
 
 

@@ -213,8 +213,9 @@ def test_short_lived_certificate_is_renewed_while_we_watch(
 ) -> None:
     name, first = _issued(cm, ca_issuer, ns, duration="1m", renewBefore="45s")
     first_key = _key_pair(cm, name, ns)
-    second = wait_for(lambda: _serial_changed(cm, name, ns, first), "the first renewal", timeout=40)
-    third = wait_for(lambda: _serial_changed(cm, name, ns, second), "the second renewal", timeout=40)
+    # Renewal at 15 s is raised to the floor between two issuances: 30 s (CERTMINT_MIN_RENEWAL_INTERVAL_SECONDS).
+    second = wait_for(lambda: _serial_changed(cm, name, ns, first), "the first renewal", timeout=45)
+    third = wait_for(lambda: _serial_changed(cm, name, ns, second), "the second renewal", timeout=45)
     obj = cm.get("Certificate", name, ns)
     assert obj["status"]["serialNumber"] == third
     assert obj["status"]["revision"] == 3
@@ -232,7 +233,7 @@ def test_a_key_kept_across_renewals_is_read_from_the_secret(
 ) -> None:
     name, first = _issued(cm, ca_issuer, ns, duration="1m", renewBefore="45s", privateKey={"rotationPolicy": "Never"})
     first_key = _key_pair(cm, name, ns)
-    wait_for(lambda: _serial_changed(cm, name, ns, first), "the first renewal", timeout=40)
+    wait_for(lambda: _serial_changed(cm, name, ns, first), "the first renewal", timeout=45)
     assert _key_pair(cm, name, ns) == first_key  # the same key, certified again
     assert _renewed_unread(operator, name, ns) == 0
 
