@@ -1,0 +1,669 @@
+"""A tenant tries to obtain another namespace's identity, a CA, or to write or delete a Secret that is not certmint's.
+
+The attacker is ``alice``: she may create, change and delete Certificates and CertificateRequests in team-a,
+nothing else (conftest.py builds the world). Every attack must be refused, and the test asserts by what and
+why: the API server's admission (422 and the rule's message), RBAC (403), certmint's ownership rule
+(``Ready=False`` ``SecretNotOwned``/``SecretInUse``, the Secret unchanged to the byte and its
+resourceVersion), the issuer's policy (``Ready=False`` ``PolicyViolation`` naming the refused value, or a
+CertificateRequest ``Denied``/``InvalidRequest``) or an issuer that cannot sign (``CASecretNotFound``). And
+nothing was issued: no Secret, no signed request. The last test checks that the operator is still healthy
+and still issues what team-a may have.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from tests.integration.builders import API_VERSION, GROUP, VERSION, Certmint, certificate, issuer, leaf, unique
+from tests.integration.kubeutil import wait_for
+from tests.tenancy.conftest import (
+    ATTACKER_NS,
+    CA_ISSUER,
+    CA_SECRET,
+    OUTCOMES,
+    RELEASE,
+    TEAM_B_ONLY,
+    VICTIM_NS,
+    World,
+)
+
+pytestmark = pytest.mark.tenancy
+
+ADMISSION, POLICY, OWNERSHIP, RBAC, ISSUER = "admission", "policy", "ownership", "rbac", "issuer"
+NOT_OWNED = ("SecretNotOwned",)
+LEGIT_DURATION = "1h"  # within the example policy's maxDuration (24h): no attack is refused for its lifetime
+
+
+@dataclass(frozen=True)
+class Refusal:
+    by: str
+    reason: str
+
+
+# -- how attempts are judged ---------------------------------------------------------------------------------
+
+
+def admission_refuses(create: Callable[[], Any], fragment: str) -> Refusal:
+    """The API server refuses the object at admission (422) with a message containing ``fragment``."""
+    try:
+        create()
+    except ApiException as e:
+        assert e.status == 422, f"expected 422 Invalid, got {e.status}: {e.body}"
+        assert fragment in e.body, e.body
+        return Refusal(ADMISSION, fragment)
+    raise AssertionError(f"admitted; expected a refusal containing {fragment!r}")
+
+
+def rbac_refuses(call: Callable[..., Any], *args: Any) -> Refusal:
+    try:
+        call(*args)
+    except ApiException as e:
+        assert e.status == 403, f"expected 403 Forbidden, got {e.status}: {e.body}"
+        return Refusal(RBAC, "Forbidden")
+    raise AssertionError("allowed; expected 403 Forbidden")
+
+
+def _requests_of(cm: Certmint, namespace: str, certificate_uid: str) -> list[dict[str, Any]]:
+    items = cm.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "certificaterequests")["items"]
+    return [r for r in items if any(o["uid"] == certificate_uid for o in r["metadata"].get("ownerReferences") or [])]
+
+
+def certificate_refused(world: World, obj: dict[str, Any], reason: str, *mentions: str) -> Refusal:
+    """alice creates ``obj`` in team-a; it must end Ready=False with ``reason``, its message naming ``mentions``,
+    and no certificate issued: no Secret of that name, no signed CertificateRequest."""
+    name, ns = obj["metadata"]["name"], obj["metadata"]["namespace"]
+    world.alice.create(obj)
+    ready = world.admin.wait_condition("Certificate", name, ns, "Ready", "False", reason=reason)
+    for mention in mentions:
+        assert mention in ready["message"], ready["message"]
+    uid = world.admin.get("Certificate", name, ns)["metadata"]["uid"]
+    signed = [
+        r["metadata"]["name"] for r in _requests_of(world.admin, ns, uid) if (r.get("status") or {}).get("certificate")
+    ]
+    assert not signed, f"signed anyway: {signed}"
+    assert "serialNumber" not in (world.admin.get("Certificate", name, ns).get("status") or {})
+    return Refusal(POLICY if reason == "PolicyViolation" else ISSUER, reason)
+
+
+def policy_refuses(world: World, *mentions: str, **spec: Any) -> Refusal:
+    """A Certificate that is legitimate for team-a (its own Service name, 1h) but for the one thing the attack adds."""
+    name = unique("attack")
+    spec.setdefault("duration", LEGIT_DURATION)
+    obj = certificate(name, ATTACKER_NS, issuer_name=spec.pop("issuer_name", CA_ISSUER), **spec)
+    refusal = certificate_refused(world, obj, "PolicyViolation", *mentions)
+    assert world.admin.secret(obj["spec"]["secretName"], ATTACKER_NS) is None
+    return refusal
+
+
+def submit_request(
+    world: World, csr: x509.CertificateSigningRequest, namespace: str = ATTACKER_NS, **spec: Any
+) -> dict[str, Any]:
+    """A CertificateRequest of alice's for ``csr`` to the shared CA issuer, as she creates it."""
+    pem = csr.public_bytes(serialization.Encoding.PEM).decode()
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "CertificateRequest",
+        "metadata": {"name": unique("csr-attack"), "namespace": namespace},
+        "spec": {
+            "request": pem,
+            "issuerRef": {"name": CA_ISSUER, "kind": "ClusterIssuer"},
+            "duration": LEGIT_DURATION,
+            **spec,
+        },
+    }
+
+
+def request_refused(world: World, csr: x509.CertificateSigningRequest, *mentions: str, **spec: Any) -> Refusal:
+    """alice submits a CSR of her own key; it must be Denied or InvalidRequest, naming ``mentions``, and unsigned."""
+    body = submit_request(world, csr, **spec)
+    name = body["metadata"]["name"]
+    world.alice.create(body)
+
+    def settled() -> dict[str, Any] | None:
+        status = world.admin.get("CertificateRequest", name, ATTACKER_NS).get("status") or {}
+        final = [c for c in status.get("conditions") or [] if c["status"] == "True"]
+        return status if [c for c in final if c["type"] in ("Denied", "InvalidRequest", "Ready")] else None
+
+    status = wait_for(settled, f"CertificateRequest {name} to be judged")
+    assert not status.get("certificate"), "the request was signed"
+    (verdict,) = [
+        c for c in status["conditions"] if c["type"] in ("Denied", "InvalidRequest") and c["status"] == "True"
+    ]
+    for mention in mentions:
+        assert mention in verdict["message"], verdict["message"]
+    return Refusal(POLICY, f"{verdict['type']}/{verdict['reason']}")
+
+
+def _snapshot(world: World, name: str) -> tuple[Any, ...]:
+    secret = world.admin.secret(name, ATTACKER_NS)
+    assert secret is not None, f"Secret {name} is gone"
+    meta = secret.metadata
+    return (
+        meta.resource_version,
+        secret.type,
+        dict(secret.data or {}),
+        dict(meta.labels or {}),
+        dict(meta.annotations or {}),
+        meta.owner_references,
+    )
+
+
+def ownership_refuses(
+    world: World, secret_name: str, reasons: tuple[str, ...], *mentions: str, name: str | None = None
+) -> Refusal:
+    """alice names an existing Secret in a Certificate with secretDeletionPolicy Delete, then deletes the Certificate:
+    the Certificate is refused with one of ``reasons`` and the Secret is the same object, unchanged, throughout."""
+    before = _snapshot(world, secret_name)
+    name = name or unique("taker")
+    obj = certificate(
+        name,
+        ATTACKER_NS,
+        issuer_name=CA_ISSUER,
+        secret=secret_name,
+        secretDeletionPolicy="Delete",
+        duration=LEGIT_DURATION,
+    )
+    world.alice.create(obj)
+
+    def refused() -> dict[str, Any] | None:
+        ready = world.admin.condition("Certificate", name, ATTACKER_NS, "Ready")
+        return ready if ready and ready["status"] == "False" and ready["reason"] in reasons else None
+
+    try:
+        ready = wait_for(refused, f"Certificate {name} Ready=False ({' or '.join(reasons)})")
+    except AssertionError as e:
+        raise AssertionError(
+            f"{e}; status now: {world.admin.get('Certificate', name, ATTACKER_NS).get('status')}"
+        ) from None
+    for mention in mentions:
+        assert mention in ready["message"], ready["message"]
+    assert _snapshot(world, secret_name) == before
+    uid = world.admin.get("Certificate", name, ATTACKER_NS)["metadata"]["uid"]
+    world.alice.delete("Certificate", name, ATTACKER_NS)
+
+    def gone() -> bool:
+        try:
+            world.admin.get("Certificate", name, ATTACKER_NS)
+        except ApiException as e:
+            return e.status == 404
+        return False
+
+    wait_for(gone, f"Certificate {name} to be gone")
+    wait_for(lambda: not _requests_of(world.admin, ATTACKER_NS, uid), f"the requests of {name} to be collected")
+    assert _snapshot(world, secret_name) == before  # not deleted, not touched
+    return Refusal(OWNERSHIP, ready["reason"])
+
+
+def _admin_secret(world: World, body: dict[str, Any]) -> str:
+    name = unique("existing")
+    body.setdefault("metadata", {})["name"] = name
+    world.admin.core.create_namespaced_secret(ATTACKER_NS, body)
+    return name
+
+
+# -- CSRs ----------------------------------------------------------------------------------------------------
+
+
+def csr(
+    *subject: tuple[x509.ObjectIdentifier, str],
+    sans: list[x509.GeneralName] | None = None,
+) -> x509.CertificateSigningRequest:
+    key = ec.generate_private_key(ec.SECP256R1())
+    builder = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(oid, value) for oid, value in subject])
+    )
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    return builder.sign(key, hashes.SHA256())
+
+
+CN, ORG = NameOID.COMMON_NAME, NameOID.ORGANIZATION_NAME
+OWN = "web.team-a.svc"
+UPN = x509.ObjectIdentifier("1.3.6.1.4.1.311.20.2.3")  # Microsoft UPN otherName, as smart-card logins use
+
+
+def _utf8_der(text: str) -> bytes:
+    raw = text.encode()
+    return bytes([0x0C, len(raw)]) + raw
+
+
+# -- the attacks ----------------------------------------------------------------------------------------------
+
+Attack = Callable[[World], Refusal]
+ATTACKS: dict[str, Attack] = {}
+
+
+def attack(attack_id: str) -> Callable[[Attack], Attack]:
+    def register(fn: Attack) -> Attack:
+        assert attack_id not in ATTACKS, attack_id
+        ATTACKS[attack_id] = fn
+        return fn
+
+    return register
+
+
+# Secrets that are not certmint's, named in spec.secretName (the confused deputy of issue 11, item 1).
+
+
+@attack("take-over-users-tls-secret")
+def _(w: World) -> Refusal:
+    name = _admin_secret(
+        w, {"type": "kubernetes.io/tls", "stringData": {"tls.crt": "users-own-cert", "tls.key": "users-own-key"}}
+    )
+    return ownership_refuses(w, name, NOT_OWNED, "certmint.dev/handover-to")
+
+
+@attack("take-over-opaque-secret")
+def _(w: World) -> Refusal:
+    name = _admin_secret(w, {"type": "Opaque", "stringData": {"password": "hunter2"}})
+    return ownership_refuses(w, name, NOT_OWNED)
+
+
+@attack("delete-service-account-token-secret")
+def _(w: World) -> Refusal:
+    sa = unique("builder")
+    w.admin.core.create_namespaced_service_account(ATTACKER_NS, {"metadata": {"name": sa}})
+    name = _admin_secret(
+        w,
+        {
+            "type": "kubernetes.io/service-account-token",
+            "metadata": {"annotations": {"kubernetes.io/service-account.name": sa}},
+        },
+    )
+    # The token controller fills it in: a real, working token.
+    wait_for(lambda: (w.admin.secret(name, ATTACKER_NS) or client.V1Secret()).data, f"token in Secret {name}")
+    return ownership_refuses(w, name, NOT_OWNED)
+
+
+@attack("take-over-secret-labelled-for-the-attacking-certificate")
+def _(w: World) -> Refusal:
+    # Label and annotation imitate what certmint puts on its Secrets, naming alice's Certificate: not a marker.
+    taker = unique("taker")
+    marks = {"certmint.dev/certificate-name": taker}
+    name = _admin_secret(w, {"metadata": {"labels": marks, "annotations": marks}, "stringData": {"k": "v"}})
+    return ownership_refuses(w, name, NOT_OWNED, name=taker)
+
+
+@attack("take-over-secret-labelled-for-another-certificate")
+def _(w: World) -> Refusal:
+    # A label naming some other Certificate: refused either as not certmint's or as another Certificate's (the label
+    # is how Secrets of certmint versions before the UID marker look), never written.
+    marks = {"certmint.dev/certificate-name": "anything"}
+    name = _admin_secret(w, {"metadata": {"labels": marks}, "stringData": {"k": "v"}})
+    return ownership_refuses(w, name, (*NOT_OWNED, "SecretInUse"))
+
+
+@attack("take-over-secret-handed-to-another-certificate")
+def _(w: World) -> Refusal:
+    name = _admin_secret(w, {"metadata": {"annotations": {"certmint.dev/handover-to": "someone-else"}}})
+    return ownership_refuses(w, name, NOT_OWNED)
+
+
+@attack("second-certificate-on-certmints-secret")
+def _(w: World) -> Refusal:
+    # team-a's own Certificate and its Secret, issued by certmint; a second Certificate names the same Secret.
+    owner = unique("owner")
+    w.alice.create(certificate(owner, ATTACKER_NS, issuer_name=CA_ISSUER, duration=LEGIT_DURATION))
+    w.admin.wait_ready("Certificate", owner, ATTACKER_NS, timeout=60)
+    return ownership_refuses(w, f"{owner}-tls", ("SecretInUse",), owner)
+
+
+# Names of other namespaces, wildcards, IPs and subjects through a Certificate (items 2 and 3).
+
+
+@attack("dns-name-of-team-b")
+def _(w: World) -> Refusal:
+    return policy_refuses(w, "web.team-b.svc", dnsNames=["web.team-b.svc"])
+
+
+@attack("dns-name-of-team-b-cluster-local")
+def _(w: World) -> Refusal:
+    return policy_refuses(w, "web.team-b.svc.cluster.local", dnsNames=["web.team-b.svc.cluster.local"])
+
+
+@attack("dns-name-of-the-api-server")
+def _(w: World) -> Refusal:
+    return policy_refuses(w, "kubernetes.default.svc", dnsNames=["kubernetes.default.svc"])
+
+
+@attack("wildcard-every-service")
+def _(w: World) -> Refusal:
+    return policy_refuses(w, "*.svc", dnsNames=["*.svc"])
+
+
+@attack("wildcard-services-of-team-b")
+def _(w: World) -> Refusal:
+    return policy_refuses(w, "*.team-b.svc", dnsNames=["*.team-b.svc"])
+
+
+@attack("wildcard-cluster-local")
+def _(w: World) -> Refusal:
+    return policy_refuses(w, "*.svc.cluster.local", dnsNames=["*.svc.cluster.local"])
+
+
+@attack("ip-address-san")
+def _(w: World) -> Refusal:
+    return policy_refuses(w, "10.0.0.1", dnsNames=[OWN], ipAddresses=["10.0.0.1"])
+
+
+@attack("common-name-admin-organization-system-masters")
+def _(w: World) -> Refusal:
+    return policy_refuses(
+        w, "system:masters", commonName="admin", dnsNames=[OWN], subject={"organizations": ["system:masters"]}
+    )
+
+
+@attack("common-name-of-team-b")
+def _(w: World) -> Refusal:
+    return policy_refuses(w, "web.team-b.svc", commonName="web.team-b.svc", dnsNames=[OWN])
+
+
+@attack("dotless-common-name")
+def _(w: World) -> Refusal:
+    # OpenSSL and Python verify "kubernetes" as a host name against the CN when there is no DNS SAN to match.
+    return policy_refuses(w, "kubernetes", commonName="kubernetes", dnsNames=[OWN])
+
+
+@attack("spiffe-id-of-team-b")
+def _(w: World) -> Refusal:
+    uri = "spiffe://cluster.local/ns/team-b/sa/default"
+    return policy_refuses(w, uri, uris=[uri])
+
+
+@attack("spiffe-id-of-another-trust-domain")
+def _(w: World) -> Refusal:
+    uri = "spiffe://evil.example/ns/team-a/sa/web"
+    return policy_refuses(w, uri, uris=[uri])
+
+
+@attack("spiffe-id-path-traversal")
+def _(w: World) -> Refusal:
+    uri = "spiffe://cluster.local/ns/team-a/sa/../../team-b/sa/web"
+    try:
+        return policy_refuses(w, uris=[uri])
+    except ApiException as e:  # refused even earlier, at admission, is as good
+        assert e.status == 422, e.body
+        return Refusal(ADMISSION, "spec.uris")
+
+
+@attack("email-address-san")
+def _(w: World) -> Refusal:
+    return policy_refuses(w, "admin@example.com", dnsNames=[OWN], emailAddresses=["admin@example.com"])
+
+
+@attack("ca-certificate")
+def _(w: World) -> Refusal:
+    return policy_refuses(w, "isCA", dnsNames=[OWN], isCA=True)
+
+
+@attack("lifetime-over-max-duration")
+def _(w: World) -> Refusal:
+    return policy_refuses(w, "24h", dnsNames=[OWN], duration="48h")
+
+
+@attack("issuer-whose-allowed-namespaces-exclude-team-a")
+def _(w: World) -> Refusal:
+    return policy_refuses(w, "team-a", issuer_name=TEAM_B_ONLY, dnsNames=[OWN])
+
+
+# Refused at admission: what the API server can judge alone.
+
+
+def _admitted(w: World, **spec: Any) -> Callable[[], Any]:
+    spec.setdefault("duration", LEGIT_DURATION)
+    return lambda: w.alice.create(certificate(unique("attack"), ATTACKER_NS, issuer_name=CA_ISSUER, **spec))
+
+
+@attack("spiffe-id-without-trust-domain")
+def _(w: World) -> Refusal:
+    return admission_refuses(_admitted(w, uris=["spiffe://"]), "spec.uris[0]")
+
+
+@attack("ipv4-mapped-ipv6-address")
+def _(w: World) -> Refusal:
+    # 10.0.0.1 in disguise: an IPv4 range in a policy would not judge it.
+    fragment = "spec.ipAddresses must not contain IPv4-mapped IPv6 addresses"
+    return admission_refuses(_admitted(w, dnsNames=[OWN], ipAddresses=["::ffff:10.0.0.1"]), fragment)
+
+
+@attack("secret-template-imitates-certmints-label")
+def _(w: World) -> Refusal:
+    template = {"labels": {"certmint.dev/certificate-name": "web"}}
+    fragment = "spec.secretTemplate.labels must not set certmint.dev/certificate-name"
+    return admission_refuses(_admitted(w, dnsNames=[OWN], secretTemplate=template), fragment)
+
+
+@attack("secret-template-forges-ownership-annotation")
+def _(w: World) -> Refusal:
+    template = {"annotations": {"certmint.dev/certificate-uid": "00000000-0000-0000-0000-000000000000"}}
+    fragment = "spec.secretTemplate.annotations must not set certmint.dev/certificate-uid"
+    return admission_refuses(_admitted(w, dnsNames=[OWN], secretTemplate=template), fragment)
+
+
+@attack("lifetime-beyond-duration-arithmetic")
+def _(w: World) -> Refusal:
+    return admission_refuses(_admitted(w, dnsNames=[OWN], duration="3000000h"), "spec.duration must be at most 87600h")
+
+
+# CSRs of alice's own key, through a CertificateRequest (the public API for workloads that keep their key).
+
+
+@attack("csr-two-common-names")
+def _(w: World) -> Refusal:
+    return request_refused(w, csr((CN, "web.team-b.svc"), (CN, "nodots")))
+
+
+@attack("csr-common-name-with-trailing-dot")
+def _(w: World) -> Refusal:
+    return request_refused(w, csr((CN, "api.team-b.svc.")))
+
+
+@attack("csr-dotless-common-name")
+def _(w: World) -> Refusal:
+    return request_refused(w, csr((CN, "nodots")), "nodots")
+
+
+@attack("csr-unknown-subject-attribute")
+def _(w: World) -> Refusal:
+    return request_refused(w, csr((CN, OWN), (NameOID.USER_ID, "root")))
+
+
+@attack("csr-other-name-san")
+def _(w: World) -> Refusal:
+    sans: list[x509.GeneralName] = [x509.DNSName(OWN), x509.OtherName(UPN, _utf8_der("administrator@corp.example"))]
+    return request_refused(w, csr((CN, OWN), sans=sans))
+
+
+@attack("csr-directory-name-san")
+def _(w: World) -> Refusal:
+    admin = x509.Name([x509.NameAttribute(CN, "admin"), x509.NameAttribute(ORG, "system:masters")])
+    return request_refused(w, csr((CN, OWN), sans=[x509.DNSName(OWN), x509.DirectoryName(admin)]))
+
+
+@attack("csr-dns-name-of-team-b")
+def _(w: World) -> Refusal:
+    return request_refused(w, csr(sans=[x509.DNSName("web.team-b.svc")]), "web.team-b.svc")
+
+
+@attack("csr-dns-name-with-trailing-dot")
+def _(w: World) -> Refusal:
+    return request_refused(w, csr(sans=[x509.DNSName("web.team-b.svc.")]))
+
+
+@attack("csr-ip-address-san")
+def _(w: World) -> Refusal:
+    sans: list[x509.GeneralName] = [x509.DNSName(OWN), x509.IPAddress(ipaddress.ip_address("10.0.0.1"))]
+    return request_refused(w, csr((CN, OWN), sans=sans), "10.0.0.1")
+
+
+@attack("csr-organization-system-masters")
+def _(w: World) -> Refusal:
+    return request_refused(w, csr((CN, OWN), (ORG, "system:masters"), sans=[x509.DNSName(OWN)]), "system:masters")
+
+
+@attack("csr-spiffe-id-of-team-b")
+def _(w: World) -> Refusal:
+    uri = "spiffe://cluster.local/ns/team-b/sa/default"
+    return request_refused(w, csr(sans=[x509.UniformResourceIdentifier(uri)]), uri)
+
+
+@attack("csr-ca-certificate")
+def _(w: World) -> Refusal:
+    return request_refused(w, csr((CN, OWN), sans=[x509.DNSName(OWN)]), isCA=True)
+
+
+# What RBAC alone keeps from her.
+
+
+@attack("read-the-ca-secret")
+def _(w: World) -> Refusal:
+    return rbac_refuses(client.CoreV1Api(w.alice_api).read_namespaced_secret, CA_SECRET, RELEASE)
+
+
+@attack("read-team-b-private-key")
+def _(w: World) -> Refusal:
+    return rbac_refuses(client.CoreV1Api(w.alice_api).read_namespaced_secret, "web-tls", VICTIM_NS)
+
+
+@attack("create-a-clusterissuer")
+def _(w: World) -> Refusal:
+    body = {
+        "apiVersion": API_VERSION,
+        "kind": "ClusterIssuer",
+        "metadata": {"name": "mine"},
+        "spec": {"ca": {"secretName": CA_SECRET}},
+    }
+    return rbac_refuses(w.alice.create, body)
+
+
+@attack("relax-the-clusterissuer-policy")
+def _(w: World) -> Refusal:
+    return rbac_refuses(w.alice.patch, "ClusterIssuer", CA_ISSUER, None, {"spec": {"policy": None}})
+
+
+@attack("create-an-issuer")
+def _(w: World) -> Refusal:
+    return rbac_refuses(w.alice.create, issuer("mine", ATTACKER_NS, ca_secret=CA_SECRET))
+
+
+@attack("certificate-in-team-b")
+def _(w: World) -> Refusal:
+    return rbac_refuses(w.alice.create, certificate(unique("attack"), VICTIM_NS, issuer_name=CA_ISSUER))
+
+
+@attack("request-in-team-b")
+def _(w: World) -> Refusal:
+    body = submit_request(w, csr(sans=[x509.DNSName("web.team-b.svc")]), namespace=VICTIM_NS)
+    return rbac_refuses(w.alice.create, body)
+
+
+@attack("approve-her-own-request")
+def _(w: World) -> Refusal:
+    # Before the operator judges it, she writes the verdict herself: Approved, and a certificate of her making.
+    body = submit_request(w, csr(sans=[x509.DNSName("web.team-b.svc")]))
+    name = body["metadata"]["name"]
+    w.alice.create(body)
+    verdict = {
+        "status": {
+            "conditions": [{"type": "Approved", "status": "True", "reason": "Mine", "message": "approved by alice"}],
+            "certificate": "forged",
+        }
+    }
+    patch = w.alice.custom.patch_namespaced_custom_object_status
+    refusal = rbac_refuses(patch, GROUP, VERSION, ATTACKER_NS, "certificaterequests", name, verdict)
+    wait_for(lambda: w.admin.condition("CertificateRequest", name, ATTACKER_NS, "Denied"), f"{name} to be judged")
+    assert not (w.admin.get("CertificateRequest", name, ATTACKER_NS).get("status") or {}).get("certificate")
+    return refusal
+
+
+@attack("impersonate-the-operator")
+def _(w: World) -> Refusal:
+    api = client.ApiClient(w.alice_api.configuration)
+    sa = w.installed.deployment["spec"]["template"]["spec"]["serviceAccountName"]
+    api.set_default_header("Impersonate-User", f"system:serviceaccount:{RELEASE}:{sa}")
+    return rbac_refuses(client.CoreV1Api(api).read_namespaced_secret, CA_SECRET, RELEASE)
+
+
+@attack("token-of-the-operator-service-account")
+def _(w: World) -> Refusal:
+    sa = w.installed.deployment["spec"]["template"]["spec"]["serviceAccountName"]
+    request = client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[]))
+    return rbac_refuses(client.CoreV1Api(w.alice_api).create_namespaced_service_account_token, sa, RELEASE, request)
+
+
+# A namespace editor (bob: the chart's certmint-edit role in team-a) and an Issuer of his own.
+
+
+@attack("issuer-naming-the-clusterissuers-ca-secret")
+def _(w: World) -> Refusal:
+    # A namespaced Issuer reads its CA Secret from its own namespace: the name of the cluster CA's Secret finds nothing.
+    name = unique("stolen-ca")
+    w.bob.create(issuer(name, ATTACKER_NS, ca_secret=CA_SECRET))
+    ready = w.admin.wait_condition("Issuer", name, ATTACKER_NS, "Ready", "False", reason="CASecretNotFound")
+    assert ATTACKER_NS in ready["message"], ready["message"]
+    obj = certificate(
+        unique("attack"),
+        ATTACKER_NS,
+        issuer_name=name,
+        issuer_kind="Issuer",
+        dnsNames=["web.team-b.svc"],
+        duration=LEGIT_DURATION,
+    )
+    certificate_refused(w, obj, "IssuerNotReady")
+    return Refusal(ISSUER, "CASecretNotFound")
+
+
+# -- the tests ------------------------------------------------------------------------------------------------
+
+
+def test_there_are_at_least_25_attacks() -> None:
+    assert len(ATTACKS) >= 25
+
+
+@pytest.mark.parametrize("attack_id", list(ATTACKS))
+def test_attack_is_refused(world: World, attack_id: str) -> None:
+    try:
+        refusal = ATTACKS[attack_id](world)
+    except BaseException as e:
+        OUTCOMES.append(f"tenancy: attack={attack_id} NOT REFUSED as expected: {str(e).splitlines()[0][:200]}")
+        raise
+    line = f"tenancy: attack={attack_id} refused by={refusal.by} reason={refusal.reason}"
+    OUTCOMES.append(line)
+    print(line)
+
+
+def test_the_documented_policy_is_not_flagged_unrestricted(world: World) -> None:
+    conditions = world.admin.get("ClusterIssuer", CA_ISSUER).get("status", {}).get("conditions") or []
+    unrestricted = [c for c in conditions if c["type"] == "Unrestricted"]
+    assert unrestricted and unrestricted[0]["status"] == "False", conditions
+
+
+def test_the_operator_is_still_healthy_and_issues_what_team_a_may_have(world: World) -> None:
+    assert world.operator.proc is not None and world.operator.proc.poll() is None, "the operator exited"
+    assert world.operator.get("/healthz")[0] == 200
+    name = unique("legit")
+    names = [f"{name}.team-a.svc", f"{name}.team-a.svc.cluster.local"]
+    uri = "spiffe://cluster.local/ns/team-a/sa/web"
+    world.alice.create(certificate(name, ATTACKER_NS, issuer_name=CA_ISSUER, dnsNames=names, uris=[uri], duration="1h"))
+    world.admin.wait_ready("Certificate", name, ATTACKER_NS, timeout=60)
+    issued = leaf(world.admin.secret_data(f"{name}-tls", ATTACKER_NS))
+    assert issued.issuer.rfc4514_string() == f"CN={CA_SECRET} test CA"
+    san = issued.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == names
+    assert san.get_values_for_type(x509.UniformResourceIdentifier) == [uri]
+    # The victim's identity was never re-issued or touched by any attack.
+    victim = world.admin.get("Certificate", "web", VICTIM_NS)
+    assert victim["status"]["revision"] == 1, victim["status"]
+    log = world.operator.log_path.read_text()
+    assert "Traceback" not in log, f"an attack provoked a traceback; log: {world.operator.log_path}"
