@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import signal
 from collections.abc import Iterable
 from typing import Any
 
+import aiohttp
 import kopf
 from kopf._core.reactor.inventory import ResourceMemories, ResourceMemory
 
@@ -26,7 +25,14 @@ from certmint.controller.issuers import reconcile_cluster_issuer, reconcile_issu
 from certmint.controller.requests import reconcile_request
 from certmint.controller.runtime import Operator
 from certmint.http import start_http_server
-from certmint.kube.client import KubeClient, credentials_from_kopf
+from certmint.kube.client import (
+    USER_AGENT,
+    ApiHealth,
+    KubeClient,
+    OutageLogFilter,
+    credentials_from_kopf,
+    health_trace,
+)
 from certmint.kube.leader import LeaderElector, LeaseConfig
 from certmint.kube.resources import CERTIFICATE_NAME_LABEL, GROUP
 from certmint.settings import Settings
@@ -99,6 +105,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 60
     op = Operator(config, KubeClient(max_connections=config.max_connections))
+    # kopf logs each failed attempt of its own requests as an ERROR; during an API server outage (reported
+    # once by op.api.health, which kopf's session feeds too, see login()) those lines go to DEBUG.
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(OutageLogFilter(op.api.health))
     op.reconcilers = {
         "Certificate": reconcile_certificate,
         "PruneRequests": prune_requests,
@@ -135,7 +145,11 @@ async def _watch_secrets(op: Operator, logged_in: asyncio.Event) -> None:
 
 
 async def _lead(op: Operator, logged_in: asyncio.Event) -> None:
-    """Reconcile only as the leader; until then, watch events keep filling state and the queue."""
+    """Reconcile only as the leader; until then, watch events keep filling state and the queue.
+
+    Losing the Lease (another replica took it, or the API server was away for longer than the Lease)
+    halts the workers at once and campaigns again; winning it back resumes from what was kept.
+    """
     cfg = op.settings
     await logged_in.wait()
     if not cfg.leader_election:
@@ -158,27 +172,48 @@ async def _lead(op: Operator, logged_in: asyncio.Event) -> None:
         metrics.leader.set(1)
         await op.start()
 
-    def lost() -> None:
+    def stopped() -> None:
+        op.queue.halt()  # not one more write; keys, timers and interrupted reconciles stay queued
         metrics.leader.set(0)
-        op.queue.halt()
-        # Exit and let Kubernetes restart us as a fresh candidate: the simple, safe way to step down.
-        os.kill(os.getpid(), signal.SIGTERM)
 
     op.elector = elector
-    await elector.run(started, lost)
+    await elector.run(started, stopped)
+
+
+def kopf_session(info: kopf.ConnectionInfo, health: ApiHealth) -> kopf.AiohttpSession:
+    """kopf's HTTP session, built as kopf builds its own, plus certmint's User-Agent and outage accounting.
+
+    A login handler may return its own aiohttp session (kopf.AiohttpSession, kopf's documented way to add
+    headers); kopf owns it from then on and closes it. Its requests feed ``health`` through a trace.
+    """
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, ssl=info.as_ssl_context()),
+        headers={**info.as_http_headers(), "User-Agent": USER_AGENT},
+        proxy=info.proxy_url,
+        trust_env=info.trust_env,
+        trace_configs=[health_trace(health)],
+    )
+    return kopf.AiohttpSession(
+        server=info.server,
+        default_namespace=info.default_namespace,
+        priority=info.priority,
+        expiration=info.expiration,
+        aiohttp_session=session,
+    )
 
 
 @kopf.on.login()
-async def login(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> kopf.ConnectionInfo | None:
+async def login(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> kopf.AiohttpSession | None:
     info = kopf.login_with_service_account(settings=settings, **kwargs) or kopf.login_with_kubeconfig(
         settings=settings, **kwargs
     )
-    if info is not None:
-        op: Operator = memo.operator
-        await op.api.set_credentials(credentials_from_kopf(info))
-        op.ready = True
-        memo.logged_in.set()
-    return info
+    if info is None:
+        return None
+    op: Operator = memo.operator
+    await op.api.set_credentials(credentials_from_kopf(info))
+    op.ready = True
+    memo.logged_in.set()
+    return kopf_session(info, op.api.health)
 
 
 @kopf.on.cleanup()

@@ -1,7 +1,11 @@
-"""High availability: with two replicas exactly one reconciles; when it dies the other takes over."""
+"""High availability: with two replicas exactly one reconciles; when it dies the other takes over.
+
+A replica that loses its Lease steps down (stops writing) and campaigns again, in the same process.
+"""
 
 from __future__ import annotations
 
+import datetime
 import time
 from collections.abc import Iterator
 
@@ -109,3 +113,78 @@ def test_one_leader_issues_and_a_standby_takes_over(api: client.ApiClient, repli
         )
         assert len(requests["items"]) == 1
     assert _metric(standby, "certmint_issuances_total") >= 1
+
+
+LEASE_NAME = "certmint-operator"
+
+
+def _writes(op: OperatorProcess) -> float:
+    """Requests that change something, except the operator's own Lease."""
+    reads = ("get", "list", "watch")
+    return sum(v for (verb, resource), v in _requests(op).items() if verb not in reads and resource != "leases")
+
+
+@pytest.fixture
+def keeper(control_plane: ControlPlane, operator: OperatorProcess) -> Iterator[OperatorProcess]:
+    """One replica with a fast Lease, its own log."""
+    operator.stop()  # graceful: hands the Lease over at once
+    op = OperatorProcess(
+        kubeconfig=control_plane.admin_kubeconfig,
+        log_dir=control_plane.workdir / "logs",
+        namespace=OPERATOR_NAMESPACE,
+        extra_env={**FAST_LEASE, "POD_NAME": "keeper"},
+    )
+    op.runs = 300
+    op.start()
+    try:
+        yield op
+    finally:
+        op.stop()
+        operator.start()
+
+
+def _set_holder(api: client.ApiClient, holder: str | None) -> None:
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    client.CoordinationV1Api(api).patch_namespaced_lease(
+        LEASE_NAME,
+        OPERATOR_NAMESPACE,
+        {"spec": {"holderIdentity": holder, "renewTime": now, "acquireTime": now, "leaseDurationSeconds": 3600}},
+    )
+
+
+def test_a_leader_that_loses_its_lease_steps_down_and_leads_again_in_the_same_process(
+    api: client.ApiClient, keeper: OperatorProcess
+) -> None:
+    cm = Certmint(api)
+    ns = cm.namespace(unique("relead"))
+    issuer = unique("relead-ss")
+    cm.create(cluster_issuer(issuer))
+    wait_for(lambda: _metric(keeper, "certmint_leader") == 1, "the replica to hold the Lease")
+    cm.create(certificate("before", ns, issuer_name=issuer))
+    cm.wait_ready("Certificate", "before", ns)
+    assert keeper.proc is not None
+    pid = keeper.proc.pid
+
+    # Another holder takes the Lease (as a replica would after this one missed its renewals).
+    _set_holder(api, "usurper")
+    proc = keeper.proc
+    stepped_down = lambda: proc.poll() is not None or _metric(keeper, "certmint_leader") == 0  # noqa: E731
+    wait_for(stepped_down, "the replica to step down (or exit)", timeout=15)
+    assert proc.poll() is None, f"the operator exited after losing its Lease; log: {keeper.log_path}"
+    writes = _writes(keeper)
+    cm.create(certificate("during", ns, issuer_name=issuer))
+    # Its watch still sees the new Certificate and queues it, but nobody reconciles while another holds the Lease.
+    wait_for(lambda: _metric(keeper, "certmint_workqueue_depth") >= 1, "the new Certificate to wait in the queue")
+    assert "status" not in cm.get("Certificate", "during", ns)
+    assert _writes(keeper) == writes, "the replica wrote while another held the Lease"
+
+    # The other holder goes away; the replica campaigns, wins and issues what waited.
+    _set_holder(api, None)
+    wait_for(lambda: _metric(keeper, "certmint_leader") == 1, "the replica to lead again", timeout=15)
+    cm.wait_ready("Certificate", "during", ns)
+    cm.create(certificate("after", ns, issuer_name=issuer))
+    cm.wait_ready("Certificate", "after", ns)
+    assert keeper.proc.poll() is None and keeper.proc.pid == pid, "the same process leads again"
+    log = keeper.log_path.read_text(errors="replace")
+    assert log.count("became the leader") == 2
+    assert "Traceback" not in log

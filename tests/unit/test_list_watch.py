@@ -7,10 +7,13 @@ demand, so the 410 and error paths are exercised here with answers shaped like t
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from certmint.kube.client import ApiError, KubeClient
+import pytest
+
+from certmint.kube.client import ApiError, ApiUnavailable, KubeClient
 from certmint.kube.watch import ListWatch
 
 
@@ -21,7 +24,9 @@ def _secret(name: str, rv: int) -> dict[str, Any]:
 class ScriptedApi(KubeClient):
     """Answers lists and watches from queues; a watch with nothing left to say blocks, like an idle stream."""
 
-    def __init__(self, lists: list[list[dict[str, Any]] | ApiError], watches: list[list[dict[str, Any]]]) -> None:
+    def __init__(
+        self, lists: list[list[dict[str, Any]] | ApiError | ApiUnavailable], watches: list[list[dict[str, Any]]]
+    ) -> None:
         super().__init__()
         self.lists = lists
         self.watches = watches
@@ -30,7 +35,7 @@ class ScriptedApi(KubeClient):
 
     async def request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         answer = self.lists.pop(0)
-        if isinstance(answer, ApiError):
+        if isinstance(answer, ApiError | ApiUnavailable):
             raise answer
         return {"items": list(answer), "metadata": {"resourceVersion": "100", "continue": ""}}
 
@@ -84,3 +89,19 @@ async def test_errors_back_off_and_retry_then_resume_from_the_last_version() -> 
     assert listed == [{("ns", "a")}]
     # The first stream ended normally after "b": the next watch resumes from b's version, no relist.
     assert api.watched_from == ["100", "7", "7"]
+
+
+async def test_an_unavailable_api_server_is_retried_quietly(caplog: pytest.LogCaptureFixture) -> None:
+    """The outage is the client's to report (once); the watch only retries, with back-off, and logs at DEBUG."""
+    caplog.set_level(logging.DEBUG, logger="certmint.watch")
+    refused = ApiUnavailable("API server unreachable: ClientConnectorError: connection refused")
+    api = ScriptedApi(lists=[refused, refused, refused, [_secret("a", 1)]], watches=[])
+    listed: list[set[tuple[str, str]]] = []
+    watch = ListWatch(api, "/api/v1/secrets", "l", lambda t, o: None, listed.append, min_backoff_s=0.01)
+    task = asyncio.create_task(watch.run())
+    async with asyncio.timeout(5):
+        await api.watch_started[0].wait()
+    task.cancel()
+    assert listed == [{("ns", "a")}]
+    retries = [r for r in caplog.records if r.name == "certmint.watch"]
+    assert len(retries) == 3 and all(r.levelno == logging.DEBUG for r in retries)

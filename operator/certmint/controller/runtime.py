@@ -28,7 +28,7 @@ from certmint.controller.state import (
 )
 from certmint.controller.workqueue import WorkQueue
 from certmint.kube import resources
-from certmint.kube.client import ApiError, KubeClient
+from certmint.kube.client import ApiError, ApiUnavailable, KubeClient
 from certmint.kube.leader import LeaderElector
 from certmint.kube.watch import ListWatch
 from certmint.settings import Settings
@@ -45,7 +45,17 @@ class Operator:
         self.api = api
         self.state = State()
         self.clock = clock
-        self.queue: WorkQueue[Key] = WorkQueue(self._dispatch, workers=settings.workers, clock=clock)
+        # Fair between namespaces (one tenant's backlog cannot starve another's renewals); an unavailable
+        # API server is reported once by api.health, so its failures are retried quietly, and all at once
+        # when the server answers again.
+        self.queue: WorkQueue[Key] = WorkQueue(
+            self._dispatch,
+            workers=settings.workers,
+            clock=clock,
+            group_of=lambda key: key[1],
+            expected=(ApiUnavailable,),
+        )
+        api.health.on_available = self.queue.retry_expected
         self.queue.on_timer_fired = lambda key, lag: metrics.renewal_lag.observe(lag)
         metrics.queue_depth.set_function(lambda: self.queue.depth)
         metrics.scheduled_timers.set_function(lambda: self.queue.scheduled)
@@ -76,8 +86,9 @@ class Operator:
         for kind, path in paths:
             try:
                 items = await self.api.list(path)
-            except ApiError as e:  # the watches will deliver them anyway; this only avoids a false alarm
-                log.warning("listing %s failed: %s", path, e)
+            except (ApiError, ApiUnavailable) as e:  # the watches deliver them anyway; this only avoids a false alarm
+                level = logging.DEBUG if isinstance(e, ApiUnavailable) else logging.WARNING  # an outage: said once
+                log.log(level, "listing %s failed: %s", path, e)
                 continue
             for body in items:
                 self.observe_issuer(kind, "ADDED", body)

@@ -6,6 +6,15 @@ budget of 100 MiB for 10,000 certificates. kopf already talks to the API with
 aiohttp; this client reuses aiohttp and the credentials kopf logged in with,
 speaks plain JSON dicts, and counts every request by verb and resource so that
 "API writes per issuance" is a number, not a guess.
+
+Every request says ``User-Agent: certmint/<version>``, so that the API server's audit log and
+the ``manager`` of managedFields name certmint (Python's default would say ``Python``).
+
+An API server outage is a state, not an error per request: a request that cannot reach the server
+(connection refused or reset, timeout) or that the server refuses while it starts or stops
+(429, 502, 503, 504) raises :class:`ApiUnavailable`, and :class:`ApiHealth` — fed by this client
+and by kopf's session (``kopf_session``) alike — logs one WARNING when the outage begins and one
+INFO when the server answers again. Callers retry quietly.
 """
 
 from __future__ import annotations
@@ -13,16 +22,29 @@ from __future__ import annotations
 import base64
 import collections
 import json
+import logging
 import os
 import ssl
 import tempfile
+import time
+import types
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
+from certmint import __version__
+
 JSON = dict[str, Any]
+USER_AGENT = f"certmint/{__version__}"
+# Answers that mean "not now" rather than "not this request": the server is starting (503 before its
+# paths are installed, 429 while its storage initialises), stopping, or behind a failing proxy.
+UNAVAILABLE_STATUSES = frozenset({429, 502, 503, 504})
+# Failures to reach the server at all. TimeoutError covers aiohttp's request and connect timeouts.
+CONNECTION_ERRORS: tuple[type[Exception], ...] = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, OSError)
+
+log = logging.getLogger("certmint.api")
 
 
 class ApiError(Exception):
@@ -41,6 +63,156 @@ class ApiError(Exception):
     @property
     def conflict(self) -> bool:
         return self.status == 409
+
+
+class ApiUnavailable(ConnectionError):
+    """The API server could not be reached or is not serving right now; nothing is wrong with the request.
+
+    Retry later. Deliberately not an :class:`ApiError`: code that turns API refusals into conditions
+    on a resource must not record an outage as the resource's failure.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ApiHealth:
+    """Whether the API server answers, as the operator's requests see it; says so once per change.
+
+    The first failed request of an outage logs a WARNING with the plan; the first request that gets
+    an answer afterwards logs an INFO with the outage's length and calls ``on_available`` (retry what
+    waited). While a restarting server is still settling, answers and refusals alternate: a failure
+    within ``settle_s`` of the last recovery reopens the outage silently, and it is announced again
+    only if it then lasts ``settle_s``. A failure of a request sent before the last recovery belongs
+    to the outage already reported and is ignored.
+    """
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic, settle_s: float = 10.0) -> None:
+        self._clock = clock
+        self._settle_s = settle_s
+        self._down_since: float | None = None
+        self._announced = False
+        self._failures = 0
+        self._recovered_at = float("-inf")
+        self.outages = 0  # outages announced so far
+        self.on_available: Callable[[], None] | None = None
+
+    @property
+    def available(self) -> bool:
+        return self._down_since is None
+
+    @property
+    def settled(self) -> bool:
+        """Available, and for ``settle_s`` already: failures now are news, not echoes of the last outage."""
+        return self._down_since is None and self._clock() - self._recovered_at >= self._settle_s
+
+    def now(self) -> float:
+        return self._clock()
+
+    def failed(self, error: str, *, sent_at: float) -> None:
+        now = self._clock()
+        if self._down_since is None:
+            if sent_at < self._recovered_at:
+                return  # a request sent during the outage that is over: already reported
+            self._down_since = now
+            self._failures = 0
+            self._announced = now - self._recovered_at >= self._settle_s
+            if self._announced:
+                self._announce(error)
+        elif not self._announced and now - self._down_since >= self._settle_s:
+            self._announced = True
+            self._announce(error)
+        self._failures += 1
+
+    def succeeded(self) -> None:
+        if self._down_since is None:
+            return
+        now = self._clock()
+        if self._announced:
+            log.info(
+                "API server available again after %.1f s (%d requests failed meanwhile); retrying what waited",
+                now - self._down_since,
+                self._failures,
+            )
+        self._down_since = None
+        self._recovered_at = now
+        if self.on_available is not None:
+            self.on_available()
+
+    def _announce(self, error: str) -> None:
+        self.outages += 1
+        log.warning(
+            "API server unavailable (%s); reconciles, watches and the Lease retry with back-off until it answers",
+            error,
+        )
+
+
+def health_trace(health: ApiHealth) -> aiohttp.TraceConfig:
+    """Feed ``health`` from the requests of an aiohttp session that is not ours (kopf's)."""
+
+    async def started(
+        session: aiohttp.ClientSession, ctx: types.SimpleNamespace, params: aiohttp.TraceRequestStartParams
+    ) -> None:
+        ctx.sent_at = health.now()
+
+    async def ended(
+        session: aiohttp.ClientSession, ctx: types.SimpleNamespace, params: aiohttp.TraceRequestEndParams
+    ) -> None:
+        status = params.response.status
+        if unavailable_status(status):
+            health.failed(f"{status} {params.response.reason}", sent_at=ctx.sent_at)
+        else:
+            health.succeeded()
+
+    async def raised(
+        session: aiohttp.ClientSession, ctx: types.SimpleNamespace, params: aiohttp.TraceRequestExceptionParams
+    ) -> None:
+        if isinstance(params.exception, CONNECTION_ERRORS):
+            health.failed(describe(params.exception), sent_at=ctx.sent_at)
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_start.append(started)
+    trace.on_request_end.append(ended)
+    trace.on_request_exception.append(raised)
+    return trace
+
+
+class OutageLogFilter(logging.Filter):
+    """For a log handler: during an API server outage, kopf's reports of each failed request go to DEBUG.
+
+    kopf retries its requests itself and logs every failed attempt as an ERROR (one per watch stream
+    and attempt: dozens in a few seconds of outage). The outage is reported once by :class:`ApiHealth`;
+    kopf's lines stay available with ``--verbose``. "During" includes the settling time after the
+    server answers again, when requests sent during the outage still fail. Records with a traceback
+    are never touched.
+    """
+
+    def __init__(self, health: ApiHealth, *, prefix: str = "kopf.") -> None:
+        super().__init__()
+        self._health = health
+        self._prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if (
+            record.levelno >= logging.WARNING
+            and record.exc_info is None
+            and record.name.startswith(self._prefix)
+            and not self._health.settled
+        ):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger().isEnabledFor(logging.DEBUG)
+        return True
+
+
+def describe(error: BaseException) -> str:
+    """A one-line description of a connection-level failure, without a traceback."""
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def unavailable_status(status: int) -> bool:
+    return status in UNAVAILABLE_STATUSES
 
 
 @dataclass(frozen=True)
@@ -106,11 +278,21 @@ def _ssl_context(creds: Credentials) -> ssl.SSLContext | bool:
 class KubeClient:
     """JSON over HTTP to one API server; one aiohttp session with a bounded connection pool."""
 
-    def __init__(self, creds: Credentials | None = None, *, max_connections: int = 32, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        creds: Credentials | None = None,
+        *,
+        max_connections: int = 32,
+        timeout: float = 30.0,
+        health: ApiHealth | None = None,
+        user_agent: str = USER_AGENT,
+    ) -> None:
         self._creds = creds or Credentials(server="")
         self._max_connections = max_connections
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
+        self._user_agent = user_agent
+        self.health = health or ApiHealth()
         self.requests: collections.Counter[tuple[str, str]] = collections.Counter()
         self.on_request: Callable[[str, str], None] | None = None
 
@@ -125,7 +307,10 @@ class KubeClient:
         if self._creds.token_path:
             with open(self._creds.token_path, encoding="utf-8") as f:
                 token = f.read().strip()
-        return {"Authorization": f"Bearer {token}"} if token else {}
+        headers = {"User-Agent": self._user_agent}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return headers
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -161,27 +346,54 @@ class KubeClient:
             headers["Content-Type"] = content_type
             data = json.dumps(body, separators=(",", ":"))
         session = self._get_session()
-        async with session.request(
-            method, self._creds.server + path, params=params, data=data, headers=headers
-        ) as resp:
-            payload = await resp.read()
-            if resp.status >= 400:
-                raise _api_error(resp.status, payload)
-            result: JSON = json.loads(payload) if payload else {}
-            return result
+        sent_at = self.health.now()
+        try:
+            async with session.request(
+                method, self._creds.server + path, params=params, data=data, headers=headers
+            ) as resp:
+                payload = await resp.read()
+                status = resp.status
+        except CONNECTION_ERRORS as e:
+            raise self._unreachable(e, sent_at) from e
+        if unavailable_status(status):
+            raise self._refused(status, payload, sent_at)
+        self.health.succeeded()
+        if status >= 400:
+            raise _api_error(status, payload)
+        result: JSON = json.loads(payload) if payload else {}
+        return result
+
+    def _unreachable(self, error: Exception, sent_at: float) -> ApiUnavailable:
+        text = describe(error)
+        self.health.failed(text, sent_at=sent_at)
+        return ApiUnavailable(f"API server unreachable: {text}")
+
+    def _refused(self, status: int, payload: bytes, sent_at: float) -> ApiUnavailable:
+        text = str(_api_error(status, payload))
+        self.health.failed(text, sent_at=sent_at)
+        return ApiUnavailable(f"API server unavailable: {text}", status=status)
 
     async def stream(self, path: str, *, params: Mapping[str, str], read_timeout: float) -> AsyncIterator[JSON]:
         """A watch: the server's events, one JSON object per line, until it ends the stream."""
         self._count("watch", path)
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=read_timeout)
         session = self._get_session()
-        async with session.get(
-            self._creds.server + path, params=params, headers=self._headers(), timeout=timeout
-        ) as resp:
-            if resp.status >= 400:
-                raise _api_error(resp.status, await resp.read())
-            async for event in json_lines(resp.content.iter_any()):
-                yield event
+        sent_at = self.health.now()
+        try:
+            async with session.get(
+                self._creds.server + path, params=params, headers=self._headers(), timeout=timeout
+            ) as resp:
+                if unavailable_status(resp.status):
+                    raise self._refused(resp.status, await resp.read(), sent_at)
+                self.health.succeeded()
+                if resp.status >= 400:
+                    raise _api_error(resp.status, await resp.read())
+                async for event in json_lines(resp.content.iter_any()):
+                    yield event
+        except ApiUnavailable:
+            raise
+        except CONNECTION_ERRORS as e:  # also a stream cut in the middle: the server went away
+            raise self._unreachable(e, sent_at) from e
 
     async def get(self, path: str) -> JSON | None:
         """The object, or None when it does not exist."""

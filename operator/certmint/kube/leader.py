@@ -3,9 +3,12 @@
 Every replica watches and keeps its state warm; only the holder of the Lease
 reconciles, so exactly one replica writes. A candidate takes the Lease when
 its holder has not renewed it for ``lease_duration``; the holder renews every
-``renew_period``, and if it cannot renew before the Lease would expire it
-gives up at once (the process exits and is restarted), so two replicas never
-act as leader together.
+``renew_period``, and if it cannot renew before the Lease would expire (the API
+server is away, or another replica took the Lease) it steps down at once, so two
+replicas never act as leader together. Stepping down is not the end: the former
+leader stops writing (``on_stopped_leading``), campaigns again like any standby,
+and when it wins the Lease back it starts leading again (``on_started_leading``)
+from the state its watches kept meanwhile. No process exit, no restart needed.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from certmint.kube.client import JSON, ApiError, KubeClient
+from certmint.kube.client import JSON, ApiError, ApiUnavailable, KubeClient
 
 log = logging.getLogger("certmint.leader")
 
@@ -50,44 +53,72 @@ class LeaderElector:
         self.api = api
         self.config = config
         self.is_leader = False
+        self.terms = 0  # times this replica became the leader
+        self.holder: str | None = None  # the holder seen at the last read of the Lease
 
     @property
     def _path(self) -> str:
         return f"/apis/coordination.k8s.io/v1/namespaces/{self.config.namespace}/leases"
 
-    async def run(self, on_started_leading: Callable[[], Awaitable[None]], on_lost: Callable[[], None]) -> None:
-        """Campaign until elected, call ``on_started_leading``, then renew until the Lease is lost."""
+    async def run(
+        self, on_started_leading: Callable[[], Awaitable[None]], on_stopped_leading: Callable[[], None]
+    ) -> None:
+        """Forever (until cancelled): campaign, lead until the Lease is lost, step down, campaign again."""
+        while True:
+            await self._campaign()
+            self.is_leader = True
+            self.terms += 1
+            log.info(
+                "became the leader (Lease %s/%s, identity %s)",
+                self.config.namespace,
+                self.config.name,
+                self.config.identity,
+            )
+            await on_started_leading()
+            await self._hold()
+            self.is_leader = False
+            log.warning(
+                "lost the Lease %s/%s: stepped down (no more writes) and campaigning again",
+                self.config.namespace,
+                self.config.name,
+            )
+            on_stopped_leading()
+
+    async def _campaign(self) -> None:
         while True:
             try:
                 if await self._try_acquire_or_renew():
-                    break
+                    return
             except (ApiError, OSError) as e:
-                log.warning("campaigning for the Lease failed: %s", e)
+                self._log_failure("campaigning for the Lease failed: %s", e)
             await asyncio.sleep(self.config.retry_period)  # the campaign's polling period, as in client-go
-        self.is_leader = True
-        log.info(
-            "became the leader (Lease %s/%s, identity %s)",
-            self.config.namespace,
-            self.config.name,
-            self.config.identity,
-        )
-        await on_started_leading()
-        last_renewal = asyncio.get_running_loop().time()
+
+    async def _hold(self) -> None:
+        """Renew until a renewal cannot be had before the Lease would run out; then return."""
+        loop = asyncio.get_running_loop()
+        cfg = self.config
+        deadline = loop.time() + cfg.lease_duration - cfg.retry_period  # step down with a margin
         while True:
-            await asyncio.sleep(self.config.renew_period)
+            await asyncio.sleep(cfg.renew_period)
+            renewed = False
+            attempt = loop.time()  # the renewTime written is taken after this: the Lease lasts at least until
             try:
-                renewed = await self._try_acquire_or_renew()
+                # A renewal that hangs must not keep us leading past the Lease: bound it by the deadline.
+                async with asyncio.timeout(max(deadline - attempt, 0.0)):
+                    renewed = await self._try_acquire_or_renew()
+            except TimeoutError:
+                log.debug("renewing the Lease did not finish before it would run out")
             except (ApiError, OSError) as e:
-                log.warning("renewing the Lease failed: %s", e)
-                renewed = False
-            now = asyncio.get_running_loop().time()
+                self._log_failure("renewing the Lease failed: %s", e)
             if renewed:
-                last_renewal = now
-            elif now - last_renewal >= self.config.lease_duration - self.config.retry_period:
-                self.is_leader = False
-                log.error("lost the Lease %s/%s; stepping down", self.config.namespace, self.config.name)
-                on_lost()
-                return
+                deadline = attempt + cfg.lease_duration - cfg.retry_period
+            elif self.holder not in (None, cfg.identity) or loop.time() >= deadline:
+                return  # another replica holds the Lease now, or ours is about to run out
+
+    @staticmethod
+    def _log_failure(message: str, error: Exception) -> None:
+        # An unavailable API server is reported once per outage by the client; only other failures are news.
+        log.log(logging.DEBUG if isinstance(error, ApiUnavailable) else logging.WARNING, message, error)
 
     async def release(self) -> None:
         """On a graceful stop, hand the Lease over at once instead of letting it expire."""
@@ -111,6 +142,7 @@ class LeaderElector:
         now = _now()
         cfg = self.config
         lease = await self.api.get(f"{self._path}/{cfg.name}")
+        self.holder = None
         spec_new: JSON = {
             "holderIdentity": cfg.identity,
             "leaseDurationSeconds": int(cfg.lease_duration),
@@ -132,6 +164,7 @@ class LeaderElector:
             return True
         spec = lease.get("spec") or {}
         holder = spec.get("holderIdentity")
+        self.holder = holder
         renewed = _parse(spec.get("renewTime")) or _parse(spec.get("acquireTime"))
         duration = float(spec.get("leaseDurationSeconds") or cfg.lease_duration)
         expired = renewed is None or (now - renewed).total_seconds() > duration

@@ -4,9 +4,10 @@ kopf keeps a memory record for every object it watches (about 1 KB each) and run
 machinery per event. For the operator's Secrets — one per Certificate — only the name, labels and
 resourceVersion matter between reconciles, so they are watched here instead: a paginated list, then a
 watch from the list's resourceVersion with bookmarks; a relist when the server answers 410 Gone
-(the version fell out of its window); back-off on any other failure. Every object goes to
-``on_event`` and is dropped. After each (re)list ``on_listed`` receives the keys present, so that a
-deletion missed while disconnected is still noticed.
+(the version fell out of its window); back-off on any other failure. An unavailable API server is
+reported once per outage by the client (ApiHealth), so here it is logged at DEBUG only. Every object
+goes to ``on_event`` and is dropped. After each (re)list ``on_listed`` receives the keys present, so
+that a deletion missed while disconnected is still noticed.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from certmint.kube.client import JSON, ApiError, KubeClient
+from certmint.kube.client import JSON, ApiError, ApiUnavailable, KubeClient
 
 log = logging.getLogger("certmint.watch")
 
@@ -54,8 +55,9 @@ class ListWatch:
             except Gone:
                 log.info("watch of %s expired (410 Gone): listing again", self.path)
                 resource_version = None
-            except (ApiError, aiohttp.ClientError, TimeoutError, ValueError) as e:
-                log.warning("watch of %s failed: %s; retrying in %.1f s", self.path, e, delay)
+            except (ApiError, ApiUnavailable, aiohttp.ClientError, TimeoutError, ValueError) as e:
+                level = logging.DEBUG if isinstance(e, ApiUnavailable) else logging.WARNING
+                log.log(level, "watch of %s failed: %s; retrying in %.1f s", self.path, e, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.max_backoff_s)
 
