@@ -361,7 +361,9 @@ _LABEL = {"certmint.dev/certificate-name": "web"}
     ("labels", "annotations", "serials", "expected", "via"),
     [
         pytest.param(_LABEL, _MARKED, (None, None), Ownership.OURS, None, id="created-for-this-certificate"),
-        pytest.param({}, {"certmint.dev/handover-to": "web"}, (None, None), Ownership.OURS, "handover", id="handed-over"),
+        pytest.param(
+            {}, {"certmint.dev/handover-to": "web"}, (None, None), Ownership.OURS, "handover", id="handed-over"
+        ),
         pytest.param(
             _LABEL,
             {**_MARKED, "certmint.dev/certificate-uid": "uid-old"},
