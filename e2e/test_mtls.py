@@ -330,8 +330,16 @@ def _ca_chain(kube: Kube, cert_name: str, issuer_name: str, common_name: str) ->
         issuer_name,
         {
             "ca": {"secretName": cert_name},
-            # A namespace may only obtain SPIFFE IDs of its own service accounts.
-            "policy": {"allowedURIs": ["spiffe://cluster.local/ns/{namespace}/sa/*"], "maxDuration": "24h"},
+            # The README's isolation policy: a namespace may only obtain its own Services' names and its own
+            # service accounts' SPIFFE IDs; no IP addresses, email addresses or subject attributes.
+            "policy": {
+                "allowedDNSNames": ["*.{namespace}.svc", "*.{namespace}.svc.cluster.local"],
+                "allowedIPRanges": [],
+                "allowedURIs": ["spiffe://cluster.local/ns/{namespace}/sa/*"],
+                "allowedEmailAddresses": [],
+                "allowedSubject": {},
+                "maxDuration": "24h",
+            },
         },
     )
 
