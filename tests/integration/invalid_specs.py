@@ -461,6 +461,16 @@ INVALID_OBJECTS: list[tuple[str, dict[str, Any], str]] = [
     ),
     # A value too large for CEL's duration() is reported as the maximum, never as a type-conversion error.
     (
+        "issuer-maxduration-too-large-for-cel",
+        issuer("bad-issuer-hugemax", selfSigned={}, policy={"minDuration": "1h", "maxDuration": "3000000h"}),
+        "spec.policy.maxDuration must be at most 87600h (10 years)",
+    ),
+    (
+        "clusterissuer-minduration-too-large-for-cel",
+        cluster_issuer("bad-clusterissuer-hugemin", selfSigned={}, policy={"minDuration": "99999999999999999999ns"}),
+        "spec.policy.minDuration must be at most 87600h (10 years)",
+    ),
+    (
         "certificate-duration-too-large-for-cel",
         certificate("bad-cert-huge", duration="3000000h"),
         "spec.duration must be at most 87600h (10 years)",

@@ -382,6 +382,14 @@ _LABEL = {"certmint.dev/certificate-name": "web"}
         ),
         pytest.param(
             {"certmint.dev/certificate-name": "api"},
+            {"certmint.dev/certificate-name": "api"},
+            ("0a", "0a"),
+            Ownership.NOT_OWNED,
+            None,
+            id="labelled-for-another-without-the-uid-mark",
+        ),
+        pytest.param(
+            {"certmint.dev/certificate-name": "api"},
             {"certmint.dev/certificate-name": "api", "certmint.dev/certificate-uid": "uid-api"},
             (None, None),
             Ownership.IN_USE,

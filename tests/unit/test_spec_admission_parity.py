@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from certmint.core.spec import CertificateSpec, SpecError
+from certmint.core.spec import CertificateSpec, IssuerSpec, SpecError
 
 MINIMAL: dict[str, Any] = {"secretName": "web-tls", "issuerRef": {"name": "ca"}, "dnsNames": ["web"]}
 
@@ -52,6 +52,9 @@ MINIMAL: dict[str, Any] = {"secretName": "web-tls", "issuerRef": {"name": "ca"},
             id="reserved-subdomain",
         ),
         pytest.param(
+            {"duration": "3000000h"}, "spec.duration: must be at most 87600h (10 years)", id="duration-too-long"
+        ),
+        pytest.param(
             {"secretTemplate": {"labels": {"Certmint.Dev/handover-to": "web"}}},
             "spec.secretTemplate.labels: must not set Certmint.Dev/handover-to",
             id="reserved-any-case",
@@ -79,3 +82,10 @@ def test_what_is_not_reserved_or_mapped_is_kept() -> None:
     assert spec.ip_addresses == ("10.0.0.1", "::ffff:0:a00:1", "fd00::7")
     assert dict(spec.secret_labels) == {"notcertmint.dev/x": "1", "app": "web"}
     assert dict(spec.secret_annotations) == {"example.com/certmint.dev": "1"}
+
+
+def test_issuer_policy_durations_are_bounded_like_at_admission() -> None:
+    with pytest.raises(SpecError) as err:
+        IssuerSpec.from_dict({"selfSigned": {}, "policy": {"maxDuration": "3000000h"}})
+    assert "spec.policy.maxDuration: must be at most 87600h (10 years)" in str(err.value)
+    assert IssuerSpec.from_dict({"selfSigned": {}, "policy": {"maxDuration": "87600h"}}).policy.max_duration

@@ -379,11 +379,11 @@ def secret_ownership(
         if is_our_name:
             return SecretClaim(Ownership.OURS, via="previous")
         return SecretClaim(Ownership.IN_USE, other=named or "(unknown)")
-    if named is not None and labels.get(CERTIFICATE_NAME) is not None:
-        if not is_our_name:
-            return SecretClaim(Ownership.IN_USE, other=named)
-        if secret_serial is not None and secret_serial == status_serial:
-            return SecretClaim(Ownership.OURS, via="legacy")
+    # Without the UID mark a label proves nothing (whoever may edit the Secret may set it), so a label
+    # naming another Certificate makes it "not ours", not "another Certificate's".
+    legacy = is_our_name and labels.get(CERTIFICATE_NAME) is not None
+    if legacy and secret_serial is not None and secret_serial == status_serial:
+        return SecretClaim(Ownership.OURS, via="legacy")
     return SecretClaim(Ownership.NOT_OWNED)
 
 

@@ -221,15 +221,22 @@ def shared(value: _H) -> _H:
     return value
 
 
-def _optional_duration(value: Any, path: str) -> timedelta | None:
+#: The longest lifetime (and policy bound) any field accepts, as the CRDs' CEL rules say.
+MAX_DURATION: Final = timedelta(hours=87600)
+
+
+def _optional_duration(value: Any, path: str, *, maximum: timedelta | None = None) -> timedelta | None:
     if value is None or value == "":
         return None
-    return parse_duration(value, field=path)
+    duration = parse_duration(value, field=path)
+    if maximum is not None and duration > maximum:
+        raise _fail(path, f"must be at most {format_duration(maximum)} (10 years)")
+    return duration
 
 
 def _lifetime_duration(value: Any, path: str) -> timedelta:
-    """A certificate lifetime: DEFAULT_DURATION when absent, and longer than zero."""
-    duration = _optional_duration(value, path)
+    """A certificate lifetime: DEFAULT_DURATION when absent, longer than zero and at most MAX_DURATION."""
+    duration = _optional_duration(value, path, maximum=MAX_DURATION)
     if duration is None:
         return DEFAULT_DURATION
     if duration <= timedelta(0):
@@ -649,8 +656,8 @@ class Policy:
         for algorithm in algorithms or ():
             if algorithm not in KEY_SIZES:
                 raise _fail(f"{path}.allowedKeyAlgorithms", f"{_q(algorithm)} is not ECDSA, RSA or Ed25519")
-        min_duration = _optional_duration(d.get("minDuration"), f"{path}.minDuration")
-        max_duration = _optional_duration(d.get("maxDuration"), f"{path}.maxDuration")
+        min_duration = _optional_duration(d.get("minDuration"), f"{path}.minDuration", maximum=MAX_DURATION)
+        max_duration = _optional_duration(d.get("maxDuration"), f"{path}.maxDuration", maximum=MAX_DURATION)
         if min_duration is not None and max_duration is not None and min_duration > max_duration:
             raise _fail(f"{path}.minDuration", "must not be longer than maxDuration")
         return cls(
