@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 CLUSTER ?= local
 CLUSTER_DIR ?= .local/cluster
 
-.PHONY: help setup binaries helm chart-crds image-lock e2e-setup lint test test-unit test-integration test-chart \
+.PHONY: help setup binaries helm chart-crds image-lock e2e-setup lint test test-unit test-integration test-chart test-tenancy \
 	test-e2e bench bench-reduced run cluster-up cluster-down clean
 
 help:
@@ -53,6 +53,9 @@ test-integration: setup binaries
 
 test-chart: setup binaries helm
 	$(BIN)/pytest tests/chart
+
+test-tenancy: setup binaries helm ## a restricted user attacks the operator deployed by the chart
+	$(BIN)/pytest tests/tenancy
 
 test-e2e: setup binaries helm e2e-setup
 	$(BIN)/pytest e2e

@@ -61,10 +61,6 @@ EXAMPLE_POLICY: dict[str, Any] = {
 OUTCOMES: list[str] = []
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "tenancy: a restricted user attacks the operator deployed by the chart")
-
-
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if not OUTCOMES:
         return
