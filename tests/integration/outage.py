@@ -39,4 +39,16 @@ def api_server_down(cp: ControlPlane, sig: int = signal.SIGKILL) -> Iterator[flo
         yield stopped
     finally:
         cp._spawn(API_SERVER, argv)
+        _keep_stop_order(cp.workdir / "pids", API_SERVER, old_pid=proc.pid, new_pid=cp.processes[API_SERVER].pid)
         cp._wait(API_SERVER, lambda: _http_get(f"{cp.server}/readyz", cp.ca_pem, cp.tokens["admin"]) == b"ok")
+
+
+def _keep_stop_order(pids_file: Path, name: str, *, old_pid: int, new_pid: int) -> None:
+    """The new PID takes the old one's place in the record the control plane is stopped by (newest first).
+
+    Appended last, the API server would be stopped before the controller manager, and wait on its
+    connections for a minute instead of exiting at once.
+    """
+    old, new = f"{name} {old_pid}", f"{name} {new_pid}"
+    lines = [new if line == old else line for line in pids_file.read_text().splitlines() if line != new]
+    pids_file.write_text("\n".join(lines) + "\n")

@@ -4,10 +4,14 @@ The API server is killed with a batch of issuances in flight and started again. 
 become Ready, and the operator's log must say what happened in a few lines: a WARNING when the API
 server became unreachable, with the plan, and an INFO when it is back; no traceback (tracebacks mean
 bugs), no line per failed request or per key.
+
+An outage longer than the Lease (a graceful restart of the API server takes a minute) costs the operator its Lease:
+it steps down and campaigns again in the same process, and leads again when the server is back.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import signal
 import time
@@ -26,29 +30,55 @@ from tests.integration.outage import api_server_down
 
 pytestmark = pytest.mark.integration
 
-CERTIFICATES = 80
+CERTIFICATES = 150
 OUTAGE_S = 5.0  # how long the API server stays away: the scenario, not a wait for something
 MAX_OUTAGE_LINES = 4  # a WARNING per outage; a little slack for the kopf watch streams' own reconnects
 
 
-@pytest.fixture
-def quiet_operator(control_plane: ControlPlane, operator: OperatorProcess) -> Iterator[OperatorProcess]:
-    """The operator at INFO, as users run it, with a Lease longer than the outage (losing it is another test)."""
+@contextlib.contextmanager
+def _own_operator(
+    control_plane: ControlPlane, operator: OperatorProcess, runs: int, env: dict[str, str]
+) -> Iterator[OperatorProcess]:
+    """The operator at INFO, as users run it, in place of the session's (restarted afterwards)."""
     operator.stop()
     op = OperatorProcess(
         kubeconfig=control_plane.admin_kubeconfig,
         log_dir=control_plane.workdir / "logs",
         namespace=OPERATOR_NAMESPACE,
-        extra_env={"CERTMINT_LEASE_DURATION_SECONDS": "120", "POD_NAME": "outage"},
+        extra_env={**env, "POD_NAME": f"outage-{runs}"},
         verbose=False,
     )
-    op.runs = 200
+    op.runs = runs
     op.start()
     try:
         yield op
     finally:
         op.stop()
         operator.start()
+
+
+@pytest.fixture
+def quiet_operator(control_plane: ControlPlane, operator: OperatorProcess) -> Iterator[OperatorProcess]:
+    """With a Lease longer than the outage: losing it is the next test."""
+    with _own_operator(control_plane, operator, 200, {"CERTMINT_LEASE_DURATION_SECONDS": "120"}) as op:
+        yield op
+
+
+@pytest.fixture
+def short_lease_operator(control_plane: ControlPlane, operator: OperatorProcess) -> Iterator[OperatorProcess]:
+    fast = {
+        "CERTMINT_LEASE_DURATION_SECONDS": "4",
+        "CERTMINT_LEASE_RENEW_SECONDS": "1",
+        "CERTMINT_LEASE_RETRY_SECONDS": "0.5",
+    }
+    with _own_operator(control_plane, operator, 210, fast) as op:
+        yield op
+
+
+def _metric(op: OperatorProcess, name: str) -> float:
+    status, body = op.get("/metrics")
+    assert status == 200, f"the operator's /metrics answered {status}"
+    return sum(float(line.rsplit(" ", 1)[1]) for line in body.splitlines() if line.startswith(name + " "))
 
 
 def _ready(obj: dict[str, Any]) -> bool:
@@ -72,10 +102,12 @@ def test_api_server_crash_with_issuances_in_flight(
     for name in names:
         cm.create(certificate(name, ns, issuer_name=issuer))
 
+    in_flight = _metric(quiet_operator, "certmint_workqueue_depth")
     with api_server_down(control_plane, signal.SIGKILL) as killed_at:
         time.sleep(OUTAGE_S)
         assert quiet_operator.proc is not None and quiet_operator.proc.poll() is None
-    print(f"\nkube-apiserver down for {time.monotonic() - killed_at:.1f}s")
+    print(f"\nkube-apiserver down for {time.monotonic() - killed_at:.1f}s, {in_flight:.0f} keys queued or in flight")
+    assert in_flight > 0, "every Certificate was done before the kill: the scenario needs work in flight"
 
     def all_ready() -> bool:
         items = cm.custom.list_namespaced_custom_object("certmint.dev", "v1alpha1", ns, "certificates")["items"]
@@ -93,3 +125,35 @@ def test_api_server_crash_with_issuances_in_flight(
     assert 1 <= len(noisy) <= MAX_OUTAGE_LINES, "\n".join(noisy[:40])
     assert any("API server unavailable" in line for line in noisy)
     assert any(" INFO " in line and "API server available again" in line for line in lines)
+
+
+def test_an_outage_longer_than_the_lease_steps_down_and_leads_again(
+    api: client.ApiClient, control_plane: ControlPlane, short_lease_operator: OperatorProcess
+) -> None:
+    op = short_lease_operator
+    assert op.proc is not None
+    pid = op.proc.pid
+    cm = Certmint(api)
+    ns = cm.namespace(unique("relead"))
+    issuer = unique("relead-ss")
+    cm.create(cluster_issuer(issuer))
+    wait_for(lambda: _metric(op, "certmint_leader") == 1, "the operator to lead")
+    log_start = op.log_path.stat().st_size
+
+    # Down until the Lease is lost, as in a graceful restart of about a minute (SIGTERM makes this test a minute
+    # longer, the operator sees the same: refused connections until its Lease runs out).
+    with api_server_down(control_plane, signal.SIGKILL):
+        wait_for(lambda: _metric(op, "certmint_leader") == 0, "the operator to step down", timeout=30)
+        assert op.proc.poll() is None, f"the operator exited; log: {op.log_path}"
+
+    wait_for(lambda: _metric(op, "certmint_leader") == 1, "the operator to lead again", timeout=60)
+    cm.create(certificate("after", ns, issuer_name=issuer))
+    cm.wait_ready("Certificate", "after", ns, timeout=60)
+    assert op.proc.poll() is None and op.proc.pid == pid, "the same process leads again"
+    lines = _lines(op, log_start)
+    assert any("lost the Lease" in line for line in lines)
+    assert any("became the leader" in line for line in lines)
+    assert not any("Traceback" in line or " ERROR " in line for line in lines), "\n".join(lines[:60])
+    noisy = [line for line in lines if re.search(r" (WARNING|ERROR|CRITICAL) ", line)]
+    print("\noperator log, WARNING or worse:\n" + "\n".join(noisy))
+    assert len(noisy) <= MAX_OUTAGE_LINES + 1, "\n".join(noisy)  # + the Lease lost

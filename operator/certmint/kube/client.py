@@ -13,8 +13,8 @@ the ``manager`` of managedFields name certmint (Python's default would say ``Pyt
 An API server outage is a state, not an error per request: a request that cannot reach the server
 (connection refused or reset, timeout) or that the server refuses while it starts or stops
 (429, 502, 503, 504) raises :class:`ApiUnavailable`, and :class:`ApiHealth` — fed by this client
-and by kopf's session (``kopf_session``) alike — logs one WARNING when the outage begins and one
-INFO when the server answers again. Callers retry quietly.
+and by kopf's session (see ``handlers.kopf_session``) alike — logs one WARNING when an outage has
+lasted a second and one INFO when the server answers again. Callers retry quietly.
 """
 
 from __future__ import annotations
@@ -78,18 +78,22 @@ class ApiUnavailable(ConnectionError):
 
 
 class ApiHealth:
-    """Whether the API server answers, as the operator's requests see it; says so once per change.
+    """Whether the API server answers, as the operator's requests see it; says so once per outage.
 
-    The first failed request of an outage logs a WARNING with the plan; the first request that gets
-    an answer afterwards logs an INFO with the outage's length and calls ``on_available`` (retry what
-    waited). While a restarting server is still settling, answers and refusals alternate: a failure
-    within ``settle_s`` of the last recovery reopens the outage silently, and it is announced again
-    only if it then lasts ``settle_s``. A failure of a request sent before the last recovery belongs
-    to the outage already reported and is ignored.
+    An outage begins with a failed request and ends with the next request that gets an answer. It is
+    announced (one WARNING, with the plan) once it has lasted ``min_outage_s``, so that a blip — one
+    refusal while the server initialises a cache, a connection reset and an immediate reconnect —
+    stays at DEBUG; an announced outage ends with one INFO saying how long it lasted. Either way its
+    end calls ``on_available`` (retry what waited). A failure of a request sent before the last
+    recovery belongs to the outage that is over and is ignored. ``settled`` is False during an
+    outage and for ``settle_s`` after it, while requests sent meanwhile still fail.
     """
 
-    def __init__(self, *, clock: Callable[[], float] = time.monotonic, settle_s: float = 10.0) -> None:
+    def __init__(
+        self, *, clock: Callable[[], float] = time.monotonic, min_outage_s: float = 1.0, settle_s: float = 10.0
+    ) -> None:
         self._clock = clock
+        self._min_outage_s = min_outage_s
         self._settle_s = settle_s
         self._down_since: float | None = None
         self._announced = False
@@ -114,38 +118,34 @@ class ApiHealth:
         now = self._clock()
         if self._down_since is None:
             if sent_at < self._recovered_at:
-                return  # a request sent during the outage that is over: already reported
+                return  # a request sent during the outage that is over: already accounted for
             self._down_since = now
             self._failures = 0
-            self._announced = now - self._recovered_at >= self._settle_s
-            if self._announced:
-                self._announce(error)
-        elif not self._announced and now - self._down_since >= self._settle_s:
-            self._announced = True
-            self._announce(error)
+            self._announced = False
         self._failures += 1
+        if not self._announced and now - self._down_since >= self._min_outage_s:
+            self._announced = True
+            self.outages += 1
+            log.warning(
+                "API server unavailable (%s); reconciles, watches and the Lease retry with back-off until it answers",
+                error,
+            )
 
     def succeeded(self) -> None:
         if self._down_since is None:
             return
         now = self._clock()
-        if self._announced:
-            log.info(
-                "API server available again after %.1f s (%d requests failed meanwhile); retrying what waited",
-                now - self._down_since,
-                self._failures,
-            )
+        level = logging.INFO if self._announced else logging.DEBUG
+        log.log(
+            level,
+            "API server available again after %.1f s (%d requests failed meanwhile); retrying what waited",
+            now - self._down_since,
+            self._failures,
+        )
         self._down_since = None
         self._recovered_at = now
         if self.on_available is not None:
             self.on_available()
-
-    def _announce(self, error: str) -> None:
-        self.outages += 1
-        log.warning(
-            "API server unavailable (%s); reconciles, watches and the Lease retry with back-off until it answers",
-            error,
-        )
 
 
 def health_trace(health: ApiHealth) -> aiohttp.TraceConfig:
