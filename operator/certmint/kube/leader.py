@@ -87,8 +87,11 @@ class LeaderElector:
     async def _campaign(self) -> None:
         while True:
             try:
-                if await self._try_acquire_or_renew():
-                    return
+                async with asyncio.timeout(self.config.lease_duration):  # a hung request must not end the campaign
+                    if await self._try_acquire_or_renew():
+                        return
+            except TimeoutError:
+                log.debug("an attempt to take the Lease did not finish in %.1f s", self.config.lease_duration)
             except (ApiError, OSError) as e:
                 self._log_failure("campaigning for the Lease failed: %s", e)
             await asyncio.sleep(self.config.retry_period)  # the campaign's polling period, as in client-go
