@@ -115,6 +115,8 @@ def test_api_server_crash_with_issuances_in_flight(
 
     wait_for(all_ready, f"all {CERTIFICATES} Certificates to be Ready after the outage", timeout=180, interval=0.5)
     assert quiet_operator.proc is not None and quiet_operator.proc.poll() is None, "the operator exited"
+    cm.create(certificate("after", ns, issuer_name=issuer))  # the watches are back, not only the retries
+    cm.wait_ready("Certificate", "after", ns, timeout=60)
 
     lines = _lines(quiet_operator, log_start)
     noisy = [line for line in lines if re.search(r" (WARNING|ERROR|CRITICAL) ", line)]
