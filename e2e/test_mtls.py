@@ -38,6 +38,7 @@ from typing import Any, Protocol, TypeVar
 import pytest
 from cryptography import x509
 from kubernetes import client, config
+from tests.integration.builders import ISOLATION_POLICY
 
 from e2e import operator_image
 from e2e.conftest import SUMMARY, missing
@@ -332,14 +333,7 @@ def _ca_chain(kube: Kube, cert_name: str, issuer_name: str, common_name: str) ->
             "ca": {"secretName": cert_name},
             # The README's isolation policy: a namespace may only obtain its own Services' names and its own
             # service accounts' SPIFFE IDs; no IP addresses, email addresses or subject attributes.
-            "policy": {
-                "allowedDNSNames": ["*.{namespace}.svc", "*.{namespace}.svc.cluster.local"],
-                "allowedIPRanges": [],
-                "allowedURIs": ["spiffe://cluster.local/ns/{namespace}/sa/*"],
-                "allowedEmailAddresses": [],
-                "allowedSubject": {},
-                "maxDuration": "24h",
-            },
+            "policy": ISOLATION_POLICY,
         },
     )
 

@@ -16,6 +16,19 @@ GROUP, VERSION = "certmint.dev", "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 
 
+#: The documented isolation policy of a ClusterIssuer shared by namespaces (README, "Security model"): each
+#: namespace obtains only names of its own Services and SPIFFE IDs of its own ServiceAccounts; no IP
+#: addresses, no email addresses, no subject attributes; at most a day.
+ISOLATION_POLICY: dict[str, Any] = {
+    "allowedDNSNames": ["*.{namespace}.svc", "*.{namespace}.svc.cluster.local"],
+    "allowedIPRanges": [],
+    "allowedURIs": ["spiffe://cluster.local/ns/{namespace}/sa/*"],
+    "allowedEmailAddresses": [],
+    "allowedSubject": {},
+    "maxDuration": "24h",
+}
+
+
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
 
@@ -155,3 +168,17 @@ def leaf(data: dict[str, bytes]) -> x509.Certificate:
 
 def serial_hex(cert: x509.Certificate) -> str:
     return format(cert.serial_number, "x")
+
+
+def ca_chain(cm: Certmint, root: str, namespace: str) -> str:
+    """The usual bootstrap: selfSigned ClusterIssuer → CA Certificate in ``namespace`` → CA ClusterIssuer ``root``."""
+    cm.create(cluster_issuer(f"{root}-selfsigned"))
+    cm.create(
+        certificate(
+            root, namespace, issuer_name=f"{root}-selfsigned", commonName=f"{root} CA", isCA=True, duration="24h"
+        )
+    )
+    cm.wait_ready("Certificate", root, namespace)
+    cm.create(cluster_issuer(root, ca_secret=f"{root}-tls"))
+    cm.wait_ready("ClusterIssuer", root)
+    return root

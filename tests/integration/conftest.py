@@ -12,6 +12,7 @@ from kubernetes import client, config
 from tests.conftest import session_control_plane
 from tests.controlplane.cluster import ControlPlane
 from tests.controlplane.operator_process import OperatorProcess
+from tests.integration.builders import Certmint, ca_chain, unique
 
 REPO = Path(__file__).resolve().parents[2]
 OPERATOR_NAMESPACE = "certmint"
@@ -67,3 +68,15 @@ def operator(control_plane: ControlPlane, crds: None) -> Iterator[OperatorProces
     proc.start()
     yield proc
     proc.stop()
+
+
+@pytest.fixture(scope="module")
+def cm(api: client.ApiClient, operator: OperatorProcess) -> Certmint:
+    """certmint objects through the admin client, with the session's operator running."""
+    return Certmint(api)
+
+
+@pytest.fixture(scope="module")
+def ca_issuer(cm: Certmint) -> str:
+    """A CA ClusterIssuer of the module's own, behind a selfSigned root in the operator's namespace."""
+    return ca_chain(cm, unique("root"), OPERATOR_NAMESPACE)

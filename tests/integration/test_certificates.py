@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import ipaddress
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,32 +21,6 @@ from tests.integration.conftest import OPERATOR_NAMESPACE, api_for
 from tests.integration.kubeutil import wait_for
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def cm(api: client.ApiClient, operator: OperatorProcess) -> Certmint:
-    return Certmint(api)
-
-
-@pytest.fixture(scope="module")
-def ca_issuer(cm: Certmint) -> Iterator[str]:
-    """The usual bootstrap: selfSigned ClusterIssuer → CA Certificate → CA ClusterIssuer."""
-    root = unique("root")
-    cm.create(cluster_issuer(f"{root}-selfsigned"))
-    cm.create(
-        certificate(
-            root,
-            OPERATOR_NAMESPACE,
-            issuer_name=f"{root}-selfsigned",
-            commonName=f"{root} CA",
-            isCA=True,
-            duration="24h",
-        )
-    )
-    cm.wait_ready("Certificate", root, OPERATOR_NAMESPACE)
-    cm.create(cluster_issuer(root, ca_secret=f"{root}-tls"))
-    cm.wait_ready("ClusterIssuer", root)
-    yield root
 
 
 @pytest.fixture(scope="module")

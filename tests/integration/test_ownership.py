@@ -11,44 +11,16 @@ Certificate with a long (legal) name issued like any other.
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from kubernetes import client
 
-from tests.controlplane.operator_process import OperatorProcess
 from tests.integration.builders import Certmint, certificate, cluster_issuer, leaf, serial_hex, unique
-from tests.integration.conftest import OPERATOR_NAMESPACE
 from tests.integration.kubeutil import wait_for
 
 pytestmark = pytest.mark.integration
 GROUP, VERSION = "certmint.dev", "v1alpha1"
-
-
-@pytest.fixture(scope="module")
-def cm(api: client.ApiClient, operator: OperatorProcess) -> Certmint:
-    return Certmint(api)
-
-
-@pytest.fixture(scope="module")
-def ca_issuer(cm: Certmint) -> Iterator[str]:
-    root = unique("own-root")
-    cm.create(cluster_issuer(f"{root}-selfsigned"))
-    cm.create(
-        certificate(
-            root,
-            OPERATOR_NAMESPACE,
-            issuer_name=f"{root}-selfsigned",
-            commonName=f"{root} CA",
-            isCA=True,
-            duration="24h",
-        )
-    )
-    cm.wait_ready("Certificate", root, OPERATOR_NAMESPACE)
-    cm.create(cluster_issuer(root, ca_secret=f"{root}-tls"))
-    cm.wait_ready("ClusterIssuer", root)
-    yield root
 
 
 @pytest.fixture(scope="module")

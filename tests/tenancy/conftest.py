@@ -36,7 +36,7 @@ from tests.chart.test_rbac import make_ca_secret, run_operator
 from tests.conftest import session_control_plane
 from tests.controlplane.cluster import ControlPlane
 from tests.controlplane.operator_process import OperatorProcess
-from tests.integration.builders import Certmint, certificate, cluster_issuer
+from tests.integration.builders import ISOLATION_POLICY, Certmint, certificate, cluster_issuer
 
 __all__ = ["helm"]  # the chart tier's fixture: helm v3 from PyPI, a missing prerequisite handled as there
 
@@ -45,17 +45,8 @@ ATTACKER_NS, VICTIM_NS = "team-a", "team-b"
 CA_SECRET, CA_ISSUER, TEAM_B_ONLY = "mesh-root-ca", "mesh-ca", "team-b-only"
 ATTACKER, EDITOR = "alice", "bob"
 
-#: The documented example policy of a ClusterIssuer shared by namespaces (README, "Security model"): each
-#: namespace obtains only names of its own Services and SPIFFE IDs of its own ServiceAccounts; no IP
-#: addresses, no email addresses, no subject attributes; at most a day.
-EXAMPLE_POLICY: dict[str, Any] = {
-    "allowedDNSNames": ["*.{namespace}.svc", "*.{namespace}.svc.cluster.local"],
-    "allowedIPRanges": [],
-    "allowedURIs": ["spiffe://cluster.local/ns/{namespace}/sa/*"],
-    "allowedEmailAddresses": [],
-    "allowedSubject": {},
-    "maxDuration": "24h",
-}
+#: The documented example policy of a ClusterIssuer shared by namespaces.
+EXAMPLE_POLICY = ISOLATION_POLICY
 
 #: Outcome lines of the session's attacks, printed at the end (see pytest_terminal_summary).
 OUTCOMES: list[str] = []

@@ -252,6 +252,20 @@ def _not_ours(
     return None
 
 
+def _secret_metadata(
+    rec: CertificateRecord, spec: CertificateSpec, facts: CertificateFacts, revision: int
+) -> tuple[dict[str, str], dict[str, str]]:
+    return desired_secret_metadata(
+        spec,
+        certificate_name=rec.name,
+        certificate_uid=rec.uid,
+        issuer_name=spec.issuer_ref.name,
+        issuer_kind=spec.issuer_ref.kind,
+        facts=facts,
+        revision=revision,
+    )
+
+
 def _facts(secret: SecretData | None) -> CertificateFacts | None:
     if secret is None or not secret.data.get("tls.crt"):
         return None
@@ -334,15 +348,7 @@ async def _keep(
 ) -> None:
     assert secret is not None
     revision = stored_revision(rec.status.get("revision"), secret.annotations)
-    labels, annotations = desired_secret_metadata(
-        spec,
-        certificate_name=rec.name,
-        certificate_uid=rec.uid,
-        issuer_name=spec.issuer_ref.name,
-        issuer_kind=spec.issuer_ref.kind,
-        facts=facts,
-        revision=revision,
-    )
+    labels, annotations = _secret_metadata(rec, spec, facts, revision)
     drift = metadata_drift(secret.labels, secret.annotations, labels, annotations)
     owner = _ref(rec) if spec.secret_deletion_policy == "Delete" else None
     if drift is not None or (owner is not None and owner.uid not in secret.owner_uids):
@@ -464,15 +470,7 @@ async def _issue(
     key, issued, request_key = signed.key, signed.issued, (rec.namespace, signed.request_name)
 
     facts = certificate_facts(issued.certificate)
-    labels, annotations = desired_secret_metadata(
-        spec,
-        certificate_name=rec.name,
-        certificate_uid=rec.uid,
-        issuer_name=spec.issuer_ref.name,
-        issuer_kind=spec.issuer_ref.kind,
-        facts=facts,
-        revision=revision,
-    )
+    labels, annotations = _secret_metadata(rec, spec, facts, revision)
     data = {
         "tls.crt": issued.chain_pem,
         "tls.key": encode_private_key(key, spec.private_key.encoding),
