@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ed448
+from cryptography.hazmat.primitives.asymmetric import ec, ed448
 from cryptography.x509.oid import NameOID
 
-from certmint.pki.inspect import certificate_facts, load_pem_chain
+from certmint.pki.inspect import certificate_facts, chain_above, issued_by, load_pem_chain, self_signed
 from certmint.pki.keys import PKIError
 from certmint.pki.names import SubjectNames
 from certmint.pki.signing import SigningAuthority
@@ -105,3 +105,54 @@ def test_load_pem_chain_keeps_order(root_ca: Any, make_ca: Any) -> None:
 def test_load_pem_chain_rejects_garbage_and_empty(pem: bytes) -> None:
     with pytest.raises(PKIError):
         load_pem_chain(pem)
+
+
+# --- who issued whom ------------------------------------------------------------------------------
+
+
+def _ca(name: str, key: Any, *, issuer: tuple[str, Any] | None = None, ski: bytes | None = None) -> x509.Certificate:
+    """A CA certificate named ``name`` for ``key``, signed by ``issuer`` (name, key) or by itself; the AKI names
+    the signer's key as SubjectKeyIdentifier.from_public_key derives it."""
+    issuer_name, issuer_key = issuer or (name, key)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer_name)]))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW)
+        .not_valid_after(NOW + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.SubjectKeyIdentifier(ski) if ski else x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+            critical=False,
+        )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
+    )
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def test_issued_by_checks_name_key_identifier_and_signature() -> None:
+    root_key, other_key, int_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
+    root = _ca("Root", root_key)
+    child = _ca("Int", int_key, issuer=("Root", root_key))
+    assert issued_by(child, root)
+    assert not issued_by(root, child)
+    assert not issued_by(child, _ca("Root", other_key))  # same name, another key: the signature tells
+    assert not issued_by(child, _ca("Root", root_key, ski=b"\x01" * 20))  # same key, but the AKI names another
+    assert not issued_by(child, _ca("Other", root_key))  # the right key under another name
+    assert self_signed(root) and not self_signed(child)
+    assert not self_signed(_ca("Int", int_key, issuer=("Int", root_key)))  # self-issued, not self-signed
+
+
+def test_chain_above_follows_issuers_and_prefers_a_self_signed_one() -> None:
+    root_key, int_key, sub_key, x_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(4))
+    root = _ca("Root", root_key)
+    cross = _ca("Root", root_key, issuer=("X", x_key))  # the same root key, cross-signed by X
+    middle = _ca("Int", int_key, issuer=("Root", root_key))
+    sub = _ca("Sub", sub_key, issuer=("Int", int_key))
+    assert chain_above(sub, [root, middle]) == ([middle, root], True)
+    assert chain_above(sub, [cross, middle, root]) == ([middle, root], True)
+    assert chain_above(sub, [cross, middle]) == ([middle, cross], False)  # X is unknown
+    assert chain_above(sub, []) == ([], False)
+    assert chain_above(root, [middle]) == ([], True)

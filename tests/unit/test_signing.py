@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509 import verification
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from certmint.pki.csr import CertificateTemplate, build_csr, build_subject, parse_csr
@@ -58,9 +59,9 @@ def test_authority_properties(root_ca: Any, authority: SigningAuthority) -> None
     assert authority.subject_key_id == ski.hex()
 
 
-def _ca_error(tls_crt: bytes, tls_key: bytes, now: Any = NOW) -> CAError:
+def _ca_error(tls_crt: bytes, tls_key: bytes, now: Any = NOW, ca_crt: bytes | None = None) -> CAError:
     with pytest.raises(CAError) as caught:
-        SigningAuthority.from_pem(tls_crt, tls_key, now=now)
+        SigningAuthority.from_pem(tls_crt, tls_key, ca_crt=ca_crt, now=now)
     return caught.value
 
 
@@ -182,19 +183,225 @@ def test_root_issuer_chain_and_ca(
     assert issued.ca_pem == root_ca.cert_pem
 
 
-def test_intermediate_issuer_chain_and_ca(
+# --- the chain above the CA and the trust anchor, however the CA Secret was made -----------------
+
+SERVER_USAGES = ("digital signature", "server auth", "client auth")
+SERVER_NAME = "web.default.svc"
+
+
+def _served(authority: SigningAuthority, key_of: Callable[[str, int], PrivateKey]) -> tuple[list[Any], Any]:
+    """Sign a leaf; return its tls.crt as certificates and its ca.crt, after a real path validation
+    (cryptography's RFC 5280 verifier) that trusts exactly ca.crt and is given the rest of tls.crt."""
+    issued = sign(_request(key_of("ECDSA", 256), LEAF, usages=SERVER_USAGES), authority, now=NOW)
+    served = load_pem_chain(issued.chain_pem)
+    (anchor,) = load_pem_chain(issued.ca_pem)
+    verifier = (
+        verification.PolicyBuilder()
+        .store(verification.Store([anchor]))
+        .time(NOW)
+        .build_server_verifier(x509.DNSName(SERVER_NAME))
+    )
+    path = verifier.verify(served[0], served[1:])
+    assert path[-1] == anchor
+    return served, anchor
+
+
+def _certmint_ca(
+    parent: SigningAuthority, name: str, key_of: Callable[[str, int], PrivateKey]
+) -> tuple[bytes, bytes, bytes, x509.Certificate]:
+    """The Secret certmint writes for an isCA Certificate under ``parent``: tls.crt, tls.key, ca.crt."""
+    key = generate_private_key("ECDSA", 256)
+    request = _request(key, CertificateTemplate(common_name=name), is_ca=True, duration=timedelta(days=30))
+    issued = sign(request, parent, now=NOW)
+    return issued.chain_pem, encode_private_key(key, "PKCS8"), issued.ca_pem, issued.certificate
+
+
+def test_certmint_intermediate_secret_root_in_ca_crt_only(
+    root_ca: Any, authority: SigningAuthority, key_of: Callable[[str, int], PrivateKey]
+) -> None:
+    tls_crt, tls_key, ca_crt, intermediate = _certmint_ca(authority, "Team Intermediate", key_of)
+    assert load_pem_chain(tls_crt) == [intermediate]  # certmint leaves the root out of tls.crt
+    assert ca_crt == root_ca.cert_pem
+    sub = SigningAuthority.from_pem(tls_crt, tls_key, ca_crt=ca_crt, now=NOW)
+    assert sub.chain == (root_ca.cert,)
+    assert sub.anchored and sub.chain_warning is None
+    served, anchor = _served(sub, key_of)
+    assert served[1:] == [intermediate]  # tls.crt = leaf + intermediate, never the root
+    assert anchor == root_ca.cert  # ca.crt = the root, not the intermediate
+
+
+def test_two_certmint_intermediates_chain_to_the_root(
+    root_ca: Any, authority: SigningAuthority, key_of: Callable[[str, int], PrivateKey]
+) -> None:
+    crt1, key1, ca1, int1 = _certmint_ca(authority, "Intermediate One", key_of)
+    first = SigningAuthority.from_pem(crt1, key1, ca_crt=ca1, now=NOW)
+    crt2, key2, ca2, int2 = _certmint_ca(first, "Intermediate Two", key_of)
+    assert load_pem_chain(crt2) == [int2, int1]
+    assert ca2 == root_ca.cert_pem
+    second = SigningAuthority.from_pem(crt2, key2, ca_crt=ca2, now=NOW)
+    assert second.chain == (int1, root_ca.cert)
+    served, anchor = _served(second, key_of)
+    assert (served[1:], anchor) == ([int2, int1], root_ca.cert)
+
+
+def test_hand_made_secret_with_the_root_in_tls_crt(
     root_ca: Any, make_ca: Callable[..., Any], key_of: Callable[[str, int], PrivateKey]
 ) -> None:
     intermediate = make_ca("Test Intermediate", parent=root_ca)
-    intermediate.cert.verify_directly_issued_by(root_ca.cert)
-    authority = SigningAuthority.from_pem(intermediate.cert_pem + root_ca.cert_pem, intermediate.key_pem, now=NOW)
-    assert authority.chain == (root_ca.cert,)
-    assert authority.trust_anchor_pem == root_ca.cert_pem
-    issued = sign(_request(key_of("ECDSA", 256), LEAF), authority, now=NOW)
-    chain = load_pem_chain(issued.chain_pem)
-    assert chain == [issued.certificate, intermediate.cert]
-    chain[0].verify_directly_issued_by(chain[1])
-    assert issued.ca_pem == root_ca.cert_pem
+    for ca_crt in (None, root_ca.cert_pem):
+        authority = SigningAuthority.from_pem(
+            intermediate.cert_pem + root_ca.cert_pem, intermediate.key_pem, ca_crt=ca_crt, now=NOW
+        )
+        assert authority.chain == (root_ca.cert,)
+        assert authority.trust_anchor_pem == root_ca.cert_pem
+        served, anchor = _served(authority, key_of)
+        assert (served[1:], anchor) == ([intermediate.cert], root_ca.cert)
+
+
+def test_hand_made_secret_without_the_root_in_tls_crt_takes_it_from_ca_crt(
+    root_ca: Any, make_ca: Callable[..., Any], key_of: Callable[[str, int], PrivateKey]
+) -> None:
+    middle = make_ca("Middle", parent=root_ca)
+    intermediate = make_ca("Test Intermediate", parent=middle)
+    # tls.crt in any order above the CA; ca.crt a bundle that also holds an unrelated root
+    other_root = make_ca("Other Root")
+    authority = SigningAuthority.from_pem(
+        intermediate.cert_pem + middle.cert_pem,
+        intermediate.key_pem,
+        ca_crt=other_root.cert_pem + root_ca.cert_pem,
+        now=NOW,
+    )
+    assert authority.chain == (middle.cert, root_ca.cert)
+    served, anchor = _served(authority, key_of)
+    assert (served[1:], anchor) == ([intermediate.cert, middle.cert], root_ca.cert)
+
+
+def test_the_rest_of_tls_crt_may_come_in_any_order(
+    root_ca: Any, make_ca: Callable[..., Any], key_of: Callable[[str, int], PrivateKey]
+) -> None:
+    middle = make_ca("Middle", parent=root_ca)
+    intermediate = make_ca("Test Intermediate", parent=middle)
+    tls_crt = intermediate.cert_pem + root_ca.cert_pem + middle.cert_pem + middle.cert_pem
+    authority = SigningAuthority.from_pem(tls_crt, intermediate.key_pem, now=NOW)
+    assert authority.chain == (middle.cert, root_ca.cert)
+
+
+def test_without_a_root_anywhere_the_anchor_is_the_top_and_the_warning_says_how_to_fix_it(
+    root_ca: Any, make_ca: Callable[..., Any], key_of: Callable[[str, int], PrivateKey]
+) -> None:
+    intermediate = make_ca("Test Intermediate", parent=root_ca)
+    authority = SigningAuthority.from_pem(intermediate.cert_pem, intermediate.key_pem, now=NOW)
+    assert authority.chain == ()
+    assert not authority.anchored
+    assert authority.trust_anchor == intermediate.cert
+    assert authority.chain_warning == (
+        'the chain ends at "CN=Test Intermediate", which is not self-signed: add the root it chains to '
+        '(issued by "CN=Test Root CA") to the CA Secret\'s ca.crt; until then certificates get '
+        '"CN=Test Intermediate" as ca.crt, which most verifiers do not accept as a trust anchor'
+    )
+    issued = sign(_request(key_of("ECDSA", 256), LEAF, usages=SERVER_USAGES), authority, now=NOW)
+    assert load_pem_chain(issued.chain_pem)[1:] == [intermediate.cert]  # the top is served: it is no root
+    assert issued.ca_pem == intermediate.cert_pem
+
+
+def test_a_ca_crt_outside_the_chain_is_refused(
+    root_ca: Any, make_ca: Callable[..., Any], key_of: Callable[[str, int], PrivateKey]
+) -> None:
+    intermediate = make_ca("Test Intermediate", parent=root_ca)
+    other_root = make_ca("Other Root")
+    error = _ca_error(intermediate.cert_pem, intermediate.key_pem, ca_crt=other_root.cert_pem)
+    assert error.reason == "ChainInvalid"
+    assert str(error) == (
+        'ca.crt holds "CN=Other Root", which is not in the chain of CA "CN=Test Intermediate" '
+        '("CN=Test Intermediate"): ca.crt must hold the root that "CN=Test Intermediate" chains to '
+        '(issued by "CN=Test Root CA")'
+    )
+    error = _ca_error(intermediate.cert_pem + root_ca.cert_pem, intermediate.key_pem, ca_crt=other_root.cert_pem)
+    assert error.reason == "ChainInvalid"
+    assert 'ca.crt must hold the root of that chain, "CN=Test Root CA"' in str(error)
+    assert '("CN=Test Intermediate" → "CN=Test Root CA")' in str(error)
+
+
+def test_a_root_with_the_right_name_but_another_key_is_not_taken(
+    root_ca: Any, make_ca: Callable[..., Any], key_of: Callable[[str, int], PrivateKey]
+) -> None:
+    intermediate = make_ca("Test Intermediate", parent=root_ca)
+    impostor = make_ca("Test Root CA", with_ski=False)  # same subject, no key id to tell it apart
+    assert impostor.cert.subject == root_ca.cert.subject
+    error = _ca_error(intermediate.cert_pem, intermediate.key_pem, ca_crt=impostor.cert_pem)
+    assert error.reason == "ChainInvalid"
+    error = _ca_error(intermediate.cert_pem + impostor.cert_pem, intermediate.key_pem)
+    assert error.reason == "ChainInvalid"
+    assert 'tls.crt holds "CN=Test Root CA", which is not in the chain of CA "CN=Test Intermediate"' in str(error)
+
+
+def test_a_certificate_in_tls_crt_outside_the_chain_is_refused(
+    root_ca: Any, make_ca: Callable[..., Any], key_of: Callable[[str, int], PrivateKey]
+) -> None:
+    intermediate = make_ca("Test Intermediate", parent=root_ca)
+    stray = make_ca("Stray")
+    error = _ca_error(intermediate.cert_pem + stray.cert_pem + root_ca.cert_pem, intermediate.key_pem)
+    assert error.reason == "ChainInvalid"
+    assert str(error) == (
+        'tls.crt holds "CN=Stray", which is not in the chain of CA "CN=Test Intermediate" '
+        '("CN=Test Intermediate" → "CN=Test Root CA"): tls.crt must hold the CA certificate first, then only '
+        "the certificates above it (its issuer, that one's issuer, ...)"
+    )
+
+
+def test_tls_crt_that_starts_with_the_root_is_refused_naming_the_ca(root_ca: Any, make_ca: Callable[..., Any]) -> None:
+    intermediate = make_ca("Test Intermediate", parent=root_ca)
+    error = _ca_error(root_ca.cert_pem + intermediate.cert_pem, intermediate.key_pem)
+    assert error.reason == "KeyMismatch"
+    assert str(error).startswith(
+        'CA key (tls.key) belongs to "CN=Test Intermediate", certificate 2 of tls.crt, not to the first one, '
+        '"CN=Test Root CA": tls.crt must start with the CA certificate'
+    )
+
+
+def test_certificates_above_the_ca_must_be_valid_cas(root_ca: Any, make_ca: Callable[..., Any]) -> None:
+    not_a_ca = make_ca("Not A CA", ca=False)
+    under = make_ca("Test Intermediate", parent=not_a_ca)
+    error = _ca_error(under.cert_pem + not_a_ca.cert_pem, under.key_pem)
+    assert (error.reason, str(error)) == (
+        "ChainInvalid",
+        '"CN=Not A CA" in the chain of CA "CN=Test Intermediate" is not a CA (basicConstraints CA:FALSE)',
+    )
+    old_root = make_ca("Old Root", not_before=NOW - timedelta(days=30), not_after=NOW - timedelta(days=1))
+    under_old = make_ca("Test Intermediate", parent=old_root)
+    error = _ca_error(under_old.cert_pem, under_old.key_pem, ca_crt=old_root.cert_pem)
+    assert error.reason == "Expired"
+    assert str(error).startswith('certificate above the CA "CN=Old Root" expired at ')
+    authority = SigningAuthority.from_pem(under.cert_pem, under.key_pem, now=NOW)  # unknown above: no judgement
+    assert authority.valid_until == under.cert.not_valid_after_utc
+
+
+def test_the_chain_expires_with_its_first_certificate(make_ca: Callable[..., Any]) -> None:
+    short_root = make_ca("Short Root", not_after=NOW + timedelta(days=2))
+    intermediate = make_ca("Test Intermediate", parent=short_root)
+    authority = SigningAuthority.from_pem(
+        intermediate.cert_pem, intermediate.key_pem, ca_crt=short_root.cert_pem, now=NOW
+    )
+    assert authority.not_after == intermediate.cert.not_valid_after_utc
+    assert authority.valid_until == short_root.cert.not_valid_after_utc
+    with pytest.raises(CAError) as caught:
+        authority.validate(now=NOW + timedelta(days=3))
+    assert caught.value.reason == "Expired"
+
+
+def test_self_signed_ca_with_itself_as_ca_crt(root_ca: Any, key_of: Callable[[str, int], PrivateKey]) -> None:
+    # the Secret certmint writes for a root: tls.crt = ca.crt = the root
+    for ca_crt in (None, b"", root_ca.cert_pem):
+        authority = SigningAuthority.from_pem(root_ca.cert_pem, root_ca.key_pem, ca_crt=ca_crt, now=NOW)
+        assert authority.chain == () and authority.anchored and authority.chain_warning is None
+        served, anchor = _served(authority, key_of)
+        assert (len(served), anchor) == (1, root_ca.cert)
+
+
+def test_unparseable_ca_crt(root_ca: Any) -> None:
+    error = _ca_error(root_ca.cert_pem, root_ca.key_pem, ca_crt=b"-----BEGIN CERTIFICATE-----\nAA==\n")
+    assert error.reason == "Unparseable"
+    assert str(error).startswith("CA trust anchor (ca.crt) cannot be parsed: ")
 
 
 def test_lifetime_is_truncated_to_the_ca(make_ca: Callable[..., Any], key_of: Callable[[str, int], PrivateKey]) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
@@ -141,3 +142,44 @@ def load_pem_chain(pem: bytes) -> list[x509.Certificate]:
 def certificate_pem(cert: x509.Certificate) -> bytes:
     """PEM text of one certificate."""
     return cert.public_bytes(Encoding.PEM)
+
+
+def issued_by(cert: x509.Certificate, candidate: x509.Certificate) -> bool:
+    """Whether ``candidate`` issued ``cert``: its subject is cert's issuer, its SubjectKeyIdentifier is
+    cert's AuthorityKeyIdentifier (when both are present) and its key verifies cert's signature."""
+    if cert.issuer != candidate.subject:
+        return False
+    wanted, offered = authority_key_id(cert), subject_key_id(candidate)
+    if wanted is not None and offered is not None and wanted != offered:
+        return False
+    try:
+        cert.verify_directly_issued_by(candidate)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def self_signed(cert: x509.Certificate) -> bool:
+    """Signed by its own key under its own name: a root a verifier can take as its trust anchor."""
+    return issued_by(cert, cert)
+
+
+def chain_above(cert: x509.Certificate, candidates: list[x509.Certificate]) -> tuple[list[x509.Certificate], bool]:
+    """The certificates above ``cert``, each the issuer of the one before, taken from ``candidates``.
+
+    Returns the chain (``cert`` itself not included) and whether it ends at a self-signed
+    certificate; otherwise it ends where no candidate issued the last certificate. Where several
+    candidates issued a certificate, a self-signed one is taken first (the chain ends there), then
+    the first in ``candidates``' order. A certificate is used at most once.
+    """
+    chain: list[x509.Certificate] = []
+    current = cert
+    used = {cert}
+    while not self_signed(current):
+        issuers = [c for c in candidates if c not in used and issued_by(current, c)]
+        if not issuers:
+            return chain, False
+        current = next((c for c in issuers if self_signed(c)), issuers[0])
+        chain.append(current)
+        used.add(current)
+    return chain, True

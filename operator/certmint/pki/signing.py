@@ -21,17 +21,28 @@ Choices, all deliberate:
   second CN, an unusual attribute or a name the policy read differently
   cannot ride along. Every other extension is decided here, so a requester
   cannot smuggle in e.g. basicConstraints.
-* tls.crt (``chain_pem``) = the leaf, then the issuing CA, then the CA's own
-  chain, leaving out the trust anchor when it is a self-signed root (clients
-  must already have it, and RFC 8446 lets servers omit it). ca.crt
-  (``ca_pem``) = that trust anchor: the last certificate of the CA Secret's
-  tls.crt, i.e. the root a client should trust.
+* tls.crt (``chain_pem``) = the leaf, then the issuing CA, then the
+  certificates above it, leaving out the trust anchor when it is a
+  self-signed root (clients must already have it, and RFC 8446 lets servers
+  omit it). ca.crt (``ca_pem``) = that trust anchor, the root a client should
+  trust.
+* The chain above the CA is built, not copied (SigningAuthority.from_pem):
+  from the rest of the CA Secret's tls.crt, completed from its ca.crt, each
+  certificate the verified issuer of the one before (subject, key
+  identifiers, signature), up to a self-signed root. So the anchor is right
+  however the Secret was made: by certmint (an intermediate's tls.crt has no
+  root, its ca.crt has it), by hand with the root in tls.crt, or with the
+  root only in ca.crt. A certificate of tls.crt outside that chain, or a
+  ca.crt none of whose certificates is in it, is refused (ChainInvalid).
+  When nothing known is self-signed, the anchor is the top of what is known
+  and ``chain_warning`` says how to complete it.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
@@ -40,7 +51,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from certmint.pki.csr import CSRInfo, build_subject, subject_alternative_names
-from certmint.pki.inspect import load_pem_chain, serial_hex
+from certmint.pki.inspect import chain_above, load_pem_chain, self_signed, serial_hex
 from certmint.pki.keys import (
     PKIError,
     PrivateKey,
@@ -54,6 +65,8 @@ from certmint.pki.names import quote
 from certmint.pki.usages import usage_extensions
 
 MAX_BACKDATE: Final = timedelta(minutes=1)
+#: Most certificates from a CA up to its trust anchor, both included (the issuer's status lists them).
+MAX_CHAIN_LENGTH: Final = 8
 
 
 def backdate_for(duration: timedelta) -> timedelta:
@@ -71,17 +84,21 @@ class CAError(PKIError):
 
 @dataclass(frozen=True)
 class SigningAuthority:
-    """A CA certificate with its key and the certificates above it (from the CA Secret's tls.crt)."""
+    """A CA certificate with its key and the certificates above it, the issuer of each one first."""
 
     certificate: x509.Certificate
     key: PrivateKey
     chain: tuple[x509.Certificate, ...] = ()
 
     @classmethod
-    def from_pem(cls, tls_crt: bytes, tls_key: bytes, *, now: datetime) -> SigningAuthority:
-        """Load and validate a CA Secret's tls.crt (CA first, then its chain) and tls.key.
+    def from_pem(
+        cls, tls_crt: bytes, tls_key: bytes, *, ca_crt: bytes | None = None, now: datetime
+    ) -> SigningAuthority:
+        """Load and validate a CA Secret: tls.crt (the CA first, then certificates above it in any
+        order), tls.key, and ca.crt (optional: the root, or a bundle that holds it).
 
-        Raises CAError with reason Unparseable, KeyMismatch, NotACA, NotYetValid or Expired.
+        The chain above the CA is built from the rest of tls.crt and from ca.crt (see the module docs).
+        Raises CAError with reason Unparseable, KeyMismatch, NotACA, NotYetValid, Expired or ChainInvalid.
         """
         try:
             certs = load_pem_chain(tls_crt)
@@ -91,9 +108,56 @@ class SigningAuthority:
             key = load_private_key(tls_key)
         except PKIError as exc:
             raise CAError("Unparseable", f"CA private key (tls.key) cannot be parsed: {exc}") from exc
-        authority = cls(certificate=certs[0], key=key, chain=tuple(certs[1:]))
+        anchors: list[x509.Certificate] = []
+        if ca_crt and ca_crt.strip():
+            try:
+                anchors = load_pem_chain(ca_crt)
+            except PKIError as exc:
+                raise CAError("Unparseable", f"CA trust anchor (ca.crt) cannot be parsed: {exc}") from exc
+        ca = certs[0]
+        if not public_key_matches(key, ca):
+            _refuse_misordered(certs, key)
+        above = _unique([c for c in certs[1:] if c != ca])
+        known = above + [c for c in _unique(anchors) if c != ca and c not in above]
+        chain, _ = chain_above(ca, known)
+        authority = cls(certificate=ca, key=key, chain=tuple(chain))
         authority.validate(now=now)
+        authority.check_chain(outside_tls_crt=[c for c in above if c not in chain], anchors=anchors)
         return authority
+
+    def check_chain(
+        self, *, outside_tls_crt: Sequence[x509.Certificate] = (), anchors: Sequence[x509.Certificate] = ()
+    ) -> None:
+        """Raise CAError("ChainInvalid") when the chain cannot be served as it is.
+
+        ``outside_tls_crt``: certificates of tls.crt that are not in the chain; ``anchors``: ca.crt's.
+        """
+        ca, top = quote(self.subject_text), self.trust_anchor
+        path = " → ".join(quote(_name(c)) for c in (self.certificate, *self.chain))
+        if outside_tls_crt:
+            stray = quote(_name(outside_tls_crt[0]))
+            raise CAError(
+                "ChainInvalid",
+                f"tls.crt holds {stray}, which is not in the chain of CA {ca} ({path}): tls.crt must hold the "
+                "CA certificate first, then only the certificates above it (its issuer, that one's issuer, ...)",
+            )
+        if anchors and not any(a == self.certificate or a in self.chain for a in anchors):
+            held = ", ".join(quote(_name(a)) for a in anchors)
+            if self.anchored:
+                wanted = f"the root of that chain, {quote(_name(top))}"
+            else:
+                wanted = f"the root that {quote(_name(top))} chains to (issued by {_issuer(top)})"
+            raise CAError(
+                "ChainInvalid",
+                f"ca.crt holds {held}, which is not in the chain of CA {ca} ({path}): ca.crt must hold {wanted}",
+            )
+        length = len(self.chain) + 1
+        if length > MAX_CHAIN_LENGTH:
+            raise CAError("ChainInvalid", f"the chain of CA {ca} has {length} certificates, at most {MAX_CHAIN_LENGTH}")
+        for cert in self.chain:
+            problem = _not_a_ca(cert)
+            if problem is not None:
+                raise CAError("ChainInvalid", f"{quote(_name(cert))} in the chain of CA {ca} {problem}")
 
     def validate(self, *, now: datetime) -> None:
         """Raise CAError unless this key pair may sign certificates at ``now``."""
@@ -113,12 +177,13 @@ class SigningAuthority:
             can_sign = True  # no KeyUsage extension means every usage is allowed
         if not can_sign:
             raise CAError("NotACA", f"CA certificate {quote(name)} lacks the keyCertSign key usage")
-        if now < cert.not_valid_before_utc:
-            since = _rfc3339(cert.not_valid_before_utc)
-            raise CAError("NotYetValid", f"CA certificate {quote(name)} is not valid before {since}")
-        if now >= cert.not_valid_after_utc:
-            until = _rfc3339(cert.not_valid_after_utc)
-            raise CAError("Expired", f"CA certificate {quote(name)} expired at {until}")
+        for each, what in ((cert, "CA certificate"), *((c, "certificate above the CA") for c in self.chain)):
+            if now < each.not_valid_before_utc:
+                since = _rfc3339(each.not_valid_before_utc)
+                raise CAError("NotYetValid", f"{what} {quote(_name(each))} is not valid before {since}")
+            if now >= each.not_valid_after_utc:
+                until = _rfc3339(each.not_valid_after_utc)
+                raise CAError("Expired", f"{what} {quote(_name(each))} expired at {until}")
 
     @functools.cached_property  # read on every reconcile of every certificate it signs
     def subject_text(self) -> str:
@@ -149,9 +214,37 @@ class SigningAuthority:
         return _issuer_key_identifier(self.certificate).digest.hex()
 
     @property
+    def valid_until(self) -> datetime:
+        """When the first certificate of the CA's chain (the CA included) expires: signing stops then."""
+        return min(c.not_valid_after_utc for c in (self.certificate, *self.chain))
+
+    @property
     def trust_anchor(self) -> x509.Certificate:
         """The top of the CA's chain: the certificate clients should trust (Secret key ca.crt)."""
         return self.chain[-1] if self.chain else self.certificate
+
+    @functools.cached_property
+    def anchored(self) -> bool:
+        """Whether the chain ends at a self-signed root, as verifiers want their trust anchor."""
+        return self_signed(self.trust_anchor)
+
+    @functools.cached_property  # read on every signature
+    def served_chain(self) -> tuple[x509.Certificate, ...]:
+        """What follows the leaf in tls.crt: the CA and the certificates above it, without a self-signed root."""
+        above = (self.certificate, *self.chain)
+        return above[:-1] if self.anchored else above
+
+    @property
+    def chain_warning(self) -> str | None:
+        """What to fix when the chain does not end at a self-signed root, else None."""
+        if self.anchored:
+            return None
+        top = quote(_name(self.trust_anchor))
+        return (
+            f"the chain ends at {top}, which is not self-signed: add the root it chains to (issued by "
+            f"{_issuer(self.trust_anchor)}) to the CA Secret's ca.crt; until then certificates get {top} as "
+            "ca.crt, which most verifiers do not accept as a trust anchor"
+        )
 
     @functools.cached_property  # read on every reconcile of every certificate it signs
     def trust_anchor_pem(self) -> bytes:
@@ -198,10 +291,7 @@ def sign(request: SigningRequest, authority: SigningAuthority, *, now: datetime)
         not_before=not_before,
         not_after=not_after,
     )
-    above = [authority.certificate, *authority.chain]
-    if _self_issued(above[-1]):
-        above = above[:-1]
-    chain_pem = b"".join(c.public_bytes(Encoding.PEM) for c in [cert, *above])
+    chain_pem = b"".join(c.public_bytes(Encoding.PEM) for c in (cert, *authority.served_chain))
     return _issued(cert, chain_pem=chain_pem, ca_pem=authority.trust_anchor_pem)
 
 
@@ -289,8 +379,45 @@ def _issuer_key_identifier(ca: x509.Certificate) -> x509.SubjectKeyIdentifier:
         return x509.SubjectKeyIdentifier.from_public_key(supported_public_key(ca.public_key()))
 
 
-def _self_issued(cert: x509.Certificate) -> bool:
-    return cert.issuer == cert.subject
+def _name(cert: x509.Certificate) -> str:
+    return cert.subject.rfc4514_string()
+
+
+def _issuer(cert: x509.Certificate) -> str:
+    return quote(cert.issuer.rfc4514_string())
+
+
+def _unique(certs: list[x509.Certificate]) -> list[x509.Certificate]:
+    return list(dict.fromkeys(certs))
+
+
+def _not_a_ca(cert: x509.Certificate) -> str | None:
+    """Why a certificate above the CA cannot issue, or None. A self-signed root without
+    basicConstraints (an X.509 v1 root) is accepted, as verifiers accept it as a trust anchor."""
+    try:
+        if not cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
+            return "is not a CA (basicConstraints CA:FALSE)"
+    except x509.ExtensionNotFound:
+        if not self_signed(cert):
+            return "is not a CA (no basicConstraints CA:TRUE)"
+    try:
+        if not cert.extensions.get_extension_for_class(x509.KeyUsage).value.key_cert_sign:
+            return "lacks the keyCertSign key usage"
+    except x509.ExtensionNotFound:
+        pass
+    return None
+
+
+def _refuse_misordered(certs: list[x509.Certificate], key: PrivateKey) -> None:
+    """tls.key does not belong to tls.crt's first certificate: say so, pointing at the one it belongs to."""
+    for position, cert in enumerate(certs[1:], start=2):
+        if public_key_matches(key, cert):
+            raise CAError(
+                "KeyMismatch",
+                f"CA key (tls.key) belongs to {quote(_name(cert))}, certificate {position} of tls.crt, not to the "
+                f"first one, {quote(_name(certs[0]))}: tls.crt must start with the CA certificate, then the "
+                "certificates above it",
+            )
 
 
 def _rfc3339(moment: datetime) -> str:
