@@ -12,7 +12,7 @@ from certmint.controller.state import IssuerRecord
 from certmint.core.conditions import Condition, merge_conditions, rfc3339
 from certmint.core.policy import isolation_condition
 from certmint.kube import resources
-from certmint.pki.signing import CAError, SigningAuthority
+from certmint.pki.signing import CAError, SigningAuthority, fingerprint_sha256
 
 log = logging.getLogger("certmint.issuers")
 
@@ -34,7 +34,7 @@ async def reconcile_issuer_kind(op: Operator, kind: str, namespace: str, name: s
     if rec.spec is not None and rec.spec.kind == "ca":
         recheck = now + datetime.timedelta(seconds=op.settings.issuer_recheck_seconds)
         if rec.authority is not None:
-            recheck = min(recheck, rec.authority.not_after)
+            recheck = min(recheck, rec.authority.valid_until)
         op.schedule(key, recheck)
 
 
@@ -90,10 +90,14 @@ async def _verdict(op: Operator, rec: IssuerRecord, now: datetime.datetime) -> V
     if missing:
         return Verdict(False, "CASecretInvalid", f"{where} has no {' or '.join(missing)}")
     try:
-        authority = SigningAuthority.from_pem(secret.data["tls.crt"], secret.data["tls.key"], now=now)
+        authority = SigningAuthority.from_pem(
+            secret.data["tls.crt"], secret.data["tls.key"], ca_crt=secret.data.get("ca.crt"), now=now
+        )
     except CAError as e:
         return Verdict(False, f"CA{e.reason}", f"{where}: {e}")
     message = f"signing with CA {authority.subject_text}, valid until {rfc3339(authority.not_after)}"
+    if authority.chain_warning is not None:
+        message += f"; {where}: {authority.chain_warning}"
     return Verdict(True, "KeyPairVerified", message, authority)
 
 
@@ -110,6 +114,8 @@ async def _publish(op: Operator, rec: IssuerRecord, now: datetime.datetime) -> N
         "caSubject": rec.authority.subject_text if rec.authority else None,
         "caFingerprint": rec.authority.fingerprint_sha256 if rec.authority else None,
         "caNotAfter": rfc3339(rec.authority.not_after) if rec.authority else None,
+        "caChain": chain_status(rec.authority) if rec.authority else None,
+        "trustAnchor": anchor_status(rec.authority) if rec.authority else None,
     }
     current = {k: rec.status.get(k) for k in status}
     if current == status:
@@ -117,3 +123,25 @@ async def _publish(op: Operator, rec: IssuerRecord, now: datetime.datetime) -> N
     result = await resources.patch_status(op.api, rec.kind, rec.namespace or None, rec.name, status)
     rec.status = dict(result.get("status") or {})
     rec.resource_version = result["metadata"]["resourceVersion"]
+
+
+def chain_status(authority: SigningAuthority) -> list[dict[str, str]]:
+    """status.caChain: the CA, then each certificate above it up to the trust anchor."""
+    return [
+        {
+            "subject": cert.subject.rfc4514_string(),
+            "fingerprint": fingerprint_sha256(cert),
+            "notAfter": rfc3339(cert.not_valid_after_utc),
+        }
+        for cert in (authority.certificate, *authority.chain)
+    ]
+
+
+def anchor_status(authority: SigningAuthority) -> dict[str, Any]:
+    """status.trustAnchor: what certificates get as ca.crt, and whether it is a self-signed root."""
+    anchor = authority.trust_anchor
+    return {
+        "subject": anchor.subject.rfc4514_string(),
+        "fingerprint": fingerprint_sha256(anchor),
+        "selfSigned": authority.anchored,
+    }
