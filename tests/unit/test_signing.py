@@ -225,6 +225,7 @@ def test_certmint_intermediate_secret_root_in_ca_crt_only(
     sub = SigningAuthority.from_pem(tls_crt, tls_key, ca_crt=ca_crt, now=NOW)
     assert sub.chain == (root_ca.cert,)
     assert sub.anchored and sub.chain_warning is None
+    assert sub.trust_anchor_fingerprint == root_ca.cert.fingerprint(hashes.SHA256()).hex(":").upper()
     served, anchor = _served(sub, key_of)
     assert served[1:] == [intermediate]  # tls.crt = leaf + intermediate, never the root
     assert anchor == root_ca.cert  # ca.crt = the root, not the intermediate

@@ -142,6 +142,6 @@ def anchor_status(authority: SigningAuthority) -> dict[str, Any]:
     anchor = authority.trust_anchor
     return {
         "subject": anchor.subject.rfc4514_string(),
-        "fingerprint": fingerprint_sha256(anchor),
+        "fingerprint": authority.trust_anchor_fingerprint,
         "selfSigned": authority.anchored,
     }

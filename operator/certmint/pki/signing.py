@@ -224,6 +224,11 @@ class SigningAuthority:
         return self.chain[-1] if self.chain else self.certificate
 
     @functools.cached_property
+    def trust_anchor_fingerprint(self) -> str:
+        """fingerprint_sha256 of trust_anchor: certificates whose ca.crt is another one must get this one."""
+        return fingerprint_sha256(self.trust_anchor)
+
+    @functools.cached_property
     def anchored(self) -> bool:
         """Whether the chain ends at a self-signed root, as verifiers want their trust anchor."""
         return self_signed(self.trust_anchor)
