@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
-from certmint.core.spec import SubjectPolicy
+from certmint.core.spec import CA_NEEDS_SUBJECT, SubjectPolicy
+from certmint.pki import usages
 from certmint.pki.names import spiffe_id_problem
 
 CRD_DIR = Path(__file__).resolve().parents[2] / "crds"
@@ -449,7 +450,8 @@ def certificate_spec() -> Schema:
 def test_certificate_defaults() -> None:
     p = certificate_spec()["properties"]
     assert p["duration"]["default"] == "2160h"
-    assert p["usages"]["default"] == ["digital signature", "key encipherment", "server auth", "client auth"]
+    # No schema default for usages: the default depends on the key type, which the operator applies (issue 12).
+    assert "default" not in p["usages"]
     assert p["usages"]["x-kubernetes-list-type"] == "set"
     assert p["isCA"]["default"] is False
     assert p["privateKey"]["default"] == {}
@@ -646,3 +648,62 @@ def test_policy_schema_has_the_fields_the_parser_reads() -> None:
         assert subject["type"] == "object"
         assert set(subject["properties"]) == set(SubjectPolicy.FIELDS)
         assert "default" not in subject, "absent must stay distinguishable from {}"
+
+
+# --------------------------------------------------------------------------- usages by key type (issue 12)
+
+
+def _spec_rule_messages(name: str) -> dict[str, str]:
+    """message (folded to single spaces) -> rule, for the spec-level CEL rules of one CRD."""
+    spec = root_schema(load(name))["properties"]["spec"]
+    return {" ".join(r["message"].split()): " ".join(r["rule"].split()) for r in spec["x-kubernetes-validations"]}
+
+
+USAGE_MESSAGES = {
+    usages.NEEDS_KEY_AGREEMENT: ["encipher only", "decipher only", "key agreement"],
+    usages.ENCIPHER_AND_DECIPHER_ONLY: ["encipher only", "decipher only"],
+    usages.CA_ONLY: ["cert sign", "crl sign"],
+    usages.RSA_FORBIDDEN: ["'RSA'", "key agreement", "encipher only", "decipher only"],
+    usages.RSA_CA_FORBIDDEN: ["'RSA'", "self.isCA", "key encipherment", "data encipherment"],
+    usages.ECDSA_FORBIDDEN: ["'ECDSA'", "key encipherment", "data encipherment"],
+    usages.ED25519_FORBIDDEN: ["'Ed25519'", "key encipherment", "data encipherment", "key agreement"],
+}
+KEY_INDEPENDENT = [usages.NEEDS_KEY_AGREEMENT, usages.ENCIPHER_AND_DECIPHER_ONLY, usages.CA_ONLY]
+
+
+def test_certificate_usage_rules_say_what_the_operator_says() -> None:
+    """Each refusal of pki.usages.usage_problems is a CEL rule with the same words, so kubectl and the Ready
+    condition agree; the rule reads the fields and usages its message names."""
+    rules = _spec_rule_messages("certmint.dev_certificates.yaml")
+    for message, words in USAGE_MESSAGES.items():
+        rule = rules.get(f"spec.usages: {message}")
+        assert rule is not None, f"no CEL rule says {message!r}"
+        assert all(word in rule for word in words), (message, rule)
+
+
+def test_certificate_request_has_the_usage_rules_that_need_no_key() -> None:
+    """A CertificateRequest's key is inside its CSR, out of CEL's reach: the key-independent rules only."""
+    rules = _spec_rule_messages("certmint.dev_certificaterequests.yaml")
+    assert {m.removeprefix("spec.usages: ") for m in rules if m.startswith("spec.usages: ")} == set(KEY_INDEPENDENT)
+
+
+def test_old_default_usages_are_exempt_at_admission_exactly_as_the_operator_reads_them() -> None:
+    """Objects created before issue 12 store the old default list; the key-dependent rules that it would break
+    let exactly that set through (the operator reads it as "not set"), in the set's own words."""
+    legacy = "[" + ", ".join(f"'{u}'" for u in usages.LEGACY_DEFAULT_USAGES) + "]"
+    exemption = f"(size(self.usages) == 4 && self.usages.all(u, u in {legacy}))"
+    rules = _spec_rule_messages("certmint.dev_certificates.yaml")
+    for message in (usages.RSA_CA_FORBIDDEN, usages.ECDSA_FORBIDDEN, usages.ED25519_FORBIDDEN):
+        assert exemption in rules[f"spec.usages: {message}"], message
+    for message in [*KEY_INDEPENDENT, usages.RSA_FORBIDDEN]:
+        assert "self.usages.all" not in rules[f"spec.usages: {message}"], "the old default breaks none of these"
+        assert not usages.usage_problems(usages.LEGACY_DEFAULT_USAGES, key_algorithm="RSA", is_ca=False)
+
+
+def test_a_ca_needs_a_subject_at_admission() -> None:
+    rules = _spec_rule_messages("certmint.dev_certificates.yaml")
+    rule = rules[" ".join(CA_NEEDS_SUBJECT.split())]
+    assert "self.isCA" in rule and "has(self.commonName)" in rule
+    subject = certificate_spec()["properties"]["subject"]["properties"]
+    for attribute in subject:
+        assert f"self.subject.{attribute}" in rule, f"a CA whose subject is only {attribute} would be refused"

@@ -38,7 +38,9 @@ def test_minimal_certificate_gets_every_default() -> None:
     assert spec.duration == timedelta(hours=2160)
     assert spec.renew_before is None
     assert spec.renew_before_percentage is None
-    assert spec.usages == ("digital signature", "key encipherment", "server auth", "client auth")
+    # The default ECDSA key signs and never encrypts (RFC 8813): no "key encipherment" (issue 12).
+    assert spec.usages == ("digital signature", "server auth", "client auth")
+    assert spec.usages_defaulted is True
     assert spec.is_ca is False
     assert spec.private_key == KeySpec(algorithm="ECDSA", size=256, encoding="PKCS1", rotation_policy="Always")
     assert spec.subject == SubjectSpec()
@@ -169,7 +171,19 @@ def test_private_key_defaults_per_algorithm(key: dict[str, Any], expected: KeySp
         ({"usages": ["server auth", "teleport"]}, 'spec.usages: "teleport" is not a usage'),
         (
             {"usages": ["encipher only"]},
-            'spec.usages: "encipher only" and "decipher only" need "key agreement"',
+            "spec.usages: 'encipher only' and 'decipher only' need 'key agreement' as well (RFC 5280)",
+        ),
+        (
+            {"usages": ["digital signature", "key encipherment"]},
+            "spec.usages: 'key encipherment' and 'data encipherment' are not allowed with an ECDSA key (RFC 8813)",
+        ),
+        (
+            {"usages": ["server auth", "cert sign"]},
+            "spec.usages: 'cert sign' and 'crl sign' are only allowed with isCA: true",
+        ),
+        (
+            {"isCA": True, "commonName": None, "subject": {"organizations": []}},
+            "spec.commonName or spec.subject must be set when spec.isCA is true",
         ),
         ({"subject": {"countries": ["Germany"]}}, 'spec.subject.countries: "Germany" is not a two-letter'),
         ({"revisionHistoryLimit": 0}, "spec.revisionHistoryLimit: 0 must be at least 1"),
@@ -209,8 +223,19 @@ def test_certificate_request_spec() -> None:
     assert spec.request_pem == pem.encode()
     assert spec.issuer_ref == IssuerRef("ca", "ClusterIssuer")
     assert spec.duration == timedelta(hours=2160)
-    assert spec.usages == ("digital signature", "key encipherment", "server auth", "client auth")
+    assert spec.usages == (), "not set: the default depends on the CSR's key (controller.requests.judge_request)"
     assert spec.is_ca is False
+    legacy = CertificateRequestSpec.from_dict(
+        {
+            "request": pem,
+            "issuerRef": {"name": "ca"},
+            "usages": ["client auth", "server auth", "key encipherment", "digital signature"],
+        }
+    )
+    assert legacy.usages == (), "the old CRD default, stored in requests created before issue 12, reads as not set"
+    with pytest.raises(SpecError) as caught:
+        CertificateRequestSpec.from_dict({"request": pem, "issuerRef": {"name": "ca"}, "usages": ["cert sign"]})
+    assert str(caught.value).startswith("spec.usages: 'cert sign' and 'crl sign' are only allowed with isCA: true")
     custom = CertificateRequestSpec.from_dict(
         {
             "request": pem,

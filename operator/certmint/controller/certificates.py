@@ -595,6 +595,13 @@ def _precheck(rec: CertificateRecord, spec: CertificateSpec, issuer: IssuerRecor
         return Failure("IssuerNotFound", f"{ref.kind} {ref.name!r} does not exist{where}")
     if not issuer.ready or issuer.spec is None:
         return Failure("IssuerNotReady", f"{ref.kind} {ref.name!r} is not ready: {issuer.reason}: {issuer.message}")
+    if issuer.spec.kind == "selfSigned" and not spec.has_subject:
+        return Failure(
+            "EmptySubject",
+            f"{ref.kind} {ref.name!r} is selfSigned: the certificate is its own issuer and X.509 (RFC 5280) "
+            "requires a non-empty issuer name: set spec.commonName or spec.subject",
+            retry=False,
+        )
     violations = check_policy(
         issuer.spec.policy,
         requested_identity(spec),

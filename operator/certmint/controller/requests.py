@@ -19,11 +19,14 @@ from certmint.controller.state import RequestRecord
 from certmint.core.conditions import Condition, merge_conditions, rfc3339
 from certmint.core.policy import RequestedIdentity, check_policy
 from certmint.core.renewal import retry_delay
+from certmint.core.spec import CertificateRequestSpec
 from certmint.kube import resources
 from certmint.kube.client import ApiError
-from certmint.pki.csr import UnjudgeableRequest, parse_csr
+from certmint.pki.csr import CSRInfo, UnjudgeableRequest, parse_csr
 from certmint.pki.keys import PKIError
+from certmint.pki.names import SubjectNames
 from certmint.pki.signing import SigningRequest, sign
+from certmint.pki.usages import resolve_usages
 
 log = logging.getLogger("certmint.requests")
 
@@ -49,6 +52,11 @@ async def reconcile_request(op: Operator, namespace: str, name: str) -> None:
     except PKIError as e:
         await _finish(op, rec, now, [Condition("InvalidRequest", "True", "InvalidCSR", f"spec.request: {e}")])
         return
+    judged = judge_request(spec, csr)
+    if isinstance(judged, Condition):
+        await _finish(op, rec, now, [judged])
+        return
+    usages = judged
     issuer = op.state.issuer_for(namespace, spec.issuer_ref)
     ref = spec.issuer_ref
     if issuer is None or not issuer.ready or issuer.spec is None:
@@ -104,7 +112,7 @@ async def reconcile_request(op: Operator, namespace: str, name: str) -> None:
         return
     assert issuer.authority is not None
     issued = sign(
-        SigningRequest(csr=csr, duration=spec.duration, usages=spec.usages, is_ca=spec.is_ca), issuer.authority, now=now
+        SigningRequest(csr=csr, duration=spec.duration, usages=usages, is_ca=spec.is_ca), issuer.authority, now=now
     )
     try:
         await resources.patch_status(
@@ -116,6 +124,29 @@ async def reconcile_request(op: Operator, namespace: str, name: str) -> None:
     op.state.requests.pop((namespace, name), None)
     metrics.issuances.labels(ref.kind, "Request").inc()
     log.info("CertificateRequest %s/%s: signed serial %s", namespace, name, issued.serial_number)
+
+
+def judge_request(spec: CertificateRequestSpec, csr: CSRInfo) -> tuple[str, ...] | Condition:
+    """The usages to sign (spec.usages, or the default for the CSR's key type), or why no issuer may sign this.
+
+    Whatever the issuer, a CA needs a subject (it is the issuer name of everything the CA signs, RFC 5280), and
+    the usages must suit the CSR's key (pki.usages.usage_problems): an InvalidRequest condition otherwise.
+    """
+    if spec.is_ca and not (csr.common_name or csr.subject != SubjectNames()):
+        return Condition(
+            "InvalidRequest",
+            "True",
+            "EmptySubject",
+            "spec.request: the CSR's subject is empty and spec.isCA is true: a CA's subject is the issuer name of "
+            "every certificate it signs, and X.509 (RFC 5280) requires it to be non-empty; put a common name "
+            "(or other subject attributes) in the CSR",
+        )
+    try:
+        return resolve_usages(spec.usages, key_algorithm=csr.key_algorithm, is_ca=spec.is_ca)
+    except PKIError as e:
+        return Condition(
+            "InvalidRequest", "True", "InvalidUsages", f"spec.usages: {e} (the CSR's key is {csr.key_algorithm})"
+        )
 
 
 async def _finish(op: Operator, rec: RequestRecord, now: datetime.datetime, conditions: list[Condition]) -> None:

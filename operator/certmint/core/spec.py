@@ -31,7 +31,14 @@ from certmint.pki.names import (
     normalize_ip_address,
 )
 from certmint.pki.names import quote as _q
-from certmint.pki.usages import EXTENDED_KEY_USAGES, KEY_USAGES
+from certmint.pki.usages import (
+    EXTENDED_KEY_USAGES,
+    KEY_USAGES,
+    SIGNING_KEY_DEFAULT_USAGES,
+    default_usages,
+    is_legacy_default,
+    usage_problems,
+)
 
 __all__ = [
     "DEFAULT_DURATION",
@@ -53,7 +60,9 @@ __all__ = [
 
 #: cert-manager's default lifetime: 90 days.
 DEFAULT_DURATION: Final = timedelta(hours=2160)
-DEFAULT_USAGES: Final = ("digital signature", "key encipherment", "server auth", "client auth")
+#: The usages of a Certificate that sets none, with the default key (ECDSA) and not a CA; the default depends on
+#: the key type and isCA (pki.usages.default_usages).
+DEFAULT_USAGES: Final = SIGNING_KEY_DEFAULT_USAGES
 DEFAULT_KEY_SIZES: Final = {ECDSA: 256, RSA: 2048, ED25519: 0}
 ISSUER_KINDS: Final = ("Issuer", "ClusterIssuer")
 
@@ -339,14 +348,31 @@ def _attribute(value: str, path: str) -> None:
         raise _fail(path, f"{_q(value)} is not accepted: {exc}") from None
 
 
-def _usages(value: Any, path: str) -> tuple[str, ...]:
-    usages = _strings(value, path) or DEFAULT_USAGES
+def _usages(value: Any, path: str, *, key_algorithm: str | None, is_ca: bool) -> tuple[str, ...] | None:
+    """The requested usages, or None when none are: unset, empty, or exactly the old CRD default.
+
+    The CRDs used to default usages to ["digital signature", "key encipherment", "server auth", "client auth"]
+    whatever the key, and the API server stored that list in every object created then; reading it as "not set"
+    gives those objects the default for their key type (pki.usages.LEGACY_DEFAULT_USAGES) instead of refusing an
+    ECDSA one for "key encipherment". Combinations the RFCs forbid for the key (when known) are refused.
+    """
+    usages = _strings(value, path)
     for usage in usages:
         if usage not in KEY_USAGES | EXTENDED_KEY_USAGES:
             raise _fail(path, f'{_q(usage)} is not a usage (e.g. "server auth", "digital signature")')
-    if ("encipher only" in usages or "decipher only" in usages) and "key agreement" not in usages:
-        raise _fail(path, '"encipher only" and "decipher only" need "key agreement" as well')
+    if not usages or is_legacy_default(usages):
+        return None
+    problems = usage_problems(usages, key_algorithm=key_algorithm, is_ca=is_ca)
+    if problems:
+        raise _fail(path, "; ".join(problems))
     return dedupe(usages)
+
+
+#: Admission's message (the Certificate CRD's CEL rule) and the parser's, for a CA without a subject.
+CA_NEEDS_SUBJECT: Final = (
+    "spec.commonName or spec.subject must be set when spec.isCA is true: a CA's subject is the issuer name of "
+    "every certificate it signs, and X.509 (RFC 5280) requires it to be non-empty"
+)
 
 
 def _dns_names(value: Any, path: str) -> tuple[str, ...]:
@@ -426,10 +452,20 @@ class CertificateSpec:
     usages: tuple[str, ...] = DEFAULT_USAGES
     is_ca: bool = False
     private_key: KeySpec = field(default_factory=KeySpec)
+    #: True when spec.usages was not set (or is the old CRD default): ``usages`` is then the default for the key
+    #: type, and a certificate issued with the old default (pki.usages.LEGACY_DEFAULT_USAGES) is what that spec
+    #: asked for when it was issued.
+    usages_defaulted: bool = False
     secret_labels: Mapping[str, str] = field(default_factory=lambda: _NO_STRINGS)
     secret_annotations: Mapping[str, str] = field(default_factory=lambda: _NO_STRINGS)
     revision_history_limit: int = 3
     secret_deletion_policy: str = "Retain"
+
+    @property
+    def has_subject(self) -> bool:
+        """Whether the certificate's subject name has any attribute (commonName or spec.subject): a CA's must,
+        and so must a self-signed certificate's, whose subject is also its issuer name (RFC 5280)."""
+        return bool(self.common_name) or self.subject != SubjectNames()
 
     @classmethod
     def from_dict(cls, spec: Mapping[str, Any]) -> CertificateSpec:
@@ -458,6 +494,12 @@ class CertificateSpec:
         deletion = _string(spec.get("secretDeletionPolicy"), "spec.secretDeletionPolicy") or "Retain"
         if deletion not in ("Retain", "Delete"):
             raise _fail("spec.secretDeletionPolicy", f"{_q(deletion)} is not one of Retain, Delete")
+        subject = _subject(spec.get("subject"), "spec.subject")
+        is_ca = _boolean(spec.get("isCA"), "spec.isCA")
+        if is_ca and not (common_name or subject != SubjectNames()):
+            raise SpecError(CA_NEEDS_SUBJECT, field="spec.commonName")
+        private_key = KeySpec.from_dict(spec.get("privateKey"))
+        usages = _usages(spec.get("usages"), "spec.usages", key_algorithm=private_key.algorithm, is_ca=is_ca)
         return cls(
             secret_name=secret_name,
             issuer_ref=shared(IssuerRef.from_dict(spec.get("issuerRef"))),
@@ -466,13 +508,14 @@ class CertificateSpec:
             ip_addresses=ip_addresses,
             uris=uris,
             email_addresses=emails,
-            subject=shared(_subject(spec.get("subject"), "spec.subject")),
+            subject=shared(subject),
             duration=shared(duration),
             renew_before=shared(renew_before),
             renew_before_percentage=percentage,
-            usages=shared(_usages(spec.get("usages"), "spec.usages")),
-            is_ca=_boolean(spec.get("isCA"), "spec.isCA"),
-            private_key=shared(KeySpec.from_dict(spec.get("privateKey"))),
+            usages=shared(usages or default_usages(private_key.algorithm, is_ca=is_ca)),
+            is_ca=is_ca,
+            private_key=shared(private_key),
+            usages_defaulted=usages is None,
             secret_labels=_template_map(template.get("labels"), "spec.secretTemplate.labels"),
             secret_annotations=_template_map(template.get("annotations"), "spec.secretTemplate.annotations"),
             revision_history_limit=3 if history is None else history,
@@ -534,19 +577,22 @@ class CertificateRequestSpec:
     request_pem: bytes
     issuer_ref: IssuerRef
     duration: timedelta = DEFAULT_DURATION
-    usages: tuple[str, ...] = DEFAULT_USAGES
+    #: () when not set (or the old CRD default): the signer picks the default for the CSR's key type
+    #: (pki.usages.resolve_usages), which only the CSR tells.
+    usages: tuple[str, ...] = ()
     is_ca: bool = False
 
     @classmethod
     def from_dict(cls, spec: Mapping[str, Any]) -> CertificateRequestSpec:
         """Parse the spec; the CSR's signature and contents are checked later by pki.csr.parse_csr."""
         spec = _mapping(spec, "spec")
+        is_ca = _boolean(spec.get("isCA"), "spec.isCA")
         return cls(
             request_pem=_request_pem(spec.get("request")),
             issuer_ref=IssuerRef.from_dict(spec.get("issuerRef")),
             duration=_lifetime_duration(spec.get("duration"), "spec.duration"),
-            usages=_usages(spec.get("usages"), "spec.usages"),
-            is_ca=_boolean(spec.get("isCA"), "spec.isCA"),
+            usages=_usages(spec.get("usages"), "spec.usages", key_algorithm=None, is_ca=is_ca) or (),
+            is_ca=is_ca,
         )
 
 
