@@ -31,10 +31,12 @@ def renewal_time(
        truncated the certificate to its own expiry) the one-third rule is used
        instead, as cert-manager does.
     2. Minus a jitter in [0, max_jitter_fraction x lifetime) derived from a hash
-       of ``jitter_key``: stable across operator restarts (no re-scheduling
-       churn) but different per certificate, so thousands issued at once do
-       not all renew in the same second. Use a key that changes per
-       certificate, e.g. "<uid>/<serial>".
+       of ``jitter_key``, so thousands issued at once do not all renew in the
+       same second. The controller passes "<uid>/<serial>": the jitter of one
+       issued certificate is the same after every operator restart (no
+       re-scheduling churn), and it is drawn afresh for each new certificate,
+       so one Certificate's renewals move by a different amount every time
+       (anywhere in the range), rather than keeping one offset for its life.
     3. Clamped into [earliest, not_after), where earliest is not_before plus the larger of
        MIN_ELAPSED_FRACTION x lifetime and ``min_interval`` (at most half the lifetime): a floor under
        the time between two issuances of one certificate, so that a spec like ``duration: 1m30s``
