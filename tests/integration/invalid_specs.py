@@ -622,3 +622,115 @@ INVALID_OBJECTS += [
 assert len({i for i, _, _ in INVALID_OBJECTS}) == len(INVALID_OBJECTS), "duplicate test id"
 assert len({(o["kind"], o["metadata"]["name"]) for _, o, _ in INVALID_OBJECTS}) == len(INVALID_OBJECTS)
 assert len({i for i, _ in VALID_OBJECTS}) == len(VALID_OBJECTS), "duplicate test id"
+
+# Issue 12: usages by key type (certmint.pki.usages.usage_problems says the same words), a CA needs a subject.
+# The old CRD default list, stored in every object created before, stays acceptable with any key: the operator
+# reads it as "not set" (the key's default) instead of refusing it.
+_OLD_DEFAULT_USAGES = ["digital signature", "key encipherment", "server auth", "client auth"]
+_ED25519 = {"algorithm": "Ed25519", "encoding": "PKCS8"}
+VALID_OBJECTS += [
+    ("certificate-ecdsa-old-default-usages", certificate("valid-cert-ecdsa-olddefault", usages=_OLD_DEFAULT_USAGES)),
+    (
+        "certificate-ed25519-old-default-usages-reordered",
+        certificate("valid-cert-ed-olddefault", usages=list(reversed(_OLD_DEFAULT_USAGES)), privateKey=_ED25519),
+    ),
+    (
+        "certificate-rsa-ca-old-default-usages",
+        certificate(
+            "valid-cert-rsaca-olddefault",
+            commonName="Old RSA CA",
+            isCA=True,
+            usages=_OLD_DEFAULT_USAGES,
+            privateKey={"algorithm": "RSA", "size": 2048},
+        ),
+    ),
+    (
+        "certificate-ca-named-by-subject-only",
+        certificate("valid-cert-ca-subject", isCA=True, subject={"organizations": ["Example"]}, usages=["cert sign"]),
+    ),
+    (
+        "certificate-ecdsa-key-agreement",
+        certificate("valid-cert-ecdsa-ka", usages=["key agreement", "encipher only", "digital signature"]),
+    ),
+    (
+        "certificate-rsa-key-encipherment",
+        certificate("valid-cert-rsa-ke", usages=["key encipherment", "server auth"], privateKey={"algorithm": "RSA"}),
+    ),
+    ("certificaterequest-ca-usages", certificate_request("valid-cr-ca-usages", usages=["cert sign"], isCA=True)),
+]
+INVALID_OBJECTS += [
+    (
+        "certificate-ecdsa-key-encipherment",
+        certificate("bad-cert-ecdsa-ke", usages=["digital signature", "key encipherment", "server auth"]),
+        "spec.usages: 'key encipherment' and 'data encipherment' are not allowed with an ECDSA key (RFC 8813)",
+    ),
+    (
+        "certificate-ecdsa-explicit-data-encipherment",
+        certificate(
+            "bad-cert-ecdsa-de", usages=["digital signature", "data encipherment"], privateKey={"algorithm": "ECDSA"}
+        ),
+        "spec.usages: 'key encipherment' and 'data encipherment' are not allowed with an ECDSA key (RFC 8813)",
+    ),
+    (
+        "certificate-ed25519-key-agreement",
+        certificate("bad-cert-ed-ka", usages=["digital signature", "key agreement"], privateKey=_ED25519),
+        "spec.usages: 'key encipherment', 'data encipherment', 'key agreement', 'encipher only' and 'decipher "
+        "only' are not allowed with an Ed25519 key (RFC 8410)",
+    ),
+    (
+        "certificate-ed25519-key-encipherment",
+        certificate("bad-cert-ed-ke", usages=["key encipherment"], privateKey=_ED25519),
+        "are not allowed with an Ed25519 key (RFC 8410)",
+    ),
+    (
+        "certificate-rsa-ca-key-encipherment",
+        certificate(
+            "bad-cert-rsaca-ke",
+            commonName="RSA CA",
+            isCA=True,
+            usages=["digital signature", "key encipherment"],
+            privateKey={"algorithm": "RSA", "size": 2048},
+        ),
+        "spec.usages: 'key encipherment' and 'data encipherment' are not allowed on an RSA CA certificate (RFC 3279)",
+    ),
+    (
+        "certificate-rsa-key-agreement",
+        certificate("bad-cert-rsa-ka", usages=["key agreement"], privateKey={"algorithm": "RSA"}),
+        "spec.usages: 'key agreement', 'encipher only' and 'decipher only' are not allowed with an RSA key (RFC 3279)",
+    ),
+    (
+        "certificate-cert-sign-without-isca",
+        certificate("bad-cert-certsign", usages=["digital signature", "cert sign"]),
+        "spec.usages: 'cert sign' and 'crl sign' are only allowed with isCA: true",
+    ),
+    (
+        "certificate-encipher-only-without-key-agreement",
+        certificate("bad-cert-enconly", usages=["digital signature", "encipher only"]),
+        "spec.usages: 'encipher only' and 'decipher only' need 'key agreement' as well (RFC 5280)",
+    ),
+    (
+        "certificate-encipher-and-decipher-only",
+        certificate("bad-cert-encdec", usages=["key agreement", "encipher only", "decipher only"]),
+        "spec.usages: 'encipher only' and 'decipher only' exclude each other",
+    ),
+    (
+        "certificate-ca-without-subject",
+        certificate("bad-cert-ca-nosubject", isCA=True, subject={"organizations": []}),
+        "spec.commonName or spec.subject must be set when spec.isCA is true: a CA's subject is the issuer name",
+    ),
+    (
+        "certificaterequest-crl-sign-without-isca",
+        certificate_request("bad-cr-crlsign", usages=["crl sign"]),
+        "spec.usages: 'cert sign' and 'crl sign' are only allowed with isCA: true",
+    ),
+    (
+        "certificaterequest-decipher-only-without-key-agreement",
+        certificate_request("bad-cr-deconly", usages=["decipher only"]),
+        "spec.usages: 'encipher only' and 'decipher only' need 'key agreement' as well",
+    ),
+]
+
+assert not [m for _, _, m in INVALID_OBJECTS if '"' in m or "\\" in m], "quote or backslash in a substring"
+assert len({i for i, _, _ in INVALID_OBJECTS}) == len(INVALID_OBJECTS), "duplicate test id"
+assert len({(o["kind"], o["metadata"]["name"]) for _, o, _ in INVALID_OBJECTS}) == len(INVALID_OBJECTS)
+assert len({i for i, _ in VALID_OBJECTS}) == len(VALID_OBJECTS), "duplicate test id"

@@ -35,6 +35,7 @@ from certmint.pki.usages import (
     resolve_usages,
     usage_problems,
 )
+from tests.integration.invalid_specs import INVALID_OBJECTS, VALID_OBJECTS
 from tests.unit.builders import NOW, cached_key
 
 KEY_TYPES = [("ECDSA", 256), ("RSA", 2048), ("Ed25519", 0)]
@@ -369,3 +370,36 @@ def test_a_self_signed_certificate_without_a_subject_is_refused_with_a_reason() 
     assert "set spec.commonName or spec.subject" in failure.message
     assert _precheck(*_records(_spec(commonName="web", issuerRef={"name": "ca"}), "selfSigned")) is None
     assert _precheck(*_records(spec, "ca")) is None, "under a CA the issuer name is the CA's"
+
+
+# --------------------------------------------------------------------------- admission and parser agree
+
+_PARSERS: dict[str, Any] = {
+    "Certificate": CertificateSpec.from_dict,
+    "CertificateRequest": CertificateRequestSpec.from_dict,
+}
+_ISSUE_12 = [
+    pytest.param(obj, expected, id=case)
+    for case, obj, expected in INVALID_OBJECTS
+    if expected.startswith(("spec.usages: '", "spec.commonName or spec.subject")) or "(RFC 8410)" in expected
+]
+
+
+def test_the_admission_cases_cover_every_usage_refusal() -> None:
+    assert len(_ISSUE_12) >= 12
+
+
+@pytest.mark.parametrize(("obj", "expected"), _ISSUE_12)
+def test_what_admission_refuses_the_parser_refuses_with_the_same_words(obj: dict[str, Any], expected: str) -> None:
+    """An object that reaches the operator without these CEL rules (an older CRD, a restore) still gets the
+    same reason, in its Ready or InvalidRequest condition."""
+    with pytest.raises(SpecError) as caught:
+        _PARSERS[obj["kind"]](obj["spec"])
+    assert expected in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "obj", [pytest.param(o, id=i) for i, o in VALID_OBJECTS if o["kind"] in _PARSERS and "usages" in o["spec"]]
+)
+def test_what_admission_accepts_the_parser_accepts(obj: dict[str, Any]) -> None:
+    _PARSERS[obj["kind"]](obj["spec"])
