@@ -25,6 +25,7 @@ show each judge refusing a bad certificate made by hand.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import shutil
@@ -35,14 +36,14 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import validators  # type: ignore[import-untyped]
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
-from pkilint import loader, validation  # type: ignore[import-untyped]
-from pkilint.bin import lint_pkix_signer_signee_cert_chain as chain_lint  # type: ignore[import-untyped]
-from pkilint.pkix import certificate, extension, name  # type: ignore[import-untyped]
+
+# pkilint (and validators, its URL checker) are imported where they are used: on a machine without them the
+# tier's conftest reports a missing prerequisite (an error in CI) instead of a collection error.
 
 
 @dataclass(frozen=True)
@@ -79,8 +80,11 @@ class LintResult:
         return tuple(f for f in self.findings if f.severity == "SET-ASIDE")
 
 
-def _certificate_linter() -> validation.ValidatorContainer:
+@functools.cache
+def _certificate_linter() -> Any:
     """What pkilint's ``lint_pkix_cert`` runs: RFC 5280 and the RFCs it profiles (key usage per key type...)."""
+    from pkilint.pkix import certificate, extension, name  # type: ignore[import-untyped]  # noqa: PLC0415
+
     return certificate.create_pkix_certificate_validator_container(
         certificate.create_decoding_validators(name.ATTRIBUTE_TYPE_MAPPINGS, extension.EXTENSION_MAPPINGS),
         [
@@ -93,8 +97,11 @@ def _certificate_linter() -> validation.ValidatorContainer:
     )
 
 
-def _chain_linters() -> tuple[validation.ValidatorContainer, ...]:
+@functools.cache
+def _chain_linters() -> tuple[Any, Any, Any]:
     """What pkilint's ``lint_pkix_signer_signee_cert_chain`` runs on an (issuer, subject) pair."""
+    from pkilint.bin import lint_pkix_signer_signee_cert_chain as chain_lint  # type: ignore[import-untyped]  # noqa: PLC0415
+
     return (
         chain_lint.create_decoder_validation_container(),
         chain_lint.create_issuer_validation_container(),
@@ -114,10 +121,12 @@ def _linter_uri_limit(code: str, uri: str) -> bool:
     scheme, colon, rest = uri.partition(":")
     if not colon or not _RFC3986_SCHEME.fullmatch(scheme) or scheme.lower() in _LINTER_URI_SCHEMES:
         return False
+    import validators  # type: ignore[import-untyped]  # noqa: PLC0415
+
     return bool(validators.url(f"https:{rest}"))
 
 
-def _findings(results: list[validation.ValidationResult]) -> list[Finding]:
+def _findings(results: list[Any]) -> list[Finding]:
     findings = []
     for r in results:
         for d in r.finding_descriptions:
@@ -131,6 +140,8 @@ def _findings(results: list[validation.ValidationResult]) -> list[Finding]:
 
 def lint(cert: x509.Certificate, issuer: x509.Certificate | None = None) -> LintResult:
     """pkilint's RFC 5280 findings for ``cert``, and for the pair (issuer, cert) when the issuer is given."""
+    from pkilint import loader  # type: ignore[import-untyped]  # noqa: PLC0415
+
     der = cert.public_bytes(Encoding.DER)
     documents = loader.RFC5280CertificateDocumentLoader()
     doc = documents.load_der_document(der, "certificate")
