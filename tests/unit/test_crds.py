@@ -410,8 +410,18 @@ def test_conditions_have_the_standard_shape_everywhere() -> None:
 def test_issuer_status_fields() -> None:
     for name in ["certmint.dev_issuers.yaml", "certmint.dev_clusterissuers.yaml"]:
         status = root_schema(load(name))["properties"]["status"]["properties"]
-        assert set(status) == {"conditions", "caSubject", "caFingerprint", "caNotAfter", "observedGeneration"}
+        assert set(status) == {
+            "conditions",
+            "caSubject",
+            "caFingerprint",
+            "caNotAfter",
+            "caChain",
+            "trustAnchor",
+            "observedGeneration",
+        }
         assert status["caNotAfter"]["format"] == "date-time"
+        assert status["caChain"]["items"]["properties"]["notAfter"]["format"] == "date-time"
+        assert {"subject", "fingerprint"} <= set(status["trustAnchor"]["properties"])
 
 
 def test_certificate_status_fields() -> None:
