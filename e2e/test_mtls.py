@@ -8,6 +8,10 @@ Certificates and talk mutual TLS over the cluster network (scripts in ``e2e/work
 1. install   the chart installs, the issuer chain and both Certificates go Ready;
 2. mtls      the client dials the server's Service (ClusterIP, verifying the Service DNS name);
              the server logs the client's verified SPIFFE ID;
+   mtls-intermediate  the same through an intermediate CA: the root signs the isCA Certificate
+             ``e2e-intermediate-ca`` (through ``e2e-root-ca-signer``, a ClusterIssuer on the root that
+             may sign CAs, for the operator's namespace only), which backs the CA ClusterIssuer
+             ``e2e-mesh-intermediate-ca``; its server and client trust their Secrets' ca.crt, the root;
 3. refused   a client certified by another CA, a client without a certificate, and a server
              whose certificate names another host are all refused;
 4. rotation  lifetimes of 2 minutes renewed 70 s before expiry, the client connecting every
@@ -24,6 +28,8 @@ The suite reaches the cluster only through a ``ClusterProvider``: the local node
 from __future__ import annotations
 
 import base64
+import functools
+import hashlib
 import json
 import os
 import subprocess
@@ -37,6 +43,7 @@ from typing import Any, Protocol, TypeVar
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from kubernetes import client, config
 from tests.integration.builders import ISOLATION_POLICY
 
@@ -56,6 +63,9 @@ RELEASE = "certmint"
 BOOTSTRAP = "e2e-bootstrap"  # the chart's hook ClusterIssuer (selfSigned)
 MESH_CA = "e2e-mesh-ca"
 ROGUE_CA = "e2e-rogue-ca"
+ROOT_SIGNER = "e2e-root-ca-signer"  # a ClusterIssuer on the root CA that signs intermediate CAs
+INTERMEDIATE = "e2e-intermediate-ca"  # the isCA Certificate (and its Secret) under the root
+MESH_INTERMEDIATE_CA = "e2e-mesh-intermediate-ca"  # the CA ClusterIssuer on the intermediate
 PORT = 8443
 # Short-lived workload certificates: renewed every ~50 s (minus < 12 s of jitter). The CRD's minimum is 1m.
 DURATION, RENEW_BEFORE = "2m", "70s"
@@ -272,6 +282,9 @@ def operator(provider: ClusterProvider, kube: Kube) -> Iterator[Installed]:
         for kind, plural, name in (
             ("Certificate", "certificates", "e2e-root-ca"),
             ("Certificate", "certificates", "e2e-rogue-root-ca"),
+            ("Certificate", "certificates", INTERMEDIATE),
+            ("ClusterIssuer", "clusterissuers", MESH_INTERMEDIATE_CA),
+            ("ClusterIssuer", "clusterissuers", ROOT_SIGNER),
             ("ClusterIssuer", "clusterissuers", MESH_CA),
             ("ClusterIssuer", "clusterissuers", ROGUE_CA),
             ("ClusterIssuer", "clusterissuers", BOOTSTRAP),  # chart hooks stay on uninstall
@@ -608,6 +621,116 @@ def test_server_logs_the_clients_verified_spiffe_id(
     assert len(accepted) == 5, server_records(kube, server, ns, client_ip)
     assert all(r["uris"] == [setup.client_id] for r in accepted), accepted
     assert {r["server_serial"] for r in accepted} == {r["server_serial"] for r in records}
+    kube.core.delete_namespaced_pod(name, ns, grace_period_seconds=0)
+
+
+# -- 2b. mutual TLS through an intermediate CA ---------------------------------------------------------------
+
+
+@dataclass
+class IntermediateChain:
+    root: x509.Certificate
+    intermediate: x509.Certificate
+    server: Server
+    chain_s: float  # from the first object created until both workload Certificates were Ready
+
+
+def _secret_certs(kube: Kube, name: str, namespace: str, key: str) -> list[x509.Certificate]:
+    data = kube.core.read_namespaced_secret(name, namespace).data or {}
+    return x509.load_pem_x509_certificates(base64.b64decode(data[key])) if data.get(key) else []
+
+
+def _sha256_fingerprint(cert: x509.Certificate) -> str:
+    """The issuer status's fingerprint format (openssl's): upper-case hex pairs joined by colons."""
+    digest = hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest().upper()
+    return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
+
+
+@pytest.fixture(scope="module")
+def intermediate_chain(provider: ClusterProvider, kube: Kube, setup: Setup) -> IntermediateChain:
+    """root -> isCA Certificate -> CA ClusterIssuer on it -> a server and a client Certificate; the server runs."""
+    ns = setup.ns
+    start = time.monotonic()
+    # Only the operator's namespace may obtain CA certificates from the root.
+    root_signer = {"ca": {"secretName": "e2e-root-ca"}, "policy": {"allowCA": True, "allowedNamespaces": [OPERATOR_NS]}}
+    kube.apply("ClusterIssuer", ROOT_SIGNER, root_signer)
+    wait_for(f"ClusterIssuer {ROOT_SIGNER} Ready", lambda: kube.ready("ClusterIssuer", ROOT_SIGNER), 60)
+    intermediate = {
+        "isCA": True,
+        "commonName": "certmint e2e intermediate CA",
+        "secretName": INTERMEDIATE,
+        "duration": "12h",
+        "issuerRef": {"name": ROOT_SIGNER, "kind": "ClusterIssuer"},
+    }
+    kube.apply("Certificate", INTERMEDIATE, intermediate, OPERATOR_NS)
+    wait_for(f"Certificate {INTERMEDIATE} Ready", lambda: kube.ready("Certificate", INTERMEDIATE, OPERATOR_NS), 60)
+    kube.apply("ClusterIssuer", MESH_INTERMEDIATE_CA, {"ca": {"secretName": INTERMEDIATE}, "policy": ISOLATION_POLICY})
+    wait_for(
+        f"ClusterIssuer {MESH_INTERMEDIATE_CA} Ready", lambda: kube.ready("ClusterIssuer", MESH_INTERMEDIATE_CA), 60
+    )
+    issuer_ref = {"name": MESH_INTERMEDIATE_CA, "kind": "ClusterIssuer"}
+    certificates = {
+        "mtls-int-server": {
+            "secretName": "mtls-int-server-tls",
+            "issuerRef": issuer_ref,
+            "dnsNames": [f"mtls-int-server.{ns}.svc", f"mtls-int-server.{ns}.svc.cluster.local"],
+            "uris": [_service_account_id(ns, "mtls-server")],
+            "usages": ["digital signature", "server auth"],
+            "duration": "1h",
+        },
+        "mtls-int-client": {
+            "secretName": "mtls-int-client-tls",
+            "issuerRef": issuer_ref,
+            "uris": [_service_account_id(ns, "mtls-client")],
+            "usages": ["digital signature", "client auth"],
+            "duration": "1h",
+        },
+    }
+    for name, spec in certificates.items():
+        kube.apply("Certificate", name, spec, ns)
+    for name in certificates:
+        wait_for(f"Certificate {ns}/{name} Ready", functools.partial(kube.ready, "Certificate", name, ns), 60)
+    chain_s = time.monotonic() - start
+    server = start_server(kube, provider, ns, "mtls-int-server", "mtls-server", "mtls-int-server-tls")
+    root, intermediate_cert = kube.secret_cert("e2e-root-ca", OPERATOR_NS), kube.secret_cert(INTERMEDIATE, OPERATOR_NS)
+    assert root is not None and intermediate_cert is not None
+    return IntermediateChain(root=root, intermediate=intermediate_cert, server=server, chain_s=chain_s)
+
+
+def test_mtls_through_an_intermediate_ca(
+    provider: ClusterProvider, kube: Kube, setup: Setup, intermediate_chain: IntermediateChain
+) -> None:
+    ns, chain, name = setup.ns, intermediate_chain, "mtls-int-client-once"
+    argv = client_argv(chain.server.ip, chain.server.dns, "--tls-dir", "/tls", "--count", "5")
+    create_pod(kube, provider, ns, name, "mtls-client", argv, _volume_secret("mtls-int-client-tls"))
+    records = attempts(wait_finished(kube, name, ns))
+    pod_status = kube.pod(name, ns).status
+    assert pod_status is not None and pod_status.pod_ip, pod_status
+    client_ip = str(pod_status.pod_ip)
+    failures = [r for r in records if not r["ok"]]
+    summary(
+        f"e2e: scenario=mtls-intermediate handshakes={len(records)} failures={len(failures)} "
+        f"issuer_chain_and_certificates_ready_s={chain.chain_s:.1f}"
+    )
+
+    # What both workloads mounted: tls.crt = leaf + intermediate (the self-signed root left out, RFC 8446 4.4.2),
+    # ca.crt = the root, as the README says to trust on both sides; the issuer's status names that root.
+    assert chain.intermediate.issuer == chain.root.subject and chain.root.issuer == chain.root.subject
+    for secret in ("mtls-int-server-tls", "mtls-int-client-tls"):
+        served = _secret_certs(kube, secret, ns, "tls.crt")
+        assert served[0].issuer == chain.intermediate.subject and served[1:] == [chain.intermediate], (secret, served)
+        anchors = _secret_certs(kube, secret, ns, "ca.crt")
+        assert anchors == [chain.root], f"{secret}: ca.crt is {[a.subject.rfc4514_string() for a in anchors]}"
+    issuer = kube.ready("ClusterIssuer", MESH_INTERMEDIATE_CA)
+    assert issuer is not None, f"ClusterIssuer {MESH_INTERMEDIATE_CA} is no longer Ready"
+    status = issuer.get("status", {})
+    assert status.get("trustAnchor", {}).get("fingerprint") == _sha256_fingerprint(chain.root), status
+
+    assert len(records) == 5 and not failures, failures[:3]
+    # The server verified the client's chain up to the root and logged the SPIFFE ID from the client's pod address.
+    accepted = [r for r in server_records(kube, chain.server, ns, client_ip) if r["event"] == "accepted"]
+    assert len(accepted) == 5, server_records(kube, chain.server, ns, client_ip)
+    assert all(r["uris"] == [setup.client_id] for r in accepted), accepted
     kube.core.delete_namespaced_pod(name, ns, grace_period_seconds=0)
 
 
