@@ -20,6 +20,7 @@ One test per certificate, so a report names each one that fails.
 from __future__ import annotations
 
 import base64
+import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -247,6 +248,7 @@ class Issued:
 class Matrix:
     issued: dict[str, Issued]
     hand_root: x509.Certificate
+    issuer_status: dict[str, dict[str, Any]]  # the CA ClusterIssuers' status once every certificate was issued
 
 
 def _hand_made_ca() -> tuple[x509.Certificate, x509.Certificate, bytes]:
@@ -393,7 +395,8 @@ def matrix(api: client.ApiClient, operator: OperatorProcess, tmp_path_factory: p
         if not one.refusal:
             one.data = cm.secret_data(f"{case.name}-tls", case.namespace)
             one.files = TLSFiles.write(Path(files), case.name, one.data)
-    return Matrix(issued, hand_root)
+    ca_issuers = (ROOT, INTERMEDIATE, HAND, HAND_CHAIN)
+    return Matrix(issued, hand_root, {n: cm.get("ClusterIssuer", n).get("status", {}) for n in ca_issuers})
 
 
 def by_chain(chain: str) -> list[Case]:
@@ -417,9 +420,25 @@ def _anchor(matrix: Matrix, issued: Issued) -> list[str]:
     ok = anchors == [expected]
     shown = ", ".join(a.subject.rfc4514_string() or "(empty)" for a in anchors)
     REPORT.line(f"{issued.case.name} ca.crt = {shown}: " + ("the chain's root" if ok else "NOT the chain's root"))
-    if ok:
-        return []
-    return [f"ca.crt holds {shown}, not the root {expected.subject.rfc4514_string()} of the {chain} chain"]
+    failures = [] if ok else [f"ca.crt holds {shown}, not the root {expected.subject.rfc4514_string()} of the {chain}"]
+    if chain != "self-signed":
+        # The issuer's status shows the chain it serves: tls.crt above the leaf, then the anchor (ca.crt).
+        status = matrix.issuer_status.get(issued.case.issuer, {})
+        served = [fingerprint(c) for c in [*issued.chain[1:], *anchors]]
+        listed = [entry.get("fingerprint") for entry in status.get("caChain", [])]
+        anchor = status.get("trustAnchor", {}).get("fingerprint")
+        if listed != served or anchor != fingerprint(expected):
+            failures.append(
+                f"ClusterIssuer {issued.case.issuer} status.caChain {listed} / trustAnchor {anchor} is not the chain "
+                f"its certificates carry ({served})"
+            )
+    return failures
+
+
+def fingerprint(cert: x509.Certificate) -> str:
+    """SHA-256 of the DER, as the issuer status (and ``openssl x509 -fingerprint -sha256``) spell it."""
+    digest = hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest().upper()
+    return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
 
 
 def _pkilint(issued: Issued) -> list[str]:
