@@ -133,7 +133,7 @@ def test_key_that_does_not_match_the_certificate(good: SecretSnapshot, ca_identi
         ({"emailAddresses": ["a@b.c"]}, "emailAddresses are [], spec wants [a@b.c]"),
         (
             {"usages": ["server auth"]},
-            "usages are [client auth, digital signature, key encipherment, server auth]",
+            "usages are [client auth, digital signature, server auth]",  # the ECDSA default: no key encipherment
         ),
         ({"isCA": True}, "isCA is false, spec wants true"),
         (
@@ -159,7 +159,7 @@ def test_certificate_no_longer_matching_the_spec(
 def test_equivalent_spec_spellings_are_not_changes(good: SecretSnapshot, ca_identity: IssuerIdentity) -> None:
     same = certificate_spec(
         dnsNames=["WEB.default.svc.cluster.local", "web.default.svc"],  # order and case
-        usages=["signing", "key encipherment", "client auth", "server auth"],  # alias, order
+        usages=["signing", "client auth", "server auth"],  # alias, order (the ECDSA default)
         privateKey={"encoding": "PKCS8", "rotationPolicy": "Never"},  # not visible in the certificate
         secretTemplate={"labels": {"a": "b"}},  # metadata only
         renewBefore="2h",  # renewal only

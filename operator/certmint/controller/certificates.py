@@ -154,7 +154,7 @@ async def _reconcile(op: Operator, rec: CertificateRecord, seen: SeenSecret, *, 
     renewal_at = _renewal_at(op, rec, spec, facts)
     reason = issuance_reason(spec, _snapshot(secret), _identity(issuer), now=now, renewal_at=renewal_at)
     if reason is None and facts is not None and renewal_at is not None:
-        await _keep(op, rec, spec, secret, facts, renewal_at, seen)
+        await _keep(op, rec, spec, issuer, secret, facts, renewal_at, seen)
         return True
     assert reason is not None
     renewal_due = renewal_at if facts is not None and reason.code == RENEWING else None
@@ -252,6 +252,19 @@ def _not_ours(
     return None
 
 
+def _stale_trust_anchor(issuer: IssuerRecord | None, secret: SecretData) -> bytes | None:
+    """The issuer's trust anchor when the Secret's ca.crt is another one, else None.
+
+    Only reached for a certificate its CA issuer signed (issuance_reason found nothing to re-issue), so a
+    different ca.crt means the anchor changed under the same CA (e.g. the root was added to the CA Secret's
+    ca.crt after this certificate was issued): the leaf stays, ca.crt is rewritten.
+    """
+    authority = issuer.authority if issuer is not None else None
+    if authority is None or secret.data.get("ca.crt") == authority.trust_anchor_pem:
+        return None
+    return authority.trust_anchor_pem
+
+
 def _secret_metadata(
     rec: CertificateRecord, spec: CertificateSpec, facts: CertificateFacts, revision: int
 ) -> tuple[dict[str, str], dict[str, str]]:
@@ -341,6 +354,7 @@ async def _keep(
     op: Operator,
     rec: CertificateRecord,
     spec: CertificateSpec,
+    issuer: IssuerRecord | None,
     secret: SecretData | None,
     facts: CertificateFacts,
     renewal_at: datetime.datetime,
@@ -351,14 +365,21 @@ async def _keep(
     labels, annotations = _secret_metadata(rec, spec, facts, revision)
     drift = metadata_drift(secret.labels, secret.annotations, labels, annotations)
     owner = _ref(rec) if spec.secret_deletion_policy == "Delete" else None
-    if drift is not None or (owner is not None and owner.uid not in secret.owner_uids):
+    anchor = _stale_trust_anchor(issuer, secret)
+    if drift is not None or anchor is not None or (owner is not None and owner.uid not in secret.owner_uids):
         set_labels, set_annotations = drift or ({}, {})
         updated = await resources.update_secret(
-            op.api, secret, data=None, labels=set_labels, annotations=set_annotations, owner=owner
+            op.api,
+            secret,
+            data=None if anchor is None else {"ca.crt": anchor},  # a merge patch: tls.crt and tls.key stay
+            labels=set_labels,
+            annotations=set_annotations,
+            owner=owner,
         )
         op.secret_written(rec.namespace, spec.secret_name, updated.resource_version)
         seen.resource_version = updated.resource_version
-        log.info("Certificate %s/%s: repaired Secret metadata without re-issuing", rec.namespace, rec.name)
+        what = "ca.crt (the issuer's trust anchor changed)" if anchor is not None else "metadata"
+        log.info("Certificate %s/%s: repaired Secret %s without re-issuing", rec.namespace, rec.name, what)
     ready = Condition("Ready", "True", "Ready", f"certificate is up to date and valid until {rfc3339(facts.not_after)}")
     issuing = Condition("Issuing", "False", "UpToDate", f"next renewal at {rfc3339(renewal_at)}")
     fields: dict[str, Any] = {

@@ -90,8 +90,8 @@ class Settled:
     waits_for_timer: bool  # a renewal or retry timer is part of the outcome; a fired timer means "look again"
 
 
-IssuerToken = tuple[bool, str | None, int]  # see IssuerRecord.identity_token
-NO_ISSUER: IssuerToken = (False, None, 0)
+IssuerToken = tuple[bool, str | None, str | None, int]  # see IssuerRecord.identity_token
+NO_ISSUER: IssuerToken = (False, None, None, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,9 +167,18 @@ class IssuerRecord:
     @property
     def identity_token(self) -> IssuerToken:
         """Changes whenever certificates signed by this issuer must be looked at again: readiness, the CA,
-        and the spec's generation (a changed policy may now allow what it refused). One shared tuple per
-        value: every Certificate's settled inputs hold it."""
-        return shared((self.ready, self.authority.fingerprint_sha256 if self.authority else None, self.generation))
+        its trust anchor (a root added to the CA Secret's ca.crt later), and the spec's generation (a changed
+        policy may now allow what it refused). One shared tuple per value: every Certificate's settled inputs
+        hold it."""
+        authority = self.authority
+        return shared(
+            (
+                self.ready,
+                authority.fingerprint_sha256 if authority else None,
+                authority.trust_anchor_fingerprint if authority else None,
+                self.generation,
+            )
+        )
 
 
 @dataclass
