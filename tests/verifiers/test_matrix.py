@@ -88,7 +88,10 @@ class Case:
 
 
 def _key(algorithm: str, size: int | None = None) -> dict[str, Any]:
-    return {"privateKey": {"algorithm": algorithm, **({"size": size} if size else {})}}
+    key: dict[str, Any] = {"algorithm": algorithm, **({"size": size} if size else {})}
+    if algorithm == "Ed25519":
+        key["encoding"] = "PKCS8"  # admission: PKCS#1, the default encoding, cannot hold an Ed25519 key
+    return {"privateKey": key}
 
 
 CASES: tuple[Case, ...] = (
