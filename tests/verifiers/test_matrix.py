@@ -14,7 +14,8 @@ chains:
 Each certificate is judged by pkilint (0 RFC errors, 0 warnings), by ``openssl verify -x509_strict`` with
 the purpose its usages allow, and by Python ``ssl`` handshakes as a server and/or as a client, as its
 usages allow, with the chain's partner certificate on the other side (tests/verifiers/verify.py).
-One test per certificate, so a report names each one that fails.
+One test per certificate, so a report names each one that fails; one more per CA ClusterIssuer checks that
+its status.caChain and status.trustAnchor are the chain and the anchor its certificates carry.
 """
 
 from __future__ import annotations
