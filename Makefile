@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 CLUSTER ?= local
 CLUSTER_DIR ?= .local/cluster
 
-.PHONY: help setup binaries helm chart-crds image-lock e2e-setup lint test test-unit test-integration test-chart test-tenancy \
+.PHONY: help setup binaries helm chart-crds image-lock e2e-setup lint test test-unit test-integration test-chart test-tenancy test-verifiers \
 	test-e2e bench bench-reduced run cluster-up cluster-down clean
 
 help:
@@ -56,6 +56,9 @@ test-chart: setup binaries helm
 
 test-tenancy: setup binaries helm ## a restricted user attacks the operator deployed by the chart
 	$(BIN)/pytest tests/tenancy
+
+test-verifiers: setup binaries ## issued certificates judged by pkilint, openssl verify -x509_strict and Python ssl
+	$(BIN)/pytest tests/verifiers
 
 test-e2e: setup binaries helm e2e-setup
 	$(BIN)/pytest e2e
