@@ -629,7 +629,7 @@ def api_costs(ctx: Context) -> dict[str, Any]:
                 "request": p["csr"],
                 "issuerRef": {"name": CA_ISSUER, "kind": "ClusterIssuer", "group": "certmint.dev"},
                 "duration": "2160h",
-                "usages": ["digital signature", "key encipherment"],
+                "usages": ["digital signature", "server auth"],  # what RFC 8813 allows an ECDSA key
                 "isCA": False,
             },
         }

@@ -222,7 +222,7 @@ class TestNamespaced:
         leaf = wait_issued(api, "api", "rbac-ns-team-a")
         assert leaf.issuer.rfc4514_string() == "CN=team-ca test CA"
         create(api, cluster_issuer("rbac-ns-selfsigned"))
-        create(api, certificate("self", "rbac-ns-team-a", "rbac-ns-selfsigned"))
+        create(api, certificate("self", "rbac-ns-team-a", "rbac-ns-selfsigned", commonName="self"))
         wait_issued(api, "self", "rbac-ns-team-a")
         assert_no_refused_calls(proc)
 

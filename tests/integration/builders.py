@@ -63,7 +63,9 @@ def certificate(
         "issuerRef": {"name": issuer_name, "kind": issuer_kind},
     }
     if not any(k in spec for k in ("commonName", "dnsNames", "ipAddresses", "uris", "emailAddresses")):
+        # A Service's name, also as the subject: a selfSigned certificate needs a non-empty (issuer) name.
         body["dnsNames"] = [f"{name}.{namespace}.svc"]
+        body["commonName"] = f"{name}.{namespace}.svc"
     body.update(spec)
     return {
         "apiVersion": API_VERSION,

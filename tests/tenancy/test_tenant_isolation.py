@@ -404,7 +404,7 @@ def _(w: World) -> Refusal:
 
 @attack("ca-certificate")
 def _(w: World) -> Refusal:
-    return policy_refuses(w, "isCA", dnsNames=[OWN], isCA=True)
+    return policy_refuses(w, "isCA", dnsNames=[OWN], commonName=OWN, isCA=True)
 
 
 @attack("lifetime-over-max-duration")

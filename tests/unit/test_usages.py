@@ -267,11 +267,6 @@ def test_only_exactly_the_old_default_reads_as_not_set() -> None:
         _spec(dnsNames=["a"], usages=["signing", "key encipherment", "server auth", "client auth"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs core/decisions.spec_differences to accept the old default for a spec whose usages are defaulted "
-    "(see the issue 12 usages report); remove this marker with that change",
-)
 @pytest.mark.parametrize("is_ca", [False, True], ids=["ecdsa-leaf", "ecdsa-ca"])
 def test_a_certificate_issued_with_the_old_default_is_not_reissued_on_upgrade(is_ca: bool) -> None:
     """An upgrade must not re-issue every ECDSA leaf and every CA at once (a CA with rotationPolicy Always would

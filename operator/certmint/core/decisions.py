@@ -24,7 +24,7 @@ from certmint.pki.inspect import CertificateFacts, certificate_facts, load_pem_c
 from certmint.pki.keys import PKIError, load_private_key, public_key_matches
 from certmint.pki.names import normalize_dns_name, normalize_ip_address, quote
 from certmint.pki.signing import backdate_for
-from certmint.pki.usages import effective_usages
+from certmint.pki.usages import LEGACY_DEFAULT_USAGES, effective_usages
 
 # Reason codes (CamelCase, for status conditions and events).
 DOES_NOT_EXIST: Final = "DoesNotExist"
@@ -185,7 +185,7 @@ def spec_differences(spec: CertificateSpec, facts: CertificateFacts, issuer: Iss
         "ipAddresses": ({_ip(ip) for ip in spec.ip_addresses}, set(facts.ip_addresses)),
         "uris": (set(spec.uris), set(facts.uris)),
         "emailAddresses": (set(spec.email_addresses), set(facts.email_addresses)),
-        "usages": (set(effective_usages(spec.usages, is_ca=spec.is_ca)), set(facts.usages)),
+        "usages": (_wanted_usages(spec, facts), set(facts.usages)),
     }
     for label, (wanted, actual) in wanted_sets.items():
         if wanted != actual:
@@ -202,6 +202,21 @@ def spec_differences(spec: CertificateSpec, facts: CertificateFacts, issuer: Iss
     if lifetime_diff:
         diffs.append(lifetime_diff)
     return diffs
+
+
+def _wanted_usages(spec: CertificateSpec, facts: CertificateFacts) -> set[str]:
+    """The usages the certificate should carry.
+
+    When the spec leaves usages to the default, a certificate issued with the default of earlier certmint
+    versions (key encipherment and both EKUs, for every key type and for CAs) still matches: an upgrade must
+    not re-issue every ECDSA leaf and every CA at once (a CA with rotationPolicy Always would get a new key).
+    The key type's default applies from the next renewal on.
+    """
+    if spec.usages_defaulted:
+        legacy = set(effective_usages(LEGACY_DEFAULT_USAGES, is_ca=spec.is_ca))
+        if set(facts.usages) == legacy:
+            return legacy
+    return set(effective_usages(spec.usages, is_ca=spec.is_ca))
 
 
 def _lifetime_difference(duration: timedelta, facts: CertificateFacts, issuer: IssuerIdentity | None) -> str | None:
