@@ -196,3 +196,31 @@ def test_a_ca_crt_outside_the_chain_is_refused(cm: Certmint) -> None:
     assert f'ca.crt holds "{stranger.subject.rfc4514_string()}", which is not in the chain' in refused["message"]
     status = cm.get("ClusterIssuer", name).get("status") or {}
     assert status.get("caChain") is None and status.get("trustAnchor") is None
+
+
+def test_a_root_added_to_the_ca_secret_later_reaches_every_ca_crt_without_reissuing(cm: Certmint) -> None:
+    root, root_key = _hand_made(unique("hand-root"))
+    intermediate, int_key = _hand_made(unique("hand-int"), (root, root_key))
+    name = unique("late-root")
+    _ca_secret(cm, f"{name}-ca", intermediate, int_key, ca_crt=None)
+    cm.create(cluster_issuer(name, ca_secret=f"{name}-ca"))
+    ns = cm.namespace(unique("late"))
+    cm.create(certificate("server", ns, issuer_name=name, dnsNames=[f"server.{ns}.svc"], duration="24h"))
+    cm.wait_ready("Certificate", "server", ns)
+    before = cm.secret_data("server-tls", ns)
+    assert before["ca.crt"] == _pem(intermediate)  # the top of what the issuer knows, and it says so
+
+    cm.core.patch_namespaced_secret(
+        f"{name}-ca", OPERATOR_NAMESPACE, {"data": {"ca.crt": base64.b64encode(_pem(root)).decode()}}
+    )
+    # A hand-made CA Secret carries no certmint label, so the issuer sees the change at its periodic recheck
+    # (CERTMINT_ISSUER_RECHECK_SECONDS, 60 s by default).
+    _status_shows(cm, name, [intermediate, root], self_signed=True, timeout=90)
+    after = wait_for(
+        lambda: (data := cm.secret_data("server-tls", ns))["ca.crt"] == _pem(root) and data,
+        "the Certificate's ca.crt rewritten to the root",
+        timeout=30,
+    )
+    assert after["tls.crt"] == before["tls.crt"] and after["tls.key"] == before["tls.key"]  # not re-issued
+    verdict = openssl_verify(after["tls.crt"], after["ca.crt"], "sslserver")
+    assert verdict.ok, verdict.detail
