@@ -221,6 +221,7 @@ def test_container_serves_health_and_issues_as_the_charts_identity(
         custom.create_cluster_custom_object(GROUP, "v1alpha1", "clusterissuers", {**issuer, "spec": {"selfSigned": {}}})
         spec = {
             "secretName": "smoke-tls",
+            "commonName": "smoke.image.svc",  # a selfSigned certificate is its own issuer: its name is not empty
             "dnsNames": ["smoke.image.svc"],
             "issuerRef": {"name": "image", "kind": "ClusterIssuer"},
         }
