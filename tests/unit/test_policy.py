@@ -343,17 +343,7 @@ def _judge_csr(pem: bytes, policy: Policy = ISOLATED) -> list[str]:
         csr = parse_csr(pem)
     except PKIError as e:
         return [f"invalid CSR: {e}"]
-    identity = RequestedIdentity(
-        common_name=csr.common_name,
-        subject=csr.subject,
-        dns_names=csr.dns_names,
-        ip_addresses=csr.ip_addresses,
-        uris=csr.uris,
-        email_addresses=csr.email_addresses,
-        duration=timedelta(hours=1),
-        key_algorithm=csr.key_algorithm,
-        is_ca=False,
-    )
+    identity = RequestedIdentity.of_csr(csr, duration=timedelta(hours=1), is_ca=False)
     return check_policy(policy, identity, namespace="team-a", cluster_scoped_issuer=True, self_signed=False)
 
 

@@ -82,17 +82,7 @@ async def reconcile_request(op: Operator, namespace: str, name: str) -> None:
         )
         return
     # The signer builds the certificate from these same values (csr), so what is judged is what is signed.
-    requested = RequestedIdentity(
-        common_name=csr.common_name,
-        subject=csr.subject,
-        dns_names=csr.dns_names,
-        ip_addresses=csr.ip_addresses,
-        uris=csr.uris,
-        email_addresses=csr.email_addresses,
-        duration=spec.duration,
-        key_algorithm=csr.key_algorithm,
-        is_ca=spec.is_ca,
-    )
+    requested = RequestedIdentity.of_csr(csr, duration=spec.duration, is_ca=spec.is_ca)
     violations = check_policy(
         issuer.spec.policy,
         requested,

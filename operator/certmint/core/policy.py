@@ -26,6 +26,7 @@ from typing import Final
 
 from certmint.core.conditions import Condition
 from certmint.core.spec import IssuerSpec, Policy, SubjectPolicy, format_duration
+from certmint.pki.csr import CSRInfo
 from certmint.pki.names import SubjectNames, quote
 
 _ANY_CHARS: Final = ".+"
@@ -79,6 +80,21 @@ class RequestedIdentity:
     duration: timedelta
     key_algorithm: str
     is_ca: bool
+
+    @classmethod
+    def of_csr(cls, csr: CSRInfo, *, duration: timedelta, is_ca: bool) -> RequestedIdentity:
+        """What a CertificateRequest asks for: the signer builds the certificate from these same CSR values."""
+        return cls(
+            common_name=csr.common_name,
+            subject=csr.subject,
+            dns_names=csr.dns_names,
+            ip_addresses=csr.ip_addresses,
+            uris=csr.uris,
+            email_addresses=csr.email_addresses,
+            duration=duration,
+            key_algorithm=csr.key_algorithm,
+            is_ca=is_ca,
+        )
 
 
 def check_policy(
