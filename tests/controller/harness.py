@@ -247,6 +247,15 @@ class Harness:
         events = self.api.items(f"/api/v1/namespaces/{namespace}/events")
         return [e for e in events if e["involvedObject"]["name"] == name]
 
+    def mark(self) -> dict[tuple[str, str], int]:
+        """The request counts now, for :meth:`since`."""
+        return dict(self.api.requests)
+
+    def since(self, mark: dict[tuple[str, str], int], *, reads: bool = True) -> dict[tuple[str, str], int]:
+        """Requests by (verb, resource) made since ``mark``; ``reads=False`` leaves out get, list and watch."""
+        counts = {k: n - mark.get(k, 0) for k, n in self.api.requests.items() if n - mark.get(k, 0)}
+        return counts if reads else {k: n for k, n in counts.items() if k[0] not in ("get", "list", "watch")}
+
     def event_reasons(self, name: str, namespace: str = NAMESPACE) -> list[str]:
         return [e["reason"] for e in self.events(name, namespace)]
 
