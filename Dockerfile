@@ -18,10 +18,10 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore
 # The lock, and the wheels of an offline build when .wheelhouse/ exists (the pattern may match nothing).
-COPY tests/chart/image-requirements.lock .wheelhous[e] /src/deps/
+COPY operator/requirements.lock .wheelhous[e] /src/deps/
 # Dependencies first: this layer is reused as long as they do not change.
 RUN python3 -m venv /opt/certmint \
- && /opt/certmint/bin/pip install $PIP_OPTIONS --no-deps -r /src/deps/image-requirements.lock \
+ && /opt/certmint/bin/pip install $PIP_OPTIONS --no-deps -r /src/deps/requirements.lock \
  && /opt/certmint/bin/pip install $PIP_OPTIONS "setuptools==${SETUPTOOLS_VERSION}"
 COPY pyproject.toml README.md /src/
 COPY operator /src/operator

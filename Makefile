@@ -8,6 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CLUSTER ?= local
 CLUSTER_DIR ?= .local/cluster
+KUBECTL ?= kubectl
 
 .PHONY: help setup binaries helm chart-crds image-lock e2e-setup lint test test-unit test-integration test-chart test-tenancy test-verifiers \
 	test-e2e bench bench-reduced run cluster-up cluster-down clean
@@ -35,7 +36,7 @@ chart-crds: ## regenerate the chart's copy of crds/ (tests/chart fails when they
 	cp crds/*.yaml charts/certmint/files/crds/
 
 image-lock: setup ## re-pin the image's runtime dependencies from the venv
-	$(BIN)/python tests/chart/lock_image_requirements.py --write
+	$(BIN)/python operator/lock_requirements.py --write
 
 e2e-setup: ## Debian packages of the local e2e node (containerd, runc, CNI plugins, iptables, debootstrap, gcc)
 	bash e2e/setup.sh
@@ -72,8 +73,20 @@ bench: setup binaries ## benchmarks at full scale (30-35 min on 2 cores): table 
 bench-reduced: setup binaries ## the benchmark's reduced run (~2.5 min), as make test runs it
 	$(BIN)/pytest -m bench tests/bench
 
+# CLUSTER=current is product use (the CRDs and this tree's operator on your kubeconfig's cluster) and runs
+# nothing from tests/; CLUSTER=local starts the test control plane first (tests/controlplane/devrun.py).
 run: setup ## operator against the embedded local control plane (CLUSTER=current: your kubeconfig's cluster)
-	$(BIN)/python -m tests.controlplane.devrun --cluster $(CLUSTER) --dir $(CLUSTER_DIR)
+ifeq ($(CLUSTER),current)
+	@command -v $(KUBECTL) >/dev/null || { echo "make run CLUSTER=current needs kubectl on PATH (or KUBECTL=...)"; exit 1; }
+	$(KUBECTL) apply --server-side -f crds
+	$(KUBECTL) wait --for=condition=Established -f crds
+	$(KUBECTL) get namespace certmint >/dev/null 2>&1 || $(KUBECTL) create namespace certmint
+	CERTMINT_NAMESPACE=certmint $(BIN)/python -m certmint
+else ifeq ($(CLUSTER),local)
+	$(BIN)/python -m tests.controlplane.devrun --dir $(CLUSTER_DIR)
+else
+	$(error CLUSTER must be local or current, not '$(CLUSTER)')
+endif
 
 cluster-up: setup binaries
 	$(BIN)/python -m tests.controlplane.cluster up --dir $(CLUSTER_DIR)

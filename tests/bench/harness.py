@@ -87,7 +87,7 @@ def runtime_python(repo: Path) -> str:
     the operator for the test tooling. certmint itself comes from ``operator/`` through PYTHONPATH,
     so the venv is only rebuilt when the lock changes.
     """
-    lock = repo / "tests" / "chart" / "image-requirements.lock"
+    lock = repo / "operator" / "requirements.lock"
     digest = hashlib.sha256(lock.read_bytes()).hexdigest()[:12]
     venv = repo / ".local" / f"runtime-venv-{digest}"
     python = venv / "bin" / "python"

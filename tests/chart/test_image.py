@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
+from lock_requirements import LOCK, read_lock  # operator/: the image's dependency lock and its reader
 from tests.chart.conftest import HERE, REPO, REPORT, install
-from tests.chart.lock_image_requirements import LOCK, read_lock
 from tests.conftest import missing_prerequisite
 from tests.controlplane.cluster import ControlPlane, free_port
 from tests.controlplane.dockerd import DockerError, OwnDockerd
@@ -184,7 +184,7 @@ def test_image_runs_the_locked_dependencies_and_no_installer(image: str) -> None
     )
     installed = json.loads(docker("run", "--rm", "--entrypoint", "python3", image, "-c", script).stdout)
     assert installed.pop("certmint") == "0.1.0"
-    assert installed == read_lock(), "the image's packages differ from tests/chart/image-requirements.lock"
+    assert installed == read_lock(), "the image's packages differ from operator/requirements.lock"
 
 
 def test_container_serves_health_and_issues_as_the_charts_identity(
