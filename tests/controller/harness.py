@@ -29,11 +29,31 @@ from certmint.kube import resources
 from certmint.kube.client import JSON
 from certmint.settings import Settings
 from tests.controller.fake_api import Change, FakeKube, Target, watch_event
+from tests.integration.builders import certificate
 from tests.unit.builders import NOW, CAPair
 
 OPERATOR_NAMESPACE = "certmint"
 NAMESPACE = "apps"
 API = resources.API
+
+
+#: The API requests of one issuance: the CertificateRequest, its signed status, the Secret (key and
+#: certificate in one write), the Certificate's status, one Event. Nothing is read.
+ISSUANCE_REQUESTS = {
+    ("create", "certificaterequests"): 1,
+    ("patch", "certificaterequests/status"): 1,
+    ("create", "secrets"): 1,
+    ("patch", "certificates/status"): 1,
+    ("create", "events"): 1,
+}
+#: A re-issuance or renewal writes into the existing Secret instead of creating it.
+REISSUE_REQUESTS = {
+    ("create", "certificaterequests"): 1,
+    ("patch", "certificaterequests/status"): 1,
+    ("patch", "secrets"): 1,
+    ("patch", "certificates/status"): 1,
+    ("create", "events"): 1,
+}
 
 
 class FakeClock:
@@ -255,6 +275,17 @@ class Harness:
         """Requests by (verb, resource) made since ``mark``; ``reads=False`` leaves out get, list and watch."""
         counts = {k: n - mark.get(k, 0) for k, n in self.api.requests.items() if n - mark.get(k, 0)}
         return counts if reads else {k: n for k, n in counts.items() if k[0] not in ("get", "list", "watch")}
+
+    async def issued(self, name: str, *, issuer: str, **spec: Any) -> dict[str, Any]:
+        """Create a Certificate (a Service's name, ``duration`` 24h unless given), settle, and return its status
+        once Ready."""
+        spec.setdefault("duration", "24h")
+        self.create(certificate(name, NAMESPACE, issuer_name=issuer, **spec))
+        await self.settle()
+        cert = self.certificate(name)
+        assert condition(cert, "Ready")["status"] == "True", cert.get("status")
+        status: dict[str, Any] = cert["status"]
+        return status
 
     def event_reasons(self, name: str, namespace: str = NAMESPACE) -> list[str]:
         return [e["reason"] for e in self.events(name, namespace)]

@@ -7,7 +7,6 @@ CertificateRequest, the Events, and the number of API requests by verb and resou
 from __future__ import annotations
 
 import datetime
-from typing import Any
 
 import pytest
 
@@ -16,26 +15,9 @@ from certmint.core.conditions import parse_rfc3339
 from certmint.pki.inspect import load_pem_chain
 from certmint.pki.keys import load_private_key, public_key_matches
 from tests.controller.conftest import CA_ISSUER, SELF_SIGNED
-from tests.controller.harness import NAMESPACE, Harness, condition
+from tests.controller.harness import ISSUANCE_REQUESTS, NAMESPACE, REISSUE_REQUESTS, Harness, condition
 from tests.integration.builders import certificate
 from tests.unit.builders import CAPair
-
-#: The API requests of one issuance: the CertificateRequest, its signed status, the Secret (key and
-#: certificate in one write), the Certificate's status, one Event. Nothing is read.
-ISSUANCE_REQUESTS = {
-    ("create", "certificaterequests"): 1,
-    ("patch", "certificaterequests/status"): 1,
-    ("create", "secrets"): 1,
-    ("patch", "certificates/status"): 1,
-    ("create", "events"): 1,
-}
-#: A renewal writes into the existing Secret instead of creating it.
-RENEWAL_REQUESTS = {**ISSUANCE_REQUESTS, ("patch", "secrets"): 1}
-del RENEWAL_REQUESTS[("create", "secrets")]
-
-
-def pem(cert_pem: bytes) -> bytes:
-    return cert_pem.strip() + b"\n"
 
 
 @pytest.mark.parametrize("issuer", [SELF_SIGNED, CA_ISSUER])
@@ -107,17 +89,8 @@ async def test_secret_template_labels_and_annotations_reach_the_secret(harness: 
     assert meta["labels"]["team"] == "a" and meta["annotations"]["reloader/watch"] == "true"
 
 
-async def issued(harness: Harness, name: str = "web", **spec: Any) -> dict[str, Any]:
-    spec.setdefault("duration", "24h")
-    harness.create(certificate(name, NAMESPACE, issuer_name=spec.pop("issuer", CA_ISSUER), **spec))
-    await harness.settle()
-    status: dict[str, Any] = harness.certificate(name)["status"]
-    assert condition(harness.certificate(name), "Ready")["status"] == "True", status
-    return status
-
-
 async def test_renewal_on_the_timer_reads_nothing_and_costs_one_issuance(harness: Harness) -> None:
-    first = await issued(harness)
+    first = await harness.issued("web", issuer=CA_ISSUER)
     renewal = parse_rfc3339(first["renewalTime"])
 
     mark, logged = harness.mark(), len(harness.api.log)
@@ -126,7 +99,7 @@ async def test_renewal_on_the_timer_reads_nothing_and_costs_one_issuance(harness
     assert harness.certificate("web")["status"]["serialNumber"] == first["serialNumber"]
 
     await harness.advance(2)
-    assert harness.since(mark, reads=False) == RENEWAL_REQUESTS
+    assert harness.since(mark, reads=False) == REISSUE_REQUESTS
     # The only reads meanwhile are the CA issuer's re-checks of its CA Secret: the Certificate's Secret is not read.
     reads = {r for r in harness.api.log[logged:] if r[0] in ("get", "list")}
     assert reads == {("get", "secrets", "internal-ca-key-pair")}
@@ -144,7 +117,7 @@ async def test_renewal_on_the_timer_reads_nothing_and_costs_one_issuance(harness
 
 
 async def test_renewals_keep_going_and_old_requests_are_pruned_to_the_history_limit(harness: Harness) -> None:
-    await issued(harness, revisionHistoryLimit=2)
+    await harness.issued("web", issuer=CA_ISSUER, revisionHistoryLimit=2)
     for revision in (2, 3, 4):
         renewal = parse_rfc3339(harness.certificate("web")["status"]["renewalTime"])
         await harness.advance_to(renewal + datetime.timedelta(seconds=1))
@@ -153,7 +126,7 @@ async def test_renewals_keep_going_and_old_requests_are_pruned_to_the_history_li
 
 
 async def test_a_restart_reissues_nothing_and_rebuilds_the_renewal_timer(harness: Harness) -> None:
-    first = await issued(harness)
+    first = await harness.issued("web", issuer=CA_ISSUER)
     mark = harness.mark()
     await harness.restart()
     assert harness.since(mark, reads=False) == {}
@@ -165,7 +138,7 @@ async def test_a_restart_reissues_nothing_and_rebuilds_the_renewal_timer(harness
 
 
 async def test_an_operator_down_past_the_expiry_reissues_at_restart(harness: Harness) -> None:
-    first = await issued(harness)
+    first = await harness.issued("web", issuer=CA_ISSUER)
     await harness.stop()
     harness.clock.t = parse_rfc3339(first["notAfter"]).timestamp() + 60
     await harness.restart()
@@ -176,7 +149,7 @@ async def test_an_operator_down_past_the_expiry_reissues_at_restart(harness: Har
 
 
 async def test_a_deleted_certificate_leaves_its_secret_and_stops_its_timer(harness: Harness) -> None:
-    first = await issued(harness)
+    first = await harness.issued("web", issuer=CA_ISSUER)
     harness.delete("Certificate", NAMESPACE, "web")
     await harness.settle()
     mark = harness.mark()
