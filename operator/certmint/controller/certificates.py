@@ -22,6 +22,7 @@ from typing import Any, Final
 
 from certmint import metrics
 from certmint.controller.runtime import Operator
+from certmint.controller.signers import signer_for
 from certmint.controller.state import NO_ISSUER, CertificateRecord, IssuerRecord, IssuerToken, Settled, Signed
 from certmint.core.conditions import Condition, condition_status, merge_conditions, parse_rfc3339, rfc3339
 from certmint.core.decisions import (
@@ -58,7 +59,7 @@ from certmint.pki.keys import (
     key_algorithm,
     load_private_key,
 )
-from certmint.pki.signing import IssuedCertificate, SigningRequest, self_sign, sign
+from certmint.pki.signing import IssuedCertificate, SigningRequest
 
 log = logging.getLogger("certmint.certificates")
 COMPONENT = "certmint"
@@ -303,16 +304,7 @@ def _snapshot(secret: SecretData | None) -> SecretSnapshot:
 def _identity(issuer: IssuerRecord | None) -> IssuerIdentity | None:
     if issuer is None or not issuer.ready or issuer.spec is None:
         return None
-    if issuer.spec.kind == "selfSigned":
-        return IssuerIdentity(self_signed=True, subject_key_id=None)
-    assert issuer.authority is not None
-    authority = issuer.authority
-    return IssuerIdentity(
-        self_signed=False,
-        subject_key_id=authority.subject_key_id,
-        subject_text=authority.subject_text,
-        not_after=authority.not_after,
-    )
+    return signer_for(issuer.spec).identity(issuer.authority)
 
 
 def _renewal_at(
@@ -469,11 +461,7 @@ async def _issue(
             signing = SigningRequest(
                 csr=parse_csr(csr_pem), duration=spec.duration, usages=spec.usages, is_ca=spec.is_ca
             )
-            if issuer.spec.kind == "selfSigned":
-                issued = self_sign(signing, key, now=now)
-            else:
-                assert issuer.authority is not None
-                issued = sign(signing, issuer.authority, now=now)
+            issued = signer_for(issuer.spec).sign(signing, key=key, authority=issuer.authority, now=now)
             await resources.patch_status(
                 op.api, "CertificateRequest", rec.namespace, request_name, signed_request_status(issued, issuer, now)
             )
@@ -616,19 +604,16 @@ def _precheck(rec: CertificateRecord, spec: CertificateSpec, issuer: IssuerRecor
         return Failure("IssuerNotFound", f"{ref.kind} {ref.name!r} does not exist{where}")
     if not issuer.ready or issuer.spec is None:
         return Failure("IssuerNotReady", f"{ref.kind} {ref.name!r} is not ready: {issuer.reason}: {issuer.message}")
-    if issuer.spec.kind == "selfSigned" and not spec.has_subject:
-        return Failure(
-            "EmptySubject",
-            f"{ref.kind} {ref.name!r} is selfSigned: the certificate is its own issuer and X.509 (RFC 5280) "
-            "requires a non-empty issuer name: set spec.commonName or spec.subject",
-            retry=False,
-        )
+    signer = signer_for(issuer.spec)
+    refusal = signer.refusal(spec, f"{ref.kind} {ref.name!r}")
+    if refusal is not None:
+        return Failure(refusal.reason, refusal.message, retry=False)
     violations = check_policy(
         issuer.spec.policy,
         requested_identity(spec),
         namespace=rec.namespace,
         cluster_scoped_issuer=ref.kind == "ClusterIssuer",
-        self_signed=issuer.spec.kind == "selfSigned",
+        self_signed=signer.own_key_only,
     )
     if violations:
         # Permanent until the Certificate or the issuer's policy changes; both re-trigger us.

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import datetime
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 from certmint.controller.runtime import Operator
+from certmint.controller.signers import Verdict, signer_for
 from certmint.controller.state import IssuerRecord
 from certmint.core.conditions import Condition, merge_conditions, rfc3339
 from certmint.core.policy import isolation_condition
 from certmint.kube import resources
-from certmint.pki.signing import CAError, SigningAuthority, fingerprint_sha256
+from certmint.pki.signing import SigningAuthority, fingerprint_sha256
 
 log = logging.getLogger("certmint.issuers")
 
@@ -26,16 +26,16 @@ async def reconcile_issuer_kind(op: Operator, kind: str, namespace: str, name: s
         return
     before = rec.identity_token
     now = op.now()
-    await _check(op, rec, now)
+    verdict = await _check(op, rec, now)
     if rec.identity_token != before:
         log.info("%s %s: ready=%s (%s)", kind, _display(rec), rec.ready, rec.reason)
         op.enqueue_dependents_of_issuer(key)
     await _publish(op, rec, now)
-    if rec.spec is not None and rec.spec.kind == "ca":
-        recheck = now + datetime.timedelta(seconds=op.settings.issuer_recheck_seconds)
-        if rec.authority is not None:
-            recheck = min(recheck, rec.authority.valid_until)
-        op.schedule(key, recheck)
+    if rec.spec is not None:
+        interval = datetime.timedelta(seconds=op.settings.issuer_recheck_seconds)
+        recheck = signer_for(rec.spec).recheck_at(verdict, now, interval)
+        if recheck is not None:
+            op.schedule(key, recheck)
 
 
 async def reconcile_issuer(op: Operator, namespace: str, name: str) -> None:
@@ -54,51 +54,26 @@ def ca_secret_namespace(op: Operator, rec: IssuerRecord) -> str:
     return op.settings.namespace if rec.kind == "ClusterIssuer" else rec.namespace
 
 
-@dataclass(frozen=True)
-class Verdict:
-    ready: bool
-    reason: str
-    message: str
-    authority: SigningAuthority | None = None
-
-
-async def _check(op: Operator, rec: IssuerRecord, now: datetime.datetime) -> None:
+async def _check(op: Operator, rec: IssuerRecord, now: datetime.datetime) -> Verdict:
     # Computed first, then applied at once: certificates reconciled while the CA Secret is being read
     # must see the old verdict or the new one, never "ready without a CA".
-    verdict = await _verdict(op, rec, now)
+    if rec.spec is None:
+        verdict = Verdict(False, "InvalidSpec", rec.spec_error or "invalid spec")
+    else:
+        verdict = await signer_for(rec.spec).check(
+            op.api,
+            rec.spec,
+            secret_namespace=ca_secret_namespace(op, rec),
+            cluster_scoped=rec.kind == "ClusterIssuer",
+            now=now,
+        )
     rec.ready, rec.reason, rec.message, rec.authority = (
         verdict.ready,
         verdict.reason,
         verdict.message,
         verdict.authority,
     )
-
-
-async def _verdict(op: Operator, rec: IssuerRecord, now: datetime.datetime) -> Verdict:
-    if rec.spec is None:
-        return Verdict(False, "InvalidSpec", rec.spec_error or "invalid spec")
-    if rec.spec.kind == "selfSigned":
-        return Verdict(True, "SelfSigned", "signs each certificate with its own key")
-    secret_ns = ca_secret_namespace(op, rec)
-    secret_name = rec.spec.ca_secret_name or ""
-    secret = await resources.read_secret(op.api, secret_ns, secret_name)
-    where = f"Secret {secret_ns}/{secret_name}"
-    if secret is None:
-        hint = " (ClusterIssuer CA Secrets live in the operator's namespace)" if rec.kind == "ClusterIssuer" else ""
-        return Verdict(False, "CASecretNotFound", f"{where} does not exist{hint}")
-    missing = [k for k in ("tls.crt", "tls.key") if not secret.data.get(k)]
-    if missing:
-        return Verdict(False, "CASecretInvalid", f"{where} has no {' or '.join(missing)}")
-    try:
-        authority = SigningAuthority.from_pem(
-            secret.data["tls.crt"], secret.data["tls.key"], ca_crt=secret.data.get("ca.crt"), now=now
-        )
-    except CAError as e:
-        return Verdict(False, f"CA{e.reason}", f"{where}: {e}")
-    message = f"signing with CA {authority.subject_text}, valid until {rfc3339(authority.not_after)}"
-    if authority.chain_warning is not None:
-        message += f"; {where}: {authority.chain_warning}"
-    return Verdict(True, "KeyPairVerified", message, authority)
+    return verdict
 
 
 async def _publish(op: Operator, rec: IssuerRecord, now: datetime.datetime) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 from certmint import metrics
 from certmint.controller.certificates import signed_request_status
 from certmint.controller.runtime import Operator
+from certmint.controller.signers import signer_for
 from certmint.controller.state import RequestRecord
 from certmint.core.conditions import Condition, merge_conditions, rfc3339
 from certmint.core.policy import RequestedIdentity, check_policy
@@ -25,7 +26,7 @@ from certmint.kube.client import ApiError
 from certmint.pki.csr import CSRInfo, UnjudgeableRequest, parse_csr
 from certmint.pki.keys import PKIError
 from certmint.pki.names import SubjectNames
-from certmint.pki.signing import SigningRequest, sign
+from certmint.pki.signing import SigningRequest
 from certmint.pki.usages import resolve_usages
 
 log = logging.getLogger("certmint.requests")
@@ -65,7 +66,8 @@ async def reconcile_request(op: Operator, namespace: str, name: str) -> None:
         # The issuer becoming ready wakes this request; the timer is only a safety net.
         op.schedule(("CertificateRequest", namespace, name), now + retry_delay(spec.duration, 1))
         return
-    if issuer.spec.kind == "selfSigned":
+    signer = signer_for(issuer.spec)
+    if signer.own_key_only:
         await _finish(
             op,
             rec,
@@ -75,8 +77,8 @@ async def reconcile_request(op: Operator, namespace: str, name: str) -> None:
                     "InvalidRequest",
                     "True",
                     "SelfSignedNeedsKey",
-                    "a selfSigned issuer signs with the certificate's own private key, which a CertificateRequest does "
-                    "not carry; use a Certificate, or a ca issuer",
+                    f"a {signer.kind} issuer signs with the certificate's own private key, which a CertificateRequest "
+                    "does not carry; use a Certificate, or a ca issuer",
                 )
             ],
         )
@@ -100,9 +102,11 @@ async def reconcile_request(op: Operator, namespace: str, name: str) -> None:
             [Condition("Denied", "True", "PolicyViolation", message), Condition("Ready", "False", "Denied", message)],
         )
         return
-    assert issuer.authority is not None
-    issued = sign(
-        SigningRequest(csr=csr, duration=spec.duration, usages=usages, is_ca=spec.is_ca), issuer.authority, now=now
+    issued = signer.sign(
+        SigningRequest(csr=csr, duration=spec.duration, usages=usages, is_ca=spec.is_ca),
+        key=None,
+        authority=issuer.authority,
+        now=now,
     )
     try:
         await resources.patch_status(
