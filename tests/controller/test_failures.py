@@ -356,3 +356,24 @@ async def test_a_crash_between_the_secret_write_and_the_status_write(harness: Ha
     await harness.settle()
     assert harness.certificate("web")["status"]["revision"] == 2
     assert [r["metadata"]["name"] for r in harness.requests()] == ["web-1", "web-2"]
+
+
+async def test_a_secret_changed_during_a_renewal_is_read_again_and_nothing_is_signed_twice(harness: Harness) -> None:
+    """The renewal writes without reading first, guarded by resourceVersion: a change it has not seen yet makes the
+    write fail with 409 Conflict, and the next pass reads the Secret and stores the same signed certificate."""
+    first = await harness.issued("web", issuer=CA_ISSUER)
+
+    def someone_edits_the_secret() -> None:
+        harness.patch("Secret", NAMESPACE, SECRET, {"metadata": {"annotations": {"reloader": "yes"}}})
+
+    harness.api.before("patch", "secrets", someone_edits_the_secret, name=SECRET)
+    logged = len(harness.api.log)
+    await harness.advance_to(parse_rfc3339(first["renewalTime"]))
+    await harness.advance(1)
+    assert harness.api.log[logged:].count(("patch", "secrets", SECRET)) == 2  # refused once, then written
+    assert ("get", "secrets", SECRET) in harness.api.log[logged:]
+    cert = harness.certificate("web")
+    assert condition(cert, "Ready")["reason"] == "Renewed" and cert["status"]["revision"] == 2
+    (_, renewed) = harness.requests()
+    assert harness.secret_data(SECRET)["tls.crt"] == renewed["status"]["certificate"].encode()
+    assert (harness.secret(SECRET) or {})["metadata"]["annotations"]["reloader"] == "yes"
