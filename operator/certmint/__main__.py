@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     # Imported late so that --version and --help work without touching kopf.
     import kopf  # noqa: PLC0415
 
-    from certmint.handlers import EventOnlyMemories  # noqa: PLC0415  (importing it registers the handlers)
+    import certmint.handlers  # noqa: F401, PLC0415  (importing it registers the handlers)
+    from certmint.kopf_adapter import EventOnlyMemories  # noqa: PLC0415
 
     if args.namespace:
         os.environ["CERTMINT_WATCH_NAMESPACES"] = ",".join(args.namespace)

@@ -12,19 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
 from typing import Any
 
 import aiohttp
 import kopf
-from kopf._core.reactor.inventory import ResourceMemories, ResourceMemory
 
-from certmint import __version__, metrics
-from certmint.controller.certificates import prune_requests, reconcile_certificate
-from certmint.controller.issuers import reconcile_cluster_issuer, reconcile_issuer
-from certmint.controller.requests import reconcile_request
+from certmint import __version__
+from certmint.controller.app import build_operator
 from certmint.controller.runtime import Operator
+from certmint.controller.state import Kind
 from certmint.http import start_http_server
+from certmint.kopf_adapter import NoDiffBase
 from certmint.kube.client import (
     USER_AGENT,
     ApiHealth,
@@ -33,55 +31,10 @@ from certmint.kube.client import (
     credentials_from_kopf,
     health_trace,
 )
-from certmint.kube.leader import LeaderElector, LeaseConfig
 from certmint.kube.resources import CERTIFICATE_NAME_LABEL, GROUP
 from certmint.settings import Settings
 
 log = logging.getLogger("certmint")
-LEASE_NAME = "certmint-operator"
-
-
-class _NoDiffBase(kopf.DiffBaseStorage):
-    """No diff base: certmint registers only event handlers, which never read one.
-
-    kopf's default builds the diff base of every event by deep-copying the whole object (status and
-    managedFields included), about 5% of the operator's CPU during a burst of issuances.
-    """
-
-    def build(self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None) -> kopf.BodyEssence:
-        return kopf.BodyEssence()
-
-    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
-        return None
-
-    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
-        return None
-
-
-class EventOnlyMemories(ResourceMemories):
-    """kopf's per-object memory, never kept: a fresh one for each event, forgotten after it.
-
-    kopf remembers, for every object it has seen, a record for the state of change handlers
-    (progress, "handled once"), daemons, indexes, error back-off and a copy of the memo — over
-    1 KB per object, for features certmint does not use: it
-    registers only event handlers, which keep no progress, and keeps what it needs itself
-    (controller.state). What is lost per object is kopf's back-off after errors in its own
-    processing of an event (not in handlers); with no patches of ours for kopf to apply there is
-    little left to fail.
-    """
-
-    async def recall(
-        self,
-        raw_body: kopf.RawBody,
-        *,
-        memobase: Any = None,
-        noticed_by_listing: bool = False,
-        ephemeral: bool = False,
-    ) -> ResourceMemory:
-        memory: ResourceMemory = await super().recall(
-            raw_body, memobase=memobase, noticed_by_listing=noticed_by_listing, ephemeral=True
-        )
-        return memory
 
 
 @kopf.on.startup()
@@ -94,7 +47,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.watching.label_selectors[GROUP, "certificaterequests"] = f"!{CERTIFICATE_NAME_LABEL}"
     settings.posting.level = logging.WARNING  # our own Events say what happened; kopf's would repeat them
     settings.persistence.finalizer = f"{GROUP}/finalizer"  # never added by us, but named for clarity
-    settings.persistence.diffbase_storage = _NoDiffBase()
+    settings.persistence.diffbase_storage = NoDiffBase()
     settings.watching.server_timeout = 300
     settings.watching.chunk_size = 500  # list 10,000 Certificates in pages, not in one response held at once
     # kopf starts one worker task per object with events and keeps it 5 s for more: a restart's listing of
@@ -104,22 +57,14 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.queueing.idle_timeout = 0.5
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 60
-    op = Operator(config, KubeClient(max_connections=config.max_connections))
+    op = build_operator(config, KubeClient(max_connections=config.max_connections))
     # kopf logs each failed attempt of its own requests as an ERROR; during an API server outage (reported
     # once by op.api.health, which kopf's session feeds too, see login()) those lines go to DEBUG.
     for handler in logging.getLogger().handlers:
         handler.addFilter(OutageLogFilter(op.api.health))
-    op.reconcilers = {
-        "Certificate": reconcile_certificate,
-        "PruneRequests": prune_requests,
-        "Issuer": reconcile_issuer,
-        "ClusterIssuer": reconcile_cluster_issuer,
-        "CertificateRequest": reconcile_request,
-    }
     memo.operator = op
-    memo.logged_in = asyncio.Event()
-    memo.elector_task = asyncio.create_task(_lead(op, memo.logged_in), name="certmint-leader-election")
-    memo.secrets_task = asyncio.create_task(_watch_secrets(op, memo.logged_in), name="certmint-secret-watch")
+    memo.elector_task = asyncio.create_task(op.lead(), name="certmint-leader-election")
+    memo.secrets_task = asyncio.create_task(_watch_secrets(op), name="certmint-secret-watch")
     memo.housekeeping_task = asyncio.create_task(op.release_memory_when_quiet(), name="certmint-housekeeping")
     if config.http_port:
         memo.http = await start_http_server(
@@ -139,45 +84,9 @@ def _alive(op: Operator, memo: kopf.Memo) -> bool:
     return task is not None and not task.done()
 
 
-async def _watch_secrets(op: Operator, logged_in: asyncio.Event) -> None:
-    await logged_in.wait()
+async def _watch_secrets(op: Operator) -> None:
+    await op.logged_in.wait()
     await op.watch_secrets()
-
-
-async def _lead(op: Operator, logged_in: asyncio.Event) -> None:
-    """Reconcile only as the leader; until then, watch events keep filling state and the queue.
-
-    Losing the Lease (another replica took it, or the API server was away for longer than the Lease)
-    halts the workers at once and campaigns again; winning it back resumes from what was kept.
-    """
-    cfg = op.settings
-    await logged_in.wait()
-    if not cfg.leader_election:
-        await op.start()
-        metrics.leader.set(1)
-        return
-    elector = LeaderElector(
-        op.api,
-        LeaseConfig(
-            namespace=cfg.namespace,
-            name=LEASE_NAME,
-            identity=cfg.identity,
-            lease_duration=cfg.lease_duration,
-            renew_period=cfg.lease_renew,
-            retry_period=cfg.lease_retry,
-        ),
-    )
-
-    async def started() -> None:
-        metrics.leader.set(1)
-        await op.start()
-
-    def stopped() -> None:
-        op.queue.halt()  # not one more write; keys, timers and interrupted reconciles stay queued
-        metrics.leader.set(0)
-
-    op.elector = elector
-    await elector.run(started, stopped)
 
 
 def kopf_session(info: kopf.ConnectionInfo, health: ApiHealth) -> kopf.AiohttpSession:
@@ -210,9 +119,7 @@ async def login(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
     if info is None:
         return None
     op: Operator = memo.operator
-    await op.api.set_credentials(credentials_from_kopf(info))
-    op.ready = True
-    memo.logged_in.set()
+    await op.log_in(credentials_from_kopf(info))
     return kopf_session(info, op.api.health)
 
 
@@ -238,12 +145,12 @@ async def certificate_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> 
 
 @kopf.on.event(GROUP, "issuers")
 async def issuer_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    memo.operator.observe_issuer("Issuer", event["type"], event["object"])
+    memo.operator.observe_issuer(Kind.ISSUER, event["type"], event["object"])
 
 
 @kopf.on.event(GROUP, "clusterissuers")
 async def cluster_issuer_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    memo.operator.observe_issuer("ClusterIssuer", event["type"], event["object"])
+    memo.operator.observe_issuer(Kind.CLUSTER_ISSUER, event["type"], event["object"])
 
 
 @kopf.on.event(GROUP, "certificaterequests")

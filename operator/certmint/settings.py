@@ -90,9 +90,7 @@ class Settings:
                 max_connections=int(e.get("CERTMINT_MAX_CONNECTIONS", cls.max_connections)),
                 http_port=int(e.get("CERTMINT_HTTP_PORT", cls.http_port)),
                 jitter_fraction=float(e.get("CERTMINT_JITTER_FRACTION", cls.jitter_fraction)),
-                min_renewal_interval=float(
-                    e.get("CERTMINT_MIN_RENEWAL_INTERVAL_SECONDS", cls.min_renewal_interval)
-                ),
+                min_renewal_interval=float(e.get("CERTMINT_MIN_RENEWAL_INTERVAL_SECONDS", cls.min_renewal_interval)),
                 issuer_recheck_seconds=float(e.get("CERTMINT_ISSUER_RECHECK_SECONDS", cls.issuer_recheck_seconds)),
                 post_events=_bool(e.get("CERTMINT_POST_EVENTS", "true")),
                 keygen_processes=int(e.get("CERTMINT_KEYGEN_PROCESSES", cls.keygen_processes)),

@@ -21,10 +21,9 @@ import datetime
 from collections.abc import Callable
 from typing import Any
 
-from certmint.controller.certificates import prune_requests, reconcile_certificate
-from certmint.controller.issuers import reconcile_cluster_issuer, reconcile_issuer
-from certmint.controller.requests import reconcile_request
+from certmint.controller import app
 from certmint.controller.runtime import Operator
+from certmint.controller.state import Kind
 from certmint.kube import resources
 from certmint.kube.client import JSON
 from certmint.settings import Settings
@@ -82,20 +81,9 @@ async def _run_inline(fn: Callable[..., Any], *args: Any) -> Any:
 
 
 def build_operator(settings: Settings, api: FakeKube, clock: FakeClock) -> Operator:
-    """The operator as ``handlers.startup`` builds it today.
-
-    Keep this in step with handlers.startup: today the reconcilers are a table set from outside.
-    When ``Operator`` is built complete by its constructor, this becomes ``Operator(settings, api, clock=clock)``.
-    RSA key generation runs inline instead of in a worker process (the tier stays in one process).
-    """
-    op = Operator(settings, api, clock=clock)
-    op.reconcilers = {
-        "Certificate": reconcile_certificate,
-        "PruneRequests": prune_requests,
-        "Issuer": reconcile_issuer,
-        "ClusterIssuer": reconcile_cluster_issuer,
-        "CertificateRequest": reconcile_request,
-    }
+    """The operator as ``handlers.startup`` builds it (``controller.app.build_operator``), except that RSA key
+    generation runs inline instead of in a worker process (the tier stays in one process)."""
+    op = app.build_operator(settings, api, clock=clock)
     op.run_in_process = _run_inline  # type: ignore[method-assign]
     return op
 
@@ -115,9 +103,9 @@ def deliver_kopf_event(op: Operator, resource: str, event_type: str | None, body
     if resource == "certificates":
         op.observe_certificate(event_type, body)
     elif resource == "issuers":
-        op.observe_issuer("Issuer", event_type, body)
+        op.observe_issuer(Kind.ISSUER, event_type, body)
     elif resource == "clusterissuers":
-        op.observe_issuer("ClusterIssuer", event_type, body)
+        op.observe_issuer(Kind.CLUSTER_ISSUER, event_type, body)
     elif resource == "certificaterequests":
         op.observe_request(event_type, body)
     else:

@@ -1,10 +1,15 @@
-"""kopf keeps no per-object memory for certmint's objects (handlers.EventOnlyMemories)."""
+"""kopf keeps no per-object memory for certmint's objects (kopf_adapter.EventOnlyMemories)."""
 
 from __future__ import annotations
 
-import kopf
+import importlib.metadata
+import inspect
+from pathlib import Path
 
-from certmint.handlers import EventOnlyMemories
+import kopf
+from kopf._core.reactor.inventory import ResourceMemories, ResourceMemory
+
+from certmint.kopf_adapter import EventOnlyMemories
 
 
 def _body(uid: str) -> kopf.RawBody:
@@ -28,3 +33,14 @@ async def test_handlers_still_see_the_operators_memo() -> None:
     memory = await EventOnlyMemories().recall(_body("a"), memobase=memo)
     assert memory.memo.operator == "the operator"
     assert memory.memo is not memo  # kopf's per-event copy: a handler cannot change what others see
+
+
+def test_the_kopf_internals_we_subclass_are_the_ones_this_adapter_was_written_for() -> None:
+    """kopf_adapter overrides a private method: a kopf release that moves or reshapes it must fail here, not in
+    production, and the image must run the kopf version this was checked against."""
+    parameters = inspect.signature(ResourceMemories.recall).parameters
+    assert list(parameters) == ["self", "raw_body", "memobase", "noticed_by_listing", "ephemeral"]
+    assert inspect.signature(ResourceMemories.recall).return_annotation in (ResourceMemory, "ResourceMemory")
+    lock = Path(__file__).resolve().parents[2] / "operator" / "requirements.lock"
+    pinned = [line.split("==")[1].split()[0] for line in lock.read_text().splitlines() if line.startswith("kopf==")]
+    assert pinned == [importlib.metadata.version("kopf")], "the image's kopf differs from the one tested here"

@@ -2,27 +2,35 @@
 
 The CA certificate (and so its fingerprint) stays the same; only the trust anchor above it changes. The
 issuer's identity must change with it, so that its Certificates are looked at again, and a Secret whose
-ca.crt is the old anchor gets the new one (controller.certificates._stale_trust_anchor).
+ca.crt is the old anchor gets the new one (the plan keeps the certificate and repairs ca.crt).
 """
 
 from __future__ import annotations
 
-from certmint.controller.certificates import _stale_trust_anchor
-from certmint.controller.state import IssuerRecord
+import datetime
+
+from certmint.controller.certificate_plan import Keep, Snapshot, plan, secret_metadata
+from certmint.controller.certificates import _issuer_view
+from certmint.controller.state import IssuerRecord, Kind
+from certmint.core.spec import IssuerSpec
 from certmint.kube.resources import SecretData
+from certmint.pki.inspect import certificate_facts
+from certmint.pki.keys import encode_private_key
 from certmint.pki.signing import SigningAuthority
-from tests.unit.builders import NOW, build_ca
+from tests.unit.builders import NOW, build_ca, certificate_spec, issue_for
+
+SPEC = certificate_spec()
 
 
 def _issuer(authority: SigningAuthority | None) -> IssuerRecord:
     return IssuerRecord(
-        kind="ClusterIssuer",
+        kind=Kind.CLUSTER_ISSUER,
         namespace="",
-        name="mesh-ca",
+        name="internal-ca",
         uid="uid-issuer",
         generation=1,
         resource_version="1",
-        spec=None,
+        spec=IssuerSpec.from_dict({"ca": {"secretName": "intermediate"}}),
         spec_error=None,
         status={},
         ready=True,
@@ -30,17 +38,43 @@ def _issuer(authority: SigningAuthority | None) -> IssuerRecord:
     )
 
 
-def _secret(ca_crt: bytes) -> SecretData:
+def _snapshot(issuer: IssuerRecord | None, secret: SecretData | None) -> Snapshot:
+    return Snapshot(
+        namespace="team-a",
+        name="web",
+        uid="uid-web",
+        generation=1,
+        spec=SPEC,
+        status={},
+        secret=secret,
+        issuer=_issuer_view(SPEC, issuer),
+        signed=None,
+        now=NOW,
+        jitter_fraction=0.0,
+        min_renewal_interval=datetime.timedelta(seconds=30),
+    )
+
+
+def _secret(authority: SigningAuthority, ca_crt: bytes) -> SecretData:
+    """The Secret certmint wrote for a certificate ``authority`` signed, with ``ca.crt`` as given."""
+    issued, key = issue_for(SPEC, authority, now=NOW - datetime.timedelta(hours=1))
+    labels, annotations = secret_metadata(_snapshot(None, None), certificate_facts(issued.certificate), 1)
     return SecretData(
         name="web-tls",
         namespace="team-a",
         resource_version="7",
         type="kubernetes.io/tls",
-        data={"tls.crt": b"leaf", "tls.key": b"key", "ca.crt": ca_crt},
-        labels={},
-        annotations={},
+        data={"tls.crt": issued.chain_pem, "tls.key": encode_private_key(key, "PKCS1"), "ca.crt": ca_crt},
+        labels=labels,
+        annotations=annotations,
         owner_uids=frozenset(),
     )
+
+
+def _anchor_to_write(issuer: IssuerRecord, secret: SecretData) -> bytes | None:
+    decision = plan(_snapshot(issuer, secret))
+    assert isinstance(decision, Keep), decision  # never a new certificate for this
+    return decision.ca_crt
 
 
 def test_a_root_added_to_ca_crt_changes_the_issuers_identity_and_is_written_to_ca_crt() -> None:
@@ -54,11 +88,15 @@ def test_a_root_added_to_ca_crt_changes_the_issuers_identity_and_is_written_to_c
     before, after = _issuer(rootless), _issuer(rooted)
     assert before.identity_token != after.identity_token  # so every Certificate of the issuer is looked at again
 
-    assert _stale_trust_anchor(after, _secret(intermediate.cert_pem)) == root.cert_pem
-    assert _stale_trust_anchor(after, _secret(root.cert_pem)) is None  # already the anchor: nothing to write
+    assert _anchor_to_write(after, _secret(rooted, intermediate.cert_pem)) == root.cert_pem
+    assert _anchor_to_write(after, _secret(rooted, root.cert_pem)) is None  # already the anchor: nothing to write
 
 
-def test_no_anchor_to_write_without_a_ca() -> None:
+def test_a_selfsigned_issuer_has_no_anchor_to_write() -> None:
     root = build_ca("Root CA")
-    assert _stale_trust_anchor(None, _secret(root.cert_pem)) is None  # issuer gone or unknown
-    assert _stale_trust_anchor(_issuer(None), _secret(b"anything")) is None  # selfSigned, or not ready
+    authority = SigningAuthority.from_pem(root.cert_pem, root.key_pem, now=NOW)
+    selfsigned = _issuer(None)
+    selfsigned.spec = IssuerSpec.from_dict({"selfSigned": {}})
+    assert _issuer_view(SPEC, selfsigned).trust_anchor_pem is None
+    assert _issuer_view(SPEC, None).trust_anchor_pem is None  # issuer gone or unknown
+    assert _issuer_view(SPEC, _issuer(authority)).trust_anchor_pem == root.cert_pem

@@ -16,12 +16,11 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from certmint.controller.certificates import _precheck
 from certmint.controller.requests import judge_request
-from certmint.controller.state import CertificateRecord, IssuerRecord, pack_status
+from certmint.controller.signers import KINDS
 from certmint.core.conditions import Condition
 from certmint.core.decisions import certificate_template, spec_differences
-from certmint.core.spec import CertificateRequestSpec, CertificateSpec, IssuerSpec, SpecError
+from certmint.core.spec import CertificateRequestSpec, CertificateSpec, SpecError
 from certmint.pki.csr import CertificateTemplate, build_csr, parse_csr
 from certmint.pki.inspect import certificate_facts
 from certmint.pki.keys import PKIError, PrivateKey
@@ -347,24 +346,14 @@ def test_a_ca_without_a_subject_is_refused_by_the_spec_parser() -> None:
     assert _spec(dnsNames=["ca.example"], isCA=True, subject={"serialNumber": "7"}).has_subject
 
 
-def _records(spec: CertificateSpec, issuer_kind: str) -> tuple[CertificateRecord, CertificateSpec, IssuerRecord]:
-    issuer_spec = IssuerSpec.from_dict(
-        {"selfSigned": {}} if issuer_kind == "selfSigned" else {"ca": {"secretName": "c"}}
-    )
-    cert = CertificateRecord("default", "web", "uid", 1, "1", spec, None, pack_status({}))
-    issuer = IssuerRecord("Issuer", "default", "ca", "iuid", 1, "1", issuer_spec, None, {}, ready=True, reason="Ready")
-    return cert, spec, issuer
-
-
 def test_a_self_signed_certificate_without_a_subject_is_refused_with_a_reason() -> None:
     """Its subject is its issuer name, and an empty issuer name breaks RFC 5280 (zlint e_issuer_field_empty)."""
     spec = _spec(dnsNames=["web.default.svc"], issuerRef={"name": "ca"})
-    failure = _precheck(*_records(spec, "selfSigned"))
-    assert failure is not None
-    assert (failure.reason, failure.retry) == ("EmptySubject", False)
-    assert "set spec.commonName or spec.subject" in failure.message
-    assert _precheck(*_records(_spec(commonName="web", issuerRef={"name": "ca"}), "selfSigned")) is None
-    assert _precheck(*_records(spec, "ca")) is None, "under a CA the issuer name is the CA's"
+    refusal = KINDS["selfSigned"].refusal(spec, "Issuer 'ca'")
+    assert refusal is not None and refusal.reason == "EmptySubject"
+    assert "set spec.commonName or spec.subject" in refusal.message
+    assert KINDS["selfSigned"].refusal(_spec(commonName="web", issuerRef={"name": "ca"}), "Issuer 'ca'") is None
+    assert KINDS["ca"].refusal(spec, "Issuer 'ca'") is None, "under a CA the issuer name is the CA's"
 
 
 # --------------------------------------------------------------------------- admission and parser agree

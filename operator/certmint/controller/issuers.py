@@ -8,7 +8,7 @@ from typing import Any
 
 from certmint.controller.runtime import Operator
 from certmint.controller.signers import Verdict, signer_for
-from certmint.controller.state import IssuerRecord
+from certmint.controller.state import IssuerRecord, Kind
 from certmint.core.conditions import Condition, merge_conditions, rfc3339
 from certmint.core.policy import isolation_condition
 from certmint.kube import resources
@@ -17,7 +17,7 @@ from certmint.pki.signing import SigningAuthority, fingerprint_sha256
 log = logging.getLogger("certmint.issuers")
 
 
-async def reconcile_issuer_kind(op: Operator, kind: str, namespace: str, name: str) -> None:
+async def reconcile_issuer(op: Operator, kind: Kind, namespace: str, name: str) -> None:
     key = (kind, namespace, name)
     rec = op.state.issuers.get(key)
     if rec is None:
@@ -38,20 +38,12 @@ async def reconcile_issuer_kind(op: Operator, kind: str, namespace: str, name: s
             op.schedule(key, recheck)
 
 
-async def reconcile_issuer(op: Operator, namespace: str, name: str) -> None:
-    await reconcile_issuer_kind(op, "Issuer", namespace, name)
-
-
-async def reconcile_cluster_issuer(op: Operator, namespace: str, name: str) -> None:
-    await reconcile_issuer_kind(op, "ClusterIssuer", namespace, name)
-
-
 def _display(rec: IssuerRecord) -> str:
     return f"{rec.namespace}/{rec.name}" if rec.namespace else rec.name
 
 
 def ca_secret_namespace(op: Operator, rec: IssuerRecord) -> str:
-    return op.settings.namespace if rec.kind == "ClusterIssuer" else rec.namespace
+    return op.settings.namespace if rec.kind is Kind.CLUSTER_ISSUER else rec.namespace
 
 
 async def _check(op: Operator, rec: IssuerRecord, now: datetime.datetime) -> Verdict:
@@ -64,7 +56,7 @@ async def _check(op: Operator, rec: IssuerRecord, now: datetime.datetime) -> Ver
             op.api,
             rec.spec,
             secret_namespace=ca_secret_namespace(op, rec),
-            cluster_scoped=rec.kind == "ClusterIssuer",
+            cluster_scoped=rec.kind is Kind.CLUSTER_ISSUER,
             now=now,
         )
     rec.ready, rec.reason, rec.message, rec.authority = (
@@ -78,7 +70,7 @@ async def _check(op: Operator, rec: IssuerRecord, now: datetime.datetime) -> Ver
 
 async def _publish(op: Operator, rec: IssuerRecord, now: datetime.datetime) -> None:
     conditions = [Condition("Ready", "True" if rec.ready else "False", rec.reason, rec.message)]
-    if rec.kind == "ClusterIssuer" and rec.spec is not None:
+    if rec.kind is Kind.CLUSTER_ISSUER and rec.spec is not None:
         # A shared CA whose policy lets namespaces obtain each other's names: legal, but never silent.
         conditions.append(isolation_condition(rec.spec))
     status: dict[str, Any] = {

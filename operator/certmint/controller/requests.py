@@ -16,7 +16,7 @@ from certmint import metrics
 from certmint.controller.certificates import signed_request_status
 from certmint.controller.runtime import Operator
 from certmint.controller.signers import signer_for
-from certmint.controller.state import RequestRecord
+from certmint.controller.state import Kind, RequestRecord
 from certmint.core.conditions import Condition, merge_conditions, rfc3339
 from certmint.core.policy import RequestedIdentity, check_policy
 from certmint.core.renewal import retry_delay
@@ -64,7 +64,7 @@ async def reconcile_request(op: Operator, namespace: str, name: str) -> None:
         why = "does not exist" if issuer is None else f"is not ready: {issuer.message}"
         await _set(op, rec, now, [Condition("Ready", "False", "Pending", f"{ref.kind} {ref.name!r} {why}")], {})
         # The issuer becoming ready wakes this request; the timer is only a safety net.
-        op.schedule(("CertificateRequest", namespace, name), now + retry_delay(spec.duration, 1))
+        op.schedule((Kind.REQUEST, namespace, name), now + retry_delay(spec.duration, 1))
         return
     signer = signer_for(issuer.spec)
     if signer.own_key_only:

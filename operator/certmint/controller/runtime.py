@@ -1,8 +1,9 @@
-"""The running operator: state, API client, one work queue, and the routing of events to reconcilers.
+"""The running operator: state, API client, one work queue, leadership, and the routing of work to reconcilers.
 
 kopf delivers watch events to ``observe_*``; those update :class:`State` and
-enqueue keys. Workers call the reconciler of each key's kind. Nothing here
-blocks the event loop: RSA key generation runs in a thread.
+enqueue keys. Workers hand each key to the reconciler of its :class:`Kind`
+(:meth:`Operator._dispatch`). Nothing here blocks the event loop: RSA key
+generation runs in another process.
 """
 
 from __future__ import annotations
@@ -15,11 +16,15 @@ import logging
 import multiprocessing
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, assert_never
 
 from certmint import metrics
 from certmint.controller.housekeeping import release_memory, release_memory_when_quiet
 from certmint.controller.state import (
+    IssuerKey,
+    Key,
+    Kind,
     State,
     newer_or_equal,
     parse_certificate,
@@ -28,21 +33,40 @@ from certmint.controller.state import (
 )
 from certmint.controller.workqueue import WorkQueue
 from certmint.kube import resources
-from certmint.kube.client import ApiError, ApiUnavailable, KubeClient
-from certmint.kube.leader import LeaderElector
+from certmint.kube.client import ApiError, ApiUnavailable, Credentials, KubeClient
+from certmint.kube.leader import LeaderElector, LeaseConfig
 from certmint.kube.watch import ListWatch
 from certmint.settings import Settings
 
 log = logging.getLogger("certmint")
+LEASE_NAME = "certmint-operator"
 
-Key = tuple[str, str, str]  # (kind, namespace or "", name)
-Reconciler = Callable[["Operator", str, str], Awaitable[None]]
+Reconcile = Callable[["Operator", str, str], Awaitable[None]]  # (operator, namespace or "", name)
+ReconcileIssuer = Callable[["Operator", Kind, str, str], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Reconcilers:
+    """Who handles each :class:`Kind` of key (``controller.app.build_operator`` names them)."""
+
+    certificate: Reconcile
+    prune_requests: Reconcile
+    issuer: ReconcileIssuer  # Issuer and ClusterIssuer alike
+    request: Reconcile
 
 
 class Operator:
-    def __init__(self, settings: Settings, api: KubeClient, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        api: KubeClient,
+        reconcilers: Reconcilers,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.settings = settings
         self.api = api
+        self.reconcilers = reconcilers
         self.state = State()
         self.clock = clock
         # Fair between namespaces (one tenant's backlog cannot starve another's renewals); an unavailable
@@ -59,9 +83,21 @@ class Operator:
         self.queue.on_timer_fired = lambda key, lag: metrics.renewal_lag.observe(lag)
         metrics.queue_depth.set_function(lambda: self.queue.depth)
         metrics.scheduled_timers.set_function(lambda: self.queue.scheduled)
-        self.reconcilers: dict[str, Reconciler] = {}
-        self.ready = False
+        # Set once kopf has logged in and handed over the credentials (log_in): the readiness probe's answer.
+        self.logged_in = asyncio.Event()
         self.elector: LeaderElector | None = None
+        if settings.leader_election:
+            self.elector = LeaderElector(
+                api,
+                LeaseConfig(
+                    namespace=settings.namespace,
+                    name=LEASE_NAME,
+                    identity=settings.identity,
+                    lease_duration=settings.lease_duration,
+                    renew_period=settings.lease_renew,
+                    retry_period=settings.lease_retry,
+                ),
+            )
         self._process_pool: concurrent.futures.ProcessPoolExecutor | None = None
         self.events_seen = 0  # watch events observed (all kinds), for housekeeping
         api.on_request = lambda verb, resource: metrics.api_requests.labels(verb, resource).inc()
@@ -69,9 +105,50 @@ class Operator:
     def now(self) -> datetime.datetime:
         return datetime.datetime.fromtimestamp(self.clock(), datetime.UTC)
 
+    @property
+    def ready(self) -> bool:
+        return self.logged_in.is_set()
+
+    async def log_in(self, creds: Credentials) -> None:
+        """kopf logged in (at start, and again when a token expires): use the same credentials."""
+        await self.api.set_credentials(creds)
+        self.logged_in.set()
+
+    async def lead(self) -> None:
+        """Reconcile only as the leader; until then, watch events keep filling state and the queue.
+
+        Losing the Lease (another replica took it, or the API server was away for longer than the Lease)
+        halts the workers at once and campaigns again; winning it back resumes from what was kept.
+        """
+        await self.logged_in.wait()
+        if self.elector is None:
+            await self.start()
+            metrics.leader.set(1)
+            return
+
+        async def started() -> None:
+            metrics.leader.set(1)
+            await self.start()
+
+        def stopped() -> None:
+            self.queue.halt()  # not one more write; keys, timers and interrupted reconciles stay queued
+            metrics.leader.set(0)
+
+        await self.elector.run(started, stopped)
+
     async def _dispatch(self, key: Key) -> None:
         kind, namespace, name = key
-        await self.reconcilers[kind](self, namespace, name)
+        match kind:
+            case Kind.CERTIFICATE:
+                await self.reconcilers.certificate(self, namespace, name)
+            case Kind.PRUNE_REQUESTS:
+                await self.reconcilers.prune_requests(self, namespace, name)
+            case Kind.ISSUER | Kind.CLUSTER_ISSUER:
+                await self.reconcilers.issuer(self, kind, namespace, name)
+            case Kind.REQUEST:
+                await self.reconcilers.request(self, namespace, name)
+            case _:
+                assert_never(kind)
 
     async def start(self) -> None:
         """Start reconciling, once the issuers are known.
@@ -80,9 +157,9 @@ class Operator:
         before its issuer was seen would report a spurious "issuer not found". One list of each issuer
         kind before the workers start settles that.
         """
-        paths = [("ClusterIssuer", resources.object_path("ClusterIssuer", None))]
+        paths = [(Kind.CLUSTER_ISSUER, resources.object_path("ClusterIssuer", None))]
         namespaces = self.settings.watch_namespaces or (None,)
-        paths += [("Issuer", resources.object_path("Issuer", ns)) for ns in namespaces]
+        paths += [(Kind.ISSUER, resources.object_path("Issuer", ns)) for ns in namespaces]
         for kind, path in paths:
             try:
                 items = await self.api.list(path)
@@ -135,12 +212,12 @@ class Operator:
             if current is not None and current.generation == int(meta.get("generation", 1)):
                 # Status-only change (usually our own write): the parsed spec still holds.
                 current.resource_version = meta["resourceVersion"]
-                current.status = dict(body.get("status") or {})
+                current.store_status(dict(body.get("status") or {}))
             else:
                 self.state.certificates[key] = parse_certificate(body)
-        self.queue.add(("Certificate", *key))
+        self.queue.add((Kind.CERTIFICATE, *key))
 
-    def observe_issuer(self, kind: str, event_type: str | None, body: dict[str, Any]) -> None:
+    def observe_issuer(self, kind: Kind, event_type: str | None, body: dict[str, Any]) -> None:
         self.events_seen += 1
         meta = body["metadata"]
         key = (kind, meta.get("namespace") or "", meta["name"])
@@ -174,7 +251,7 @@ class Operator:
             self.state.requests.pop(key, None)
             return
         self.state.requests[key] = record
-        self.queue.add(("CertificateRequest", *key))
+        self.queue.add((Kind.REQUEST, *key))
 
     def observe_secret(self, event_type: str | None, body: dict[str, Any]) -> None:
         self.events_seen += 1
@@ -195,7 +272,7 @@ class Operator:
             resources.CERTIFICATE_NAME_LABEL
         )
         if owner:
-            self.queue.add(("Certificate", namespace, owner))
+            self.queue.add((Kind.CERTIFICATE, namespace, owner))
         self._enqueue_issuers_of_secret(namespace, name)
 
     async def release_memory_when_quiet(self, interval: float = 10.0) -> None:
@@ -238,7 +315,7 @@ class Operator:
             if version is not None and key not in present and (namespace is None or key[0] == namespace):
                 self.state.secret_versions[key] = None
                 for cert in self.state.certificates_with_secret(*key):
-                    self.queue.add(("Certificate", *cert))
+                    self.queue.add((Kind.CERTIFICATE, *cert))
                 self._enqueue_issuers_of_secret(*key)
 
     def secret_written(self, namespace: str, name: str, resource_version: str) -> None:
@@ -250,11 +327,11 @@ class Operator:
         for issuer in self.state.issuers_with_ca_secret(namespace, name, self.settings.namespace):
             self.queue.add(issuer)
 
-    def enqueue_dependents_of_issuer(self, key: Key) -> None:
+    def enqueue_dependents_of_issuer(self, key: IssuerKey) -> None:
         for namespace, name in self.state.certificates_using(key):
-            self.queue.add(("Certificate", namespace, name))
+            self.queue.add((Kind.CERTIFICATE, namespace, name))
         for namespace, name in self.state.requests_using(key):
-            self.queue.add(("CertificateRequest", namespace, name))
+            self.queue.add((Kind.REQUEST, namespace, name))
 
 
 def request_is_final(status: dict[str, Any]) -> bool:

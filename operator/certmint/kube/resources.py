@@ -113,21 +113,26 @@ async def create_tls_secret(
 
 async def update_secret(
     api: KubeClient,
-    current: SecretData,
+    namespace: str,
+    name: str,
     *,
+    resource_version: str,
     data: Mapping[str, bytes] | None,
     labels: Mapping[str, str],
     annotations: Mapping[str, str],
     owner: ObjectRef | None = None,
 ) -> SecretData:
-    """One merge patch, guarded by resourceVersion: key and certificate change together or not at all."""
-    meta: JSON = {"resourceVersion": current.resource_version, "labels": dict(labels), "annotations": dict(annotations)}
-    if owner is not None and owner.uid not in current.owner_uids:
+    """One merge patch, guarded by resourceVersion: key and certificate change together or not at all.
+
+    ``owner``: an owner reference to set (the caller knows it is missing), or None to leave them alone.
+    """
+    meta: JSON = {"resourceVersion": resource_version, "labels": dict(labels), "annotations": dict(annotations)}
+    if owner is not None:
         meta["ownerReferences"] = [owner_reference(owner)]
     body: JSON = {"metadata": meta}
     if data is not None:
         body["data"] = _b64(data)
-    return _decode_secret(await api.merge_patch(secret_path(current.namespace, current.name), body))
+    return _decode_secret(await api.merge_patch(secret_path(namespace, name), body))
 
 
 def owner_reference(owner: ObjectRef) -> JSON:

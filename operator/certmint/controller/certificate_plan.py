@@ -1,0 +1,341 @@
+"""The Certificate reconcile's decisions: one typed snapshot in, one typed outcome out, no I/O.
+
+``certificates.reconcile_certificate`` gathers a :class:`Snapshot` (spec, status decoded once, the
+Secret as read, what of the issuer can change a decision, ``now``), asks :func:`plan` what to do, and
+carries the answer out. Everything that decides lives here, so each path is a table row in
+tests/unit/test_certificate_plan.py rather than an API server scenario:
+
+- :class:`Keep`: the Secret's certificate is good; maybe repair its metadata or ca.crt; set the timer.
+- :class:`Issue`: sign a new certificate (with the reason, the revision, where the key comes from).
+- :class:`Fail`: a condition and, unless permanent, when to try again.
+- :class:`ReadSecret`: a timer fired and the status alone cannot tell: read the Secret, then plan again.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from typing import Any, Final
+
+from certmint.controller.signers import Refusal
+from certmint.controller.state import IssuerToken, Signed
+from certmint.core.conditions import condition_status, parse_rfc3339
+from certmint.core.decisions import (
+    HANDOVER_TO,
+    RENEWING,
+    IssuerIdentity,
+    Ownership,
+    Reason,
+    SecretSnapshot,
+    desired_secret_metadata,
+    issuance_reason,
+    metadata_drift,
+    renewal_reason,
+    requested_identity,
+    secret_ownership,
+    stored_revision,
+)
+from certmint.core.policy import check_policy
+from certmint.core.renewal import renewal_time
+from certmint.core.spec import CertificateSpec, IssuerRef, Policy
+from certmint.kube.resources import SecretData
+from certmint.pki.inspect import CertificateFacts, certificate_facts, load_pem_chain
+from certmint.pki.keys import PKIError, PrivateKey, key_algorithm, load_private_key
+
+#: A Secret that is not certmint's is looked at again at least this often (it is not labelled, so
+#: its handover or deletion reaches no watch of ours).
+NOT_OWNED_RECHECK: Final = datetime.timedelta(minutes=2)
+
+
+@dataclass(frozen=True, slots=True)
+class IssuerView:
+    """What of the Certificate's issuer can change a decision (None fields: not found or not ready)."""
+
+    ref: IssuerRef
+    found: bool
+    ready: bool
+    detail: str  # "reason: message" of its Ready condition
+    token: IssuerToken
+    identity: IssuerIdentity | None = None  # set when ready
+    policy: Policy | None = None
+    own_key_only: bool = False
+    refusal: Refusal | None = None  # the kind cannot sign this Certificate as specified
+    trust_anchor_pem: bytes | None = None  # what ca.crt must hold (a CA issuer)
+
+    @property
+    def description(self) -> str:
+        return f"{self.ref.kind} {self.ref.name!r}"
+
+
+@dataclass(frozen=True, slots=True)
+class UnreadSecret:
+    """The Secret was not read: unchanged (same resourceVersion in our watch) since the last settled pass."""
+
+    resource_version: str
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    spec: CertificateSpec
+    status: dict[str, Any]  # decoded once per pass; never written to
+    secret: SecretData | UnreadSecret | None  # None: does not exist
+    issuer: IssuerView
+    signed: Signed | None  # a certificate signed for a revision whose Secret write failed
+    now: datetime.datetime
+    jitter_fraction: float
+    min_renewal_interval: datetime.timedelta
+
+    @property
+    def where(self) -> str:
+        return f"Secret {self.namespace}/{self.spec.secret_name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    reason: str
+    message: str
+    retry: bool = True
+    retry_cap: datetime.timedelta | None = None  # at most this long between retries
+
+
+@dataclass(frozen=True, slots=True)
+class Keep:
+    facts: CertificateFacts
+    renewal_at: datetime.datetime
+    revision: int
+    labels: dict[str, str]  # to set (drifted or missing); empty when none
+    annotations: dict[str, str]
+    ca_crt: bytes | None  # the issuer's trust anchor, when the Secret's ca.crt is another one
+    add_owner: bool  # secretDeletionPolicy Delete and our owner reference is missing
+
+    @property
+    def repairs(self) -> bool:
+        return bool(self.labels or self.annotations or self.ca_crt is not None or self.add_owner)
+
+
+@dataclass(frozen=True, slots=True)
+class Issue:
+    reason: Reason
+    revision: int
+    renewal_due: datetime.datetime | None  # the renewal time, when a still valid certificate is renewed
+    key: PrivateKey | None  # the Secret's key to keep (rotationPolicy Never), else None: a new one
+    reuse: Signed | None  # signed by an earlier pass for this revision: store it, sign nothing
+
+    @property
+    def still_valid(self) -> bool:
+        return self.renewal_due is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Fail:
+    failure: Failure
+    valid: bool  # the Secret still holds a valid certificate: Ready stays True
+
+
+@dataclass(frozen=True, slots=True)
+class ReadSecret:
+    pass
+
+
+Plan = Keep | Issue | Fail | ReadSecret
+
+
+def plan(s: Snapshot) -> Plan:
+    if isinstance(s.secret, UnreadSecret):
+        return _plan_unread(s, s.secret)
+    secret = s.secret
+    facts = secret_facts(secret)
+    if secret is not None:
+        refused = _not_ours(s, secret, facts)
+        if refused is not None:
+            return Fail(refused, valid=False)
+    renewal_at = renewal_moment(s, facts) if facts is not None else None
+    reason = issuance_reason(s.spec, _snapshot(secret), s.issuer.identity, now=s.now, renewal_at=renewal_at)
+    if reason is None and facts is not None and renewal_at is not None:
+        assert secret is not None
+        return _keep(s, secret, facts, renewal_at)
+    assert reason is not None
+    renewal_due = renewal_at if facts is not None and reason.code == RENEWING else None
+    return _issue(s, secret, reason, renewal_due)
+
+
+def _plan_unread(s: Snapshot, secret: UnreadSecret) -> Plan:
+    """A timer fired for a Certificate whose Secret is unchanged since the last pass: renew without reading it
+    when the status shows a valid certificate whose renewal time has come and a new key is wanted anyway.
+
+    After a pass settled with unchanged inputs, the status is what that pass saw in the Secret: notBefore,
+    notAfter and serialNumber are the certificate's own (whole seconds), so the renewal time is the same. The
+    Secret write is guarded by the version we saw, so a change not seen yet fails it and the next pass reads.
+    """
+    if s.spec.private_key.rotation_policy != "Always":
+        return ReadSecret()  # rotationPolicy Never reuses the Secret's key
+    status = s.status
+    if status.get("failedIssuanceAttempts") or condition_status(status.get("conditions") or [], "Ready") != "True":
+        return ReadSecret()
+    try:
+        not_before = parse_rfc3339(status["notBefore"])
+        not_after = parse_rfc3339(status["notAfter"])
+        serial = str(status["serialNumber"])
+    except (KeyError, TypeError, ValueError):
+        return ReadSecret()
+    renewal_at = _renewal_time(s, not_before, not_after, serial)
+    if not renewal_at <= s.now < not_after:
+        return ReadSecret()
+    failure = _precheck(s)
+    if failure is not None:
+        return Fail(failure, valid=True)
+    revision = int(status.get("revision") or 0) + 1
+    return Issue(renewal_reason(renewal_at, not_after), revision, renewal_at, None, _reusable(s, revision))
+
+
+def _issue(s: Snapshot, secret: SecretData | None, reason: Reason, renewal_due: datetime.datetime | None) -> Plan:
+    failure = _precheck(s)
+    if failure is not None:
+        return Fail(failure, valid=renewal_due is not None)
+    # The next revision after the one stored (the Secret's record wins when a crash kept it from the status).
+    stored = stored_revision(s.status.get("revision"), secret.annotations) if secret is not None else 0
+    revision = max(int(s.status.get("revision") or 0), stored) + 1
+    return Issue(reason, revision, renewal_due, _kept_key(s.spec, secret), _reusable(s, revision))
+
+
+def _reusable(s: Snapshot, revision: int) -> Signed | None:
+    signed = s.signed
+    if signed is not None and signed.reusable(revision, s.generation, s.issuer.token, s.now):
+        return signed
+    return None
+
+
+def _kept_key(spec: CertificateSpec, secret: SecretData | None) -> PrivateKey | None:
+    """rotationPolicy Never: the Secret's key, when it is one of the algorithm and size the spec asks for."""
+    if spec.private_key.rotation_policy != "Never" or secret is None or not secret.data.get("tls.key"):
+        return None
+    try:
+        existing = load_private_key(secret.data["tls.key"])
+    except PKIError:
+        return None
+    if key_algorithm(existing.public_key()) != (spec.private_key.algorithm, spec.private_key.size):
+        return None
+    return existing
+
+
+def _precheck(s: Snapshot) -> Failure | None:
+    issuer, spec = s.issuer, s.spec
+    if not issuer.found:
+        where = "" if issuer.ref.kind == "ClusterIssuer" else f" in namespace {s.namespace}"
+        return Failure("IssuerNotFound", f"{issuer.description} does not exist{where}")
+    if not issuer.ready or issuer.policy is None:
+        return Failure("IssuerNotReady", f"{issuer.description} is not ready: {issuer.detail}")
+    if issuer.refusal is not None:
+        return Failure(issuer.refusal.reason, issuer.refusal.message, retry=False)
+    violations = check_policy(
+        issuer.policy,
+        requested_identity(spec),
+        namespace=s.namespace,
+        cluster_scoped_issuer=issuer.ref.kind == "ClusterIssuer",
+        self_signed=issuer.own_key_only,
+    )
+    if violations:
+        # Permanent until the Certificate or the issuer's policy changes; both re-trigger us.
+        return Failure("PolicyViolation", f"{issuer.description} refuses: " + "; ".join(violations), retry=False)
+    return None
+
+
+def _not_ours(s: Snapshot, secret: SecretData, facts: CertificateFacts | None) -> Failure | None:
+    """Why this existing Secret must not be written for the Certificate, or None when it may.
+
+    certmint writes only into Secrets it created or that a person handed over (see
+    core.decisions.secret_ownership): a Certificate must not give its author, through the
+    operator's RBAC, a write into (or, by owner reference, the deletion of) any Secret of the namespace.
+    """
+    claim = secret_ownership(
+        secret.labels,
+        secret.annotations,
+        certificate_name=s.name,
+        certificate_uid=s.uid,
+        secret_serial=facts.serial_number if facts else None,
+        status_serial=s.status.get("serialNumber"),
+    )
+    if claim.ownership is Ownership.IN_USE:
+        return Failure(
+            Ownership.IN_USE.value,
+            f"{s.where} belongs to Certificate {claim.other}; choose another spec.secretName",
+            retry=False,
+        )
+    if claim.ownership is Ownership.NOT_OWNED:
+        return Failure(
+            Ownership.NOT_OWNED.value,
+            f"{s.where} exists and was not created by certmint, so certmint leaves it untouched; choose another "
+            f"spec.secretName, or delete the Secret, or hand it over to this Certificate with "
+            f"`kubectl annotate secret {s.spec.secret_name} -n {s.namespace} {HANDOVER_TO}={s.name}`",
+            retry_cap=NOT_OWNED_RECHECK,
+        )
+    return None
+
+
+def _keep(s: Snapshot, secret: SecretData, facts: CertificateFacts, renewal_at: datetime.datetime) -> Keep:
+    revision = stored_revision(s.status.get("revision"), secret.annotations)
+    labels, annotations = secret_metadata(s, facts, revision)
+    set_labels, set_annotations = metadata_drift(secret.labels, secret.annotations, labels, annotations) or ({}, {})
+    # Only reached for a certificate its issuer signed (issuance_reason found nothing to re-issue), so a different
+    # ca.crt means the anchor changed under the same CA (e.g. the root was added to the CA Secret's ca.crt after
+    # this certificate was issued): the leaf stays, ca.crt is rewritten.
+    anchor = s.issuer.trust_anchor_pem
+    stale_anchor = anchor if anchor is not None and secret.data.get("ca.crt") != anchor else None
+    add_owner = s.spec.secret_deletion_policy == "Delete" and s.uid not in secret.owner_uids
+    return Keep(facts, renewal_at, revision, set_labels, set_annotations, stale_anchor, add_owner)
+
+
+def secret_metadata(s: Snapshot, facts: CertificateFacts, revision: int) -> tuple[dict[str, str], dict[str, str]]:
+    return desired_secret_metadata(
+        s.spec,
+        certificate_name=s.name,
+        certificate_uid=s.uid,
+        issuer_name=s.spec.issuer_ref.name,
+        issuer_kind=s.spec.issuer_ref.kind,
+        facts=facts,
+        revision=revision,
+    )
+
+
+def secret_facts(secret: SecretData | None) -> CertificateFacts | None:
+    if secret is None or not secret.data.get("tls.crt"):
+        return None
+    try:
+        return certificate_facts(load_pem_chain(secret.data["tls.crt"])[0])
+    except PKIError:
+        return None
+
+
+def renewal_moment(s: Snapshot, facts: CertificateFacts) -> datetime.datetime:
+    return _renewal_time(s, facts.not_before, facts.not_after, facts.serial_number)
+
+
+def _renewal_time(
+    s: Snapshot, not_before: datetime.datetime, not_after: datetime.datetime, serial: str
+) -> datetime.datetime:
+    """The renewal time of the certificate with this validity and serial (the jitter key is uid/serial)."""
+    return renewal_time(
+        not_before,
+        not_after,
+        renew_before=s.spec.renew_before,
+        renew_before_percentage=s.spec.renew_before_percentage,
+        jitter_key=f"{s.uid}/{serial}",
+        max_jitter_fraction=s.jitter_fraction,
+        min_interval=s.min_renewal_interval,
+    )
+
+
+def _snapshot(secret: SecretData | None) -> SecretSnapshot:
+    if secret is None:
+        return SecretSnapshot(exists=False, certificate_pem=None, key_pem=None, labels={}, annotations={})
+    return SecretSnapshot(
+        exists=True,
+        certificate_pem=secret.data.get("tls.crt"),
+        key_pem=secret.data.get("tls.key"),
+        labels=secret.labels,
+        annotations=secret.annotations,
+    )

@@ -1,0 +1,385 @@
+"""Every outcome of the Certificate reconcile's plan, decided without I/O from one snapshot.
+
+Each test states a situation (the spec, the status, the Secret as read or left unread, the issuer,
+the time) and the one outcome certmint must choose: Keep (with its repairs), Issue (with its reason,
+revision and key), Fail (with its condition and retry), or ReadSecret. The reconcile path around
+the plan, through an API, is tests/controller's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from typing import Any
+
+import pytest
+
+from certmint.controller.certificate_plan import (
+    NOT_OWNED_RECHECK,
+    Fail,
+    Issue,
+    IssuerView,
+    Keep,
+    ReadSecret,
+    Snapshot,
+    UnreadSecret,
+    plan,
+    renewal_moment,
+    secret_metadata,
+)
+from certmint.controller.signers import KINDS
+from certmint.controller.state import IssuerRecord, Kind, Signed
+from certmint.core.conditions import rfc3339
+from certmint.core.decisions import CERTIFICATE_NAME, CERTIFICATE_UID, HANDOVER_TO
+from certmint.core.spec import CertificateSpec, IssuerSpec
+from certmint.kube.resources import SecretData
+from certmint.pki.inspect import certificate_facts
+from certmint.pki.keys import PrivateKey, encode_private_key, generate_private_key
+from certmint.pki.signing import IssuedCertificate, SigningAuthority
+from tests.unit.builders import NOW, build_ca, certificate_spec, issue_for
+
+UID = "uid-web"
+ROOT = build_ca("Plan Root CA")
+AUTHORITY = SigningAuthority.from_pem(ROOT.cert_pem, ROOT.key_pem, now=NOW)
+OPEN_POLICY: dict[str, Any] = {}
+
+
+def _issuer(kind: str = "ca", *, ready: bool = True, policy: dict[str, Any] | None = None) -> IssuerRecord:
+    body: dict[str, Any] = {"selfSigned": {}} if kind == "selfSigned" else {"ca": {"secretName": "root"}}
+    spec = IssuerSpec.from_dict({**body, "policy": policy or OPEN_POLICY})
+    return IssuerRecord(
+        Kind.CLUSTER_ISSUER,
+        "",
+        "internal-ca",
+        "uid-issuer",
+        1,
+        "1",
+        spec,
+        None,
+        {},
+        ready=ready,
+        reason="KeyPairVerified" if ready else "CASecretNotFound",
+        message="ok" if ready else "Secret certmint/root does not exist",
+        authority=AUTHORITY if ready and kind == "ca" else None,
+    )
+
+
+def _view(spec: CertificateSpec, issuer: IssuerRecord | None) -> IssuerView:
+    """The issuer as certificates._issuer_view presents it (kept in step by test_issuer_view_matches_gather)."""
+    from certmint.controller.certificates import _issuer_view  # noqa: PLC0415  (the gather step's own function)
+
+    return _issuer_view(spec, issuer)
+
+
+def _snapshot(
+    spec: CertificateSpec | None = None,
+    *,
+    secret: SecretData | UnreadSecret | None = None,
+    status: dict[str, Any] | None = None,
+    issuer: IssuerRecord | str | None = "ca",
+    signed: Signed | None = None,
+    now: datetime.datetime = NOW,
+) -> Snapshot:
+    spec = spec or certificate_spec()
+    record = _issuer(issuer) if isinstance(issuer, str) else issuer
+    return Snapshot(
+        namespace="default",
+        name="web",
+        uid=UID,
+        generation=1,
+        spec=spec,
+        status=status or {},
+        secret=secret,
+        issuer=_view(spec, record),
+        signed=signed,
+        now=now,
+        jitter_fraction=0.0,
+        min_renewal_interval=datetime.timedelta(seconds=30),
+    )
+
+
+def _issued(spec: CertificateSpec, key: PrivateKey | None = None) -> tuple[IssuedCertificate, PrivateKey]:
+    return issue_for(spec, AUTHORITY, key=key, now=NOW - datetime.timedelta(hours=1))
+
+
+def _secret(
+    spec: CertificateSpec,
+    issued: IssuedCertificate,
+    key: PrivateKey,
+    *,
+    revision: int = 1,
+    drop_labels: bool = False,
+    owners: frozenset[str] = frozenset(),
+    ca_crt: bytes | None = None,
+    annotations: dict[str, str] | None = None,
+) -> SecretData:
+    """The Secret certmint writes for ``issued`` (its metadata exactly as the plan wants it)."""
+    facts = certificate_facts(issued.certificate)
+    labels, wanted = secret_metadata(_snapshot(spec), facts, revision)
+    return SecretData(
+        name=spec.secret_name,
+        namespace="default",
+        resource_version="41",
+        type="kubernetes.io/tls",
+        data={
+            "tls.crt": issued.chain_pem,
+            "tls.key": encode_private_key(key, spec.private_key.encoding),
+            "ca.crt": issued.ca_pem if ca_crt is None else ca_crt,
+        },
+        labels={} if drop_labels else labels,
+        annotations=wanted if annotations is None else annotations,
+        owner_uids=owners,
+    )
+
+
+def _good(spec: CertificateSpec | None = None, **secret: Any) -> tuple[CertificateSpec, SecretData]:
+    spec = spec or certificate_spec()
+    issued, key = _issued(spec)
+    return spec, _secret(spec, issued, key, **secret)
+
+
+def _status_of(spec: CertificateSpec, secret: SecretData, **extra: Any) -> dict[str, Any]:
+    """The status a settled pass wrote for the certificate in ``secret``."""
+    facts = certificate_facts(_load(secret))
+    renewal_at = renewal_moment(_snapshot(spec), facts)
+    return {
+        "notBefore": rfc3339(facts.not_before),
+        "notAfter": rfc3339(facts.not_after),
+        "renewalTime": rfc3339(renewal_at),
+        "serialNumber": facts.serial_number,
+        "revision": 1,
+        "conditions": [{"type": "Ready", "status": "True", "reason": "Issued", "message": ""}],
+        **extra,
+    }
+
+
+def _load(secret: SecretData) -> Any:
+    from certmint.pki.inspect import load_pem_chain  # noqa: PLC0415
+
+    return load_pem_chain(secret.data["tls.crt"])[0]
+
+
+def _renewal(spec: CertificateSpec, secret: SecretData) -> datetime.datetime:
+    return renewal_moment(_snapshot(spec), certificate_facts(_load(secret)))
+
+
+# -- Keep -------------------------------------------------------------------------------------------------
+
+
+def test_a_good_secret_is_kept_as_it_is_until_its_renewal_time() -> None:
+    spec, secret = _good()
+    decision = plan(_snapshot(spec, secret=secret))
+    assert isinstance(decision, Keep)
+    assert not decision.repairs
+    assert decision.revision == 1
+    assert decision.renewal_at == _renewal(spec, secret) > NOW
+
+
+@pytest.mark.parametrize(
+    ("change", "repair"),
+    [
+        pytest.param({"drop_labels": True}, "labels", id="labels-removed"),
+        pytest.param({"annotations": {CERTIFICATE_UID: UID}}, "annotations", id="annotations-removed"),
+        pytest.param({"ca_crt": build_ca("Another Root").cert_pem}, "ca_crt", id="ca-crt-not-the-trust-anchor"),
+    ],
+)
+def test_drift_is_repaired_without_a_new_certificate(change: dict[str, Any], repair: str) -> None:
+    spec, secret = _good(**change)
+    decision = plan(_snapshot(spec, secret=secret))
+    assert isinstance(decision, Keep) and decision.repairs
+    assert getattr(decision, repair)
+    if repair == "ca_crt":
+        assert decision.ca_crt == AUTHORITY.trust_anchor_pem
+    else:
+        assert decision.ca_crt is None
+
+
+def test_delete_policy_adds_the_missing_owner_reference_once() -> None:
+    spec = certificate_spec(secretDeletionPolicy="Delete")
+    _, without = _good(spec)
+    _, with_owner = _good(spec, owners=frozenset({UID}))
+    missing, present = plan(_snapshot(spec, secret=without)), plan(_snapshot(spec, secret=with_owner))
+    assert isinstance(missing, Keep) and missing.add_owner
+    assert isinstance(present, Keep) and not present.add_owner and not present.repairs
+
+
+def test_the_revision_kept_is_the_secrets_when_a_crash_kept_it_from_the_status() -> None:
+    spec, secret = _good(revision=4)
+    decision = plan(_snapshot(spec, secret=secret, status={"revision": 3}))
+    assert isinstance(decision, Keep) and decision.revision == 4
+
+
+# -- Issue ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("situation", "code"),
+    [
+        pytest.param("absent", "DoesNotExist", id="no-secret"),
+        pytest.param("no-key", "MissingData", id="tls-key-removed"),
+        pytest.param("other-key", "InvalidKeyPair", id="key-does-not-match"),
+        pytest.param("spec-changed", "SpecChanged", id="dns-names-changed"),
+        pytest.param("other-ca", "IncorrectIssuer", id="signed-by-another-ca"),
+        pytest.param("renewal-time", "Renewing", id="renewal-time-reached"),
+        pytest.param("expired", "Expired", id="expired"),
+    ],
+)
+def test_each_reason_to_issue(situation: str, code: str) -> None:
+    spec, secret = _good()
+    now = NOW
+    snapshot_spec = spec
+    current: SecretData | None = secret
+    if situation == "absent":
+        current = None
+    elif situation == "no-key":
+        current = dataclasses.replace(secret, data={k: v for k, v in secret.data.items() if k != "tls.key"})
+    elif situation == "other-key":
+        other = encode_private_key(generate_private_key("ECDSA", 256), "PKCS1")
+        current = dataclasses.replace(secret, data={**secret.data, "tls.key": other})
+    elif situation == "spec-changed":
+        snapshot_spec = certificate_spec(dnsNames=["web.default.svc", "www.example.com"])
+    elif situation == "other-ca":
+        other_ca = build_ca("Another CA")
+        authority = SigningAuthority.from_pem(other_ca.cert_pem, other_ca.key_pem, now=NOW)
+        issued, key = issue_for(spec, authority, now=NOW - datetime.timedelta(hours=1))
+        current = _secret(spec, issued, key)
+    elif situation == "renewal-time":
+        now = _renewal(spec, secret) + datetime.timedelta(seconds=1)
+    elif situation == "expired":
+        now = NOW + datetime.timedelta(days=2)
+    decision = plan(_snapshot(snapshot_spec, secret=current, now=now))
+    assert isinstance(decision, Issue)
+    assert decision.reason.code == code
+    assert decision.revision == (1 if current is None else 2)
+    assert decision.key is None and decision.reuse is None
+    assert decision.still_valid == (code == "Renewing")
+
+
+def test_rotation_policy_never_keeps_the_secrets_key_when_it_is_what_the_spec_asks_for() -> None:
+    spec = certificate_spec(privateKey={"rotationPolicy": "Never"})
+    _, secret = _good(spec)
+    later = _renewal(spec, secret) + datetime.timedelta(seconds=1)
+    decision = plan(_snapshot(spec, secret=secret, now=later))
+    assert isinstance(decision, Issue) and decision.key is not None
+    bigger = certificate_spec(privateKey={"rotationPolicy": "Never", "algorithm": "ECDSA", "size": 384})
+    changed = plan(_snapshot(bigger, secret=secret, now=later))
+    assert isinstance(changed, Issue) and changed.reason.code == "SpecChanged" and changed.key is None
+
+
+def test_a_certificate_signed_for_this_revision_is_stored_instead_of_signing_again() -> None:
+    spec = certificate_spec()
+    issued, key = _issued(spec)
+    token = _issuer().identity_token
+    signed = Signed(1, 1, token, "web-1", key, issued)
+    decision = plan(_snapshot(spec, signed=signed))
+    assert isinstance(decision, Issue) and decision.reuse is signed
+    later_revision = Signed(2, 1, token, "web-2", key, issued)
+    assert isinstance(d := plan(_snapshot(spec, signed=later_revision)), Issue) and d.reuse is None
+    other_issuer = Signed(1, 1, (True, "other", "other", 1), "web-1", key, issued)
+    assert isinstance(d := plan(_snapshot(spec, signed=other_issuer)), Issue) and d.reuse is None
+
+
+# -- Fail -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("issuer", "spec_overrides", "reason", "retry"),
+    [
+        pytest.param(None, {}, "IssuerNotFound", True, id="issuer-missing"),
+        pytest.param(_issuer(ready=False), {}, "IssuerNotReady", True, id="issuer-not-ready"),
+        pytest.param(
+            _issuer(policy={"allowedDNSNames": ["*.other.svc"]}), {}, "PolicyViolation", False, id="policy-refuses"
+        ),
+        pytest.param(
+            _issuer("selfSigned"),
+            {"commonName": None, "subject": None},
+            "EmptySubject",
+            False,
+            id="self-signed-without-subject",
+        ),
+    ],
+)
+def test_an_issuer_that_cannot_sign_fails_the_issuance(
+    issuer: IssuerRecord | None, spec_overrides: dict[str, Any], reason: str, retry: bool
+) -> None:
+    spec = certificate_spec(**spec_overrides)
+    decision = plan(_snapshot(spec, issuer=issuer))
+    assert isinstance(decision, Fail)
+    assert (decision.failure.reason, decision.failure.retry, decision.valid) == (reason, retry, False)
+
+
+def test_a_renewal_that_cannot_happen_leaves_the_valid_certificate_ready() -> None:
+    spec, secret = _good()
+    later = _renewal(spec, secret) + datetime.timedelta(seconds=1)
+    decision = plan(_snapshot(spec, secret=secret, issuer=_issuer(ready=False), now=later))
+    assert isinstance(decision, Fail) and decision.valid
+    assert decision.failure.reason == "IssuerNotReady"
+
+
+def test_a_secret_certmint_did_not_create_is_refused_and_looked_at_again_later() -> None:
+    spec = certificate_spec()
+    users = SecretData("web-tls", "default", "3", "kubernetes.io/tls", {"tls.crt": b"x"}, {}, {}, frozenset())
+    decision = plan(_snapshot(spec, secret=users))
+    assert isinstance(decision, Fail) and not decision.valid
+    assert decision.failure.reason == "SecretNotOwned"
+    assert decision.failure.retry and decision.failure.retry_cap == NOT_OWNED_RECHECK
+    assert f"{HANDOVER_TO}=web" in decision.failure.message
+    handed_over = dataclasses.replace(users, annotations={HANDOVER_TO: "web"})
+    assert isinstance(d := plan(_snapshot(spec, secret=handed_over)), Issue) and d.reason.code == "MissingData"
+
+
+def test_a_secret_of_another_certificate_is_refused_for_good() -> None:
+    spec, secret = _good()
+    theirs = dataclasses.replace(
+        secret,
+        labels={**secret.labels, CERTIFICATE_NAME: "api"},
+        annotations={**secret.annotations, CERTIFICATE_UID: "uid-other", CERTIFICATE_NAME: "api"},
+    )
+    decision = plan(_snapshot(spec, secret=theirs))
+    assert isinstance(decision, Fail)
+    assert (decision.failure.reason, decision.failure.retry) == ("SecretInUse", False)
+
+
+# -- a timer fired: renew without reading the Secret, or ask for it -----------------------------------------
+
+
+def test_a_due_renewal_with_an_unchanged_secret_is_planned_without_reading_it() -> None:
+    spec, secret = _good()
+    due = _renewal(spec, secret)
+    status = _status_of(spec, secret)
+    decision = plan(_snapshot(spec, secret=UnreadSecret("41"), status=status, now=due + datetime.timedelta(seconds=1)))
+    assert isinstance(decision, Issue)
+    assert (decision.reason.code, decision.revision, decision.renewal_due) == ("Renewing", 2, due)
+
+
+@pytest.mark.parametrize(
+    ("spec_overrides", "status_extra", "at"),
+    [
+        pytest.param({}, {}, "before", id="not-due-yet"),
+        pytest.param({"privateKey": {"rotationPolicy": "Never"}}, {}, "due", id="key-kept-so-needs-the-secret"),
+        pytest.param({}, {"failedIssuanceAttempts": 2}, "due", id="after-failures"),
+        pytest.param({}, {"notAfter": "garbage"}, "due", id="status-unreadable"),
+    ],
+)
+def test_a_timer_that_the_status_cannot_settle_asks_for_the_secret(
+    spec_overrides: dict[str, Any], status_extra: dict[str, Any], at: str
+) -> None:
+    spec, secret = _good(certificate_spec(**spec_overrides))
+    due = _renewal(spec, secret)
+    now = due - datetime.timedelta(seconds=1) if at == "before" else due + datetime.timedelta(seconds=1)
+    snapshot = _snapshot(spec, secret=UnreadSecret("41"), status=_status_of(spec, secret, **status_extra), now=now)
+    assert isinstance(plan(snapshot), ReadSecret)
+
+
+# -- the issuer as the plan sees it -------------------------------------------------------------------------
+
+
+def test_issuer_view_matches_gather() -> None:
+    spec = certificate_spec()
+    view = _view(spec, _issuer())
+    assert view.ready and view.found and view.identity is not None
+    assert view.trust_anchor_pem == AUTHORITY.trust_anchor_pem and not view.own_key_only
+    missing = _view(spec, None)
+    assert not missing.found and missing.identity is None
+    self_signed = _view(spec, _issuer("selfSigned"))
+    assert self_signed.own_key_only == KINDS["selfSigned"].own_key_only is True
