@@ -181,13 +181,6 @@ async def test_an_invalid_spec_says_which_field_and_waits_for_a_new_generation(h
     assert (condition(cert, "Ready")["status"], cert["status"]["observedGeneration"]) == ("True", 2)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a Certificate reconciled before its issuer's first check (applied together with it, or any Certificate "
-    "that needs issuing when the operator starts: Operator.start lists the issuers but does not check them before "
-    "the workers start) fails with IssuerNotReady ('the issuer has not been checked yet'), posts a Warning Event "
-    "and counts a failed attempt, then is issued once the check makes the issuer ready",
-)
 @pytest.mark.parametrize("when", ["applied together", "at a restart"])
 async def test_an_issuer_not_checked_yet_is_no_failure(harness: Harness, when: str) -> None:
     if when == "applied together":

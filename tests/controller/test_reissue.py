@@ -196,13 +196,6 @@ async def test_a_removed_label_is_restored_without_reissuing(harness: Harness) -
     assert (status["serialNumber"], status["revision"]) == (first["serialNumber"], 1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a Secret that loses the certmint.dev/certificate-name label leaves the label-selected watch with a DELETED "
-    "event; Operator.observe_secret records it as deleted (secret_versions=None), so the next pass trusts "
-    "secret_known_absent, skips the read and signs CertificateRequest web-2; the Secret create then fails with "
-    "409 AlreadyExists and the re-read repairs the label: a certificate signed for nothing",
-)
 async def test_a_removed_label_signs_nothing(harness: Harness) -> None:
     await harness.issued("web", issuer=CA_ISSUER)
     harness.patch("Secret", NAMESPACE, SECRET, {"metadata": {"labels": {decisions.CERTIFICATE_NAME: None}}})

@@ -23,6 +23,7 @@ from certmint.controller.certificate_plan import (
     ReadSecret,
     Snapshot,
     UnreadSecret,
+    Wait,
     plan,
     renewal_moment,
     secret_metadata,
@@ -61,6 +62,7 @@ def _issuer(kind: str = "ca", *, ready: bool = True, policy: dict[str, Any] | No
         reason="KeyPairVerified" if ready else "CASecretNotFound",
         message="ok" if ready else "Secret certmint/root does not exist",
         authority=AUTHORITY if ready and kind == "ca" else None,
+        checked=True,
     )
 
 
@@ -275,7 +277,7 @@ def test_a_certificate_signed_for_this_revision_is_stored_instead_of_signing_aga
     assert isinstance(decision, Issue) and decision.reuse is signed
     later_revision = Signed(2, 1, token, "web-2", key, issued)
     assert isinstance(d := plan(_snapshot(spec, signed=later_revision)), Issue) and d.reuse is None
-    other_issuer = Signed(1, 1, (True, "other", "other", 1), "web-1", key, issued)
+    other_issuer = Signed(1, 1, (True, "other", "other", 1, True), "web-1", key, issued)
     assert isinstance(d := plan(_snapshot(spec, signed=other_issuer)), Issue) and d.reuse is None
 
 
@@ -306,6 +308,14 @@ def test_an_issuer_that_cannot_sign_fails_the_issuance(
     decision = plan(_snapshot(spec, issuer=issuer))
     assert isinstance(decision, Fail)
     assert (decision.failure.reason, decision.failure.retry, decision.valid) == (reason, retry, False)
+
+
+def test_an_issuer_not_checked_yet_is_waited_for_not_reported() -> None:
+    unchecked = dataclasses.replace(_issuer(ready=False), checked=False, reason="Pending")
+    decision = plan(_snapshot(certificate_spec(), issuer=unchecked))
+    assert isinstance(decision, Wait) and decision.issuer == "ClusterIssuer 'internal-ca'"
+    checked = plan(_snapshot(certificate_spec(), issuer=dataclasses.replace(unchecked, checked=True)))
+    assert isinstance(checked, Fail) and checked.failure.reason == "IssuerNotReady"
 
 
 def test_a_renewal_that_cannot_happen_leaves_the_valid_certificate_ready() -> None:

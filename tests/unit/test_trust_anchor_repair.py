@@ -35,6 +35,7 @@ def _issuer(authority: SigningAuthority | None) -> IssuerRecord:
         status={},
         ready=True,
         authority=authority,
+        checked=True,
     )
 
 

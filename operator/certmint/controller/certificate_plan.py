@@ -9,6 +9,7 @@ tests/unit/test_certificate_plan.py rather than an API server scenario:
 - :class:`Issue`: sign a new certificate (with the reason, the revision, where the key comes from).
 - :class:`Fail`: a condition and, unless permanent, when to try again.
 - :class:`ReadSecret`: a timer fired and the status alone cannot tell: read the Secret, then plan again.
+- :class:`Wait`: the issuer has not been checked yet (applied together, or at a start); its check wakes us.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class IssuerView:
     ref: IssuerRef
     found: bool
     ready: bool
+    checked: bool  # False: found, but its first check has not run yet
     detail: str  # "reason: message" of its Ready condition
     token: IssuerToken
     identity: IssuerIdentity | None = None  # set when ready
@@ -141,7 +143,12 @@ class ReadSecret:
     pass
 
 
-Plan = Keep | Issue | Fail | ReadSecret
+@dataclass(frozen=True, slots=True)
+class Wait:
+    issuer: str  # which issuer's first check is awaited
+
+
+Plan = Keep | Issue | Fail | ReadSecret | Wait
 
 
 def plan(s: Snapshot) -> Plan:
@@ -186,6 +193,8 @@ def _plan_unread(s: Snapshot, secret: UnreadSecret) -> Plan:
     if not renewal_at <= s.now < not_after:
         return ReadSecret()
     failure = _precheck(s)
+    if isinstance(failure, Wait):
+        return failure
     if failure is not None:
         return Fail(failure, valid=True)
     revision = int(status.get("revision") or 0) + 1
@@ -194,6 +203,8 @@ def _plan_unread(s: Snapshot, secret: UnreadSecret) -> Plan:
 
 def _issue(s: Snapshot, secret: SecretData | None, reason: Reason, renewal_due: datetime.datetime | None) -> Plan:
     failure = _precheck(s)
+    if isinstance(failure, Wait):
+        return failure
     if failure is not None:
         return Fail(failure, valid=renewal_due is not None)
     # The next revision after the one stored (the Secret's record wins when a crash kept it from the status).
@@ -222,11 +233,13 @@ def _kept_key(spec: CertificateSpec, secret: SecretData | None) -> PrivateKey | 
     return existing
 
 
-def _precheck(s: Snapshot) -> Failure | None:
+def _precheck(s: Snapshot) -> Failure | Wait | None:
     issuer, spec = s.issuer, s.spec
     if not issuer.found:
         where = "" if issuer.ref.kind == "ClusterIssuer" else f" in namespace {s.namespace}"
         return Failure("IssuerNotFound", f"{issuer.description} does not exist{where}")
+    if not issuer.checked:
+        return Wait(issuer.description)
     if not issuer.ready or issuer.policy is None:
         return Failure("IssuerNotReady", f"{issuer.description} is not ready: {issuer.detail}")
     if issuer.refusal is not None:

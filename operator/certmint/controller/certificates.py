@@ -33,6 +33,7 @@ from certmint.controller.certificate_plan import (
     ReadSecret,
     Snapshot,
     UnreadSecret,
+    Wait,
     plan,
     renewal_moment,
     secret_metadata,
@@ -167,19 +168,26 @@ async def _gather(op: Operator, rec: CertificateRecord, spec: CertificateSpec, *
 def _issuer_view(spec: CertificateSpec, issuer: IssuerRecord | None) -> IssuerView:
     ref = spec.issuer_ref
     if issuer is None:
-        return IssuerView(ref, found=False, ready=False, detail="not found", token=NO_ISSUER)
+        return IssuerView(ref, found=False, ready=False, checked=False, detail="not found", token=NO_ISSUER)
     authority = issuer.authority
     anchor = authority.trust_anchor_pem if authority is not None else None
     detail = f"{issuer.reason}: {issuer.message}"
     if not issuer.ready or issuer.spec is None:
         return IssuerView(
-            ref, found=True, ready=False, detail=detail, token=issuer.identity_token, trust_anchor_pem=anchor
+            ref,
+            found=True,
+            ready=False,
+            checked=issuer.checked,
+            detail=detail,
+            token=issuer.identity_token,
+            trust_anchor_pem=anchor,
         )
     signer = signer_for(issuer.spec)
     return IssuerView(
         ref,
         found=True,
         ready=True,
+        checked=True,
         detail=detail,
         token=issuer.identity_token,
         identity=signer.identity(authority),
@@ -203,6 +211,9 @@ async def _act(op: Operator, rec: CertificateRecord, s: Snapshot, decision: Plan
         return await _fail(op, rec, s.status, decision.failure, valid=decision.valid)
     if isinstance(decision, Issue):
         return await _issue(op, rec, s, decision, seen)
+    if isinstance(decision, Wait):
+        log.debug("Certificate %s/%s: waiting for the first check of %s", rec.namespace, rec.name, decision.issuer)
+        return False  # the check changes the issuer's identity token, which wakes this Certificate
     raise AssertionError(f"unplanned outcome {decision!r}")
 
 

@@ -59,11 +59,12 @@ async def _check(op: Operator, rec: IssuerRecord, now: datetime.datetime) -> Ver
             cluster_scoped=rec.kind is Kind.CLUSTER_ISSUER,
             now=now,
         )
-    rec.ready, rec.reason, rec.message, rec.authority = (
+    rec.ready, rec.reason, rec.message, rec.authority, rec.checked = (
         verdict.ready,
         verdict.reason,
         verdict.message,
         verdict.authority,
+        True,
     )
     return verdict
 

@@ -259,7 +259,10 @@ class Operator:
         namespace, name = meta["namespace"], meta["name"]
         key = (namespace, name)
         if event_type == "DELETED":
+            # Deleted, or only its label removed (a label-selected watch says DELETED for both): read it before
+            # writing, so that a Secret still there is repaired rather than signed for again.
             self.state.secret_versions[key] = None
+            self.state.secrets_to_read.add(key)
         else:
             rv = meta["resourceVersion"]
             if not newer_or_equal(rv, self.state.secret_versions.get(key)):
@@ -314,6 +317,7 @@ class Operator:
         for key, version in list(self.state.secret_versions.items()):
             if version is not None and key not in present and (namespace is None or key[0] == namespace):
                 self.state.secret_versions[key] = None
+                self.state.secrets_to_read.add(key)  # deleted, or its label removed: see observe_secret
                 for cert in self.state.certificates_with_secret(*key):
                     self.queue.add((Kind.CERTIFICATE, *cert))
                 self._enqueue_issuers_of_secret(*key)

@@ -104,8 +104,8 @@ class Settled:
     waits_for_timer: bool  # a renewal or retry timer is part of the outcome; a fired timer means "look again"
 
 
-IssuerToken = tuple[bool, str | None, str | None, int]  # see IssuerRecord.identity_token
-NO_ISSUER: IssuerToken = (False, None, None, 0)
+IssuerToken = tuple[bool, str | None, str | None, int, bool]  # see IssuerRecord.identity_token
+NO_ISSUER: IssuerToken = (False, None, None, 0, False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,13 +177,15 @@ class IssuerRecord:
     reason: str = "Pending"
     message: str = "the issuer has not been checked yet"
     authority: SigningAuthority | None = None
+    # False until the first check: a Certificate waits for it instead of reporting "not ready".
+    checked: bool = False
 
     @property
     def identity_token(self) -> IssuerToken:
         """Changes whenever certificates signed by this issuer must be looked at again: readiness, the CA,
-        its trust anchor (a root added to the CA Secret's ca.crt later), and the spec's generation (a changed
-        policy may now allow what it refused). One shared tuple per value: every Certificate's settled inputs
-        hold it."""
+        its trust anchor (a root added to the CA Secret's ca.crt later), the spec's generation (a changed
+        policy may now allow what it refused), and its first check (certificates waiting for it). One shared
+        tuple per value: every Certificate's settled inputs hold it."""
         authority = self.authority
         return shared(
             (
@@ -191,6 +193,7 @@ class IssuerRecord:
                 authority.fingerprint_sha256 if authority else None,
                 authority.trust_anchor_fingerprint if authority else None,
                 self.generation,
+                self.checked,
             )
         )
 
