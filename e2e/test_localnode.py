@@ -11,12 +11,12 @@ from __future__ import annotations
 import base64
 import ipaddress
 import json
-import time
 import uuid
 
 import pytest
 from kubernetes import client, config
 from tests.controlplane.cluster import ControlPlane
+from tests.integration.kubeutil import timed_wait
 
 from e2e.localnode import WORKLOAD_IMAGE, LocalNode
 
@@ -38,16 +38,6 @@ while True:
 def core(local_cluster: tuple[ControlPlane, LocalNode]) -> client.CoreV1Api:
     cp, _ = local_cluster
     return client.CoreV1Api(config.new_client_from_config(str(cp.admin_kubeconfig)))
-
-
-def _wait(what: str, check, timeout: float) -> float:  # type: ignore[no-untyped-def]
-    """Poll ``check`` until it returns true; returns the seconds it took."""
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if check():
-            return time.monotonic() - start
-        time.sleep(0.2)
-    pytest.fail(f"{what}: not within {timeout}s")
 
 
 def test_node_is_ready_and_from_the_same_release(core: client.CoreV1Api, local_cluster) -> None:  # type: ignore[no-untyped-def]
@@ -96,7 +86,7 @@ def test_pod_runs_and_kubelet_refreshes_mounted_secret(core: client.CoreV1Api, l
             assert p.status.phase not in ("Failed", "Succeeded"), p.status
             return bool(p.status.phase == "Running")
 
-        started = _wait("pod Running", running, 120)
+        started = timed_wait(running, "pod Running", 120, 0.2)
         p = core.read_namespaced_pod(name, ns)
         assert p.spec.node_name == node.node_name
         assert ipaddress.ip_address(p.status.pod_ip) in node.slot.subnet
@@ -104,11 +94,11 @@ def test_pod_runs_and_kubelet_refreshes_mounted_secret(core: client.CoreV1Api, l
         def log_has(text: str):  # type: ignore[no-untyped-def]
             return lambda: f"message={text}" in core.read_namespaced_pod_log(name, ns)
 
-        _wait("the Secret's first value in the pod's log", log_has(first), 60)
+        timed_wait(log_has(first), "the Secret's first value in the pod's log", 60, 0.2)
         assert f"message={second}" not in core.read_namespaced_pod_log(name, ns)
 
         core.patch_namespaced_secret(name, ns, {"data": {"message": base64.b64encode(second.encode()).decode()}})
-        refreshed = _wait("the kubelet refreshing the mounted Secret", log_has(second), 120)
+        refreshed = timed_wait(log_has(second), "the kubelet refreshing the mounted Secret", 120, 0.2)
         print(f"\npod Running {started:.1f}s after create; Secret change in the volume after {refreshed:.1f}s")
     finally:
         core.delete_namespaced_pod(name, ns, grace_period_seconds=0)
@@ -163,13 +153,14 @@ def test_pods_reach_services_and_the_api_server_but_nothing_outside(core: client
         ),
     )
     try:
-        _wait(
-            "the web pod Ready",
+        timed_wait(
             lambda: any(
                 c.type == "Ready" and c.status == "True"
                 for c in (core.read_namespaced_pod(name, ns).status.conditions or [])
             ),
+            "the web pod Ready",
             120,
+            0.2,
         )
         core.create_namespaced_pod(
             ns,
@@ -190,7 +181,7 @@ def test_pods_reach_services_and_the_api_server_but_nothing_outside(core: client
             phase = core.read_namespaced_pod(f"{name}-client", ns).status.phase
             return bool(phase in ("Succeeded", "Failed"))
 
-        _wait("the client pod to finish", finished, 120)
+        timed_wait(finished, "the client pod to finish", 120, 0.2)
         log = core.read_namespaced_pod_log(f"{name}-client", ns)
         assert core.read_namespaced_pod(f"{name}-client", ns).status.phase == "Succeeded", log
         result = json.loads(log.strip().splitlines()[-1])

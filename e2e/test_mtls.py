@@ -36,7 +36,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -45,6 +45,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from kubernetes import client, config
+from tests.integration import kubeutil
 from tests.integration.builders import ISOLATION_POLICY
 
 from e2e import operator_image
@@ -139,19 +140,8 @@ def provider(request: pytest.FixtureRequest) -> ClusterProvider:
 # -- small helpers -----------------------------------------------------------------------------------------
 
 
-def wait_for(what: str, check: Callable[[], T | None], timeout: float, interval: float = 0.5) -> T:
-    """Poll ``check`` until it returns something truthy (returned); fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            result = check()
-            if result:
-                return result
-        except client.ApiException as e:
-            last_error = e
-        time.sleep(interval)
-    pytest.fail(f"{what}: not within {timeout:.0f}s" + (f" (last error: {last_error})" if last_error else ""))
+#: Polls the cluster: API errors mean "not yet", any other error fails at once.
+wait_for = functools.partial(kubeutil.wait_for, interval=0.5, transient=(client.ApiException,))
 
 
 @dataclass
@@ -369,11 +359,11 @@ def _service_account_id(ns: str, sa: str) -> str:
 def setup(provider: ClusterProvider, kube: Kube, operator: Installed) -> Iterator[Setup]:
     """Issuers, a test namespace with its service accounts, the scripts, and the Certificates."""
     start = time.monotonic()
-    wait_for(f"ClusterIssuer {BOOTSTRAP} (the chart's hook) Ready", lambda: kube.ready("ClusterIssuer", BOOTSTRAP), 60)
+    wait_for(lambda: kube.ready("ClusterIssuer", BOOTSTRAP), f"ClusterIssuer {BOOTSTRAP} (the chart's hook) Ready", 60)
     _ca_chain(kube, "e2e-root-ca", MESH_CA, "certmint e2e root CA")
     _ca_chain(kube, "e2e-rogue-root-ca", ROGUE_CA, "certmint e2e rogue CA")
     for issuer in (MESH_CA, ROGUE_CA):
-        wait_for(f"ClusterIssuer {issuer} Ready", lambda i=issuer: kube.ready("ClusterIssuer", i), 60)
+        wait_for(lambda i=issuer: kube.ready("ClusterIssuer", i), f"ClusterIssuer {issuer} Ready", 60)
 
     ns = f"mtls-{uuid.uuid4().hex[:6]}"
     kube.core.create_namespace({"metadata": {"name": ns}})
@@ -421,7 +411,7 @@ def setup(provider: ClusterProvider, kube: Kube, operator: Installed) -> Iterato
         for name, spec in certificates.items():
             kube.apply("Certificate", name, spec, ns)
         for name in certificates:
-            wait_for(f"Certificate {ns}/{name} Ready", lambda n=name: kube.ready("Certificate", n, ns), 60)
+            wait_for(lambda n=name: kube.ready("Certificate", n, ns), f"Certificate {ns}/{name} Ready", 60)
         yield Setup(
             ns=ns,
             server_dns=server_dns,
@@ -502,11 +492,11 @@ def wait_running(kube: Kube, name: str, ns: str, timeout: float = 120) -> client
             pytest.fail(f"pod {ns}/{name} cannot run: {waiting}")
         return pod if pod.status.phase in ("Running", "Succeeded") and pod.status.pod_ip else None
 
-    return wait_for(f"pod {ns}/{name} running", running, timeout)
+    return wait_for(running, f"pod {ns}/{name} running", timeout)
 
 
 def wait_finished(kube: Kube, name: str, ns: str, timeout: float = 120) -> list[dict[str, Any]]:
-    wait_for(f"pod {ns}/{name} finished", lambda: kube.pod(name, ns).status.phase in ("Succeeded", "Failed"), timeout)
+    wait_for(lambda: kube.pod(name, ns).status.phase in ("Succeeded", "Failed"), f"pod {ns}/{name} finished", timeout)
     records = kube.log_records(name, ns)
     assert kube.pod(name, ns).status.phase == "Succeeded", records[-5:]
     return records
@@ -534,13 +524,12 @@ def start_server(kube: Kube, provider: ClusterProvider, ns: str, name: str, sa: 
     svc = kube.core.create_namespaced_service(ns, service)
     pod = wait_running(kube, name, ns)
     wait_for(
-        f"server {name} listening",
         lambda: any(r.get("event") == "listening" for r in kube.log_records(name, ns)),
+        f"server {name} listening",
         60,
     )
     # kube-proxy programs the Service once the pod is Ready and in the EndpointSlice.
     wait_for(
-        f"Service {name} has the server's endpoint",
         lambda: any(
             e.conditions and e.conditions.ready
             for s in client.DiscoveryV1Api(kube.api)
@@ -548,6 +537,7 @@ def start_server(kube: Kube, provider: ClusterProvider, ns: str, name: str, sa: 
             .items
             for e in s.endpoints or []
         ),
+        f"Service {name} has the server's endpoint",
         60,
     )
     return Server(name=name, ip=svc.spec.cluster_ip, dns=f"{name}.{ns}.svc", pod_uid=pod.metadata.uid)
@@ -654,7 +644,7 @@ def intermediate_chain(provider: ClusterProvider, kube: Kube, setup: Setup) -> I
     # Only the operator's namespace may obtain CA certificates from the root.
     root_signer = {"ca": {"secretName": "e2e-root-ca"}, "policy": {"allowCA": True, "allowedNamespaces": [OPERATOR_NS]}}
     kube.apply("ClusterIssuer", ROOT_SIGNER, root_signer)
-    wait_for(f"ClusterIssuer {ROOT_SIGNER} Ready", lambda: kube.ready("ClusterIssuer", ROOT_SIGNER), 60)
+    wait_for(lambda: kube.ready("ClusterIssuer", ROOT_SIGNER), f"ClusterIssuer {ROOT_SIGNER} Ready", 60)
     intermediate = {
         "isCA": True,
         "commonName": "certmint e2e intermediate CA",
@@ -663,10 +653,10 @@ def intermediate_chain(provider: ClusterProvider, kube: Kube, setup: Setup) -> I
         "issuerRef": {"name": ROOT_SIGNER, "kind": "ClusterIssuer"},
     }
     kube.apply("Certificate", INTERMEDIATE, intermediate, OPERATOR_NS)
-    wait_for(f"Certificate {INTERMEDIATE} Ready", lambda: kube.ready("Certificate", INTERMEDIATE, OPERATOR_NS), 60)
+    wait_for(lambda: kube.ready("Certificate", INTERMEDIATE, OPERATOR_NS), f"Certificate {INTERMEDIATE} Ready", 60)
     kube.apply("ClusterIssuer", MESH_INTERMEDIATE_CA, {"ca": {"secretName": INTERMEDIATE}, "policy": ISOLATION_POLICY})
     wait_for(
-        f"ClusterIssuer {MESH_INTERMEDIATE_CA} Ready", lambda: kube.ready("ClusterIssuer", MESH_INTERMEDIATE_CA), 60
+        lambda: kube.ready("ClusterIssuer", MESH_INTERMEDIATE_CA), f"ClusterIssuer {MESH_INTERMEDIATE_CA} Ready", 60
     )
     issuer_ref = {"name": MESH_INTERMEDIATE_CA, "kind": "ClusterIssuer"}
     certificates = {
@@ -689,7 +679,7 @@ def intermediate_chain(provider: ClusterProvider, kube: Kube, setup: Setup) -> I
     for name, spec in certificates.items():
         kube.apply("Certificate", name, spec, ns)
     for name in certificates:
-        wait_for(f"Certificate {ns}/{name} Ready", functools.partial(kube.ready, "Certificate", name, ns), 60)
+        wait_for(functools.partial(kube.ready, "Certificate", name, ns), f"Certificate {ns}/{name} Ready", 60)
     chain_s = time.monotonic() - start
     server = start_server(kube, provider, ns, "mtls-int-server", "mtls-server", "mtls-int-server-tls")
     root, intermediate_cert = kube.secret_cert("e2e-root-ca", OPERATOR_NS), kube.secret_cert(INTERMEDIATE, OPERATOR_NS)
@@ -819,7 +809,7 @@ def load(provider: ClusterProvider, kube: Kube, setup: Setup, server: Server) ->
     argv = client_argv(server.ip, server.dns, "--tls-dir", "/tls", "--interval", str(LOAD_INTERVAL_S))
     create_pod(kube, provider, setup.ns, name, "mtls-client", argv, _volume_secret("mtls-client-tls"), restart="Always")
     pod = wait_running(kube, name, setup.ns)
-    first = wait_for("the load client's first attempt", lambda: attempts(kube.log_records(name, setup.ns)), 60)
+    first = wait_for(lambda: attempts(kube.log_records(name, setup.ns)), "the load client's first attempt", 60)
     return Load(name=name, ip=pod.status.pod_ip, started=first[0]["t"], revisions=_revisions(kube, setup.ns))
 
 
@@ -853,7 +843,7 @@ def test_rotation_under_load_without_one_failed_handshake(kube: Kube, setup: Set
 
     # Two renewals of each certificate from now: at most 2 periods + one more (first renewal) + propagation.
     what = "3 server serials seen by the client and 3 client serials by the server"
-    wait_for(what, two_rotations, 3 * RENEW_PERIOD_S + 60, 3)
+    wait_for(two_rotations, what, 3 * RENEW_PERIOD_S + 60, interval=3)
     seconds = time.monotonic() - start
     records = attempts(kube.log_records(load.name, ns), since=load.started)
     by_server = server_records(kube, server, ns, load.ip, since=load.started)
@@ -896,7 +886,7 @@ def test_recovery_after_the_server_secret_is_deleted(kube: Kube, setup: Setup, s
         cert = kube.secret_cert("mtls-server-tls", ns)
         return cert if cert is not None and cert.serial_number != old.serial_number else None
 
-    new = wait_for("the operator re-issuing the deleted Secret", reissued, 60, 0.2)
+    new = wait_for(reissued, "the operator re-issuing the deleted Secret", 60, interval=0.2)
     reissue_s = time.monotonic() - start
 
     def first_new_handshake() -> dict[str, Any] | None:
@@ -904,7 +894,7 @@ def test_recovery_after_the_server_secret_is_deleted(kube: Kube, setup: Setup, s
         records = attempts(kube.log_records(load.name, ns), before)
         return next((r for r in records if r["ok"] and r["server_serial"] not in seen_before), None)
 
-    first = wait_for("the client handshaking with a re-issued server certificate", first_new_handshake, 90, 1)
+    first = wait_for(first_new_handshake, "the client handshaking with a re-issued server certificate", 90, interval=1)
     time.sleep(10)  # the load goes on: the pods stay well after the switch
     records = attempts(kube.log_records(load.name, ns), since=before)
     failures = [r for r in records if not r["ok"]]

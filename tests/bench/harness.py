@@ -36,6 +36,7 @@ from kubernetes.client.exceptions import ApiException
 from tests.controlplane.cluster import ControlPlane
 from tests.controlplane.operator_process import OperatorProcess
 from tests.integration.builders import API_VERSION, GROUP, VERSION
+from tests.integration.kubeutil import wait_for
 
 T = TypeVar("T")
 SET_LABEL = "bench.certmint.dev/set"
@@ -48,21 +49,10 @@ class BenchError(RuntimeError):
 
 
 def wait_until(predicate: Callable[[], T | None], what: str, timeout: float, interval: float = 0.25) -> T:
-    """Poll ``predicate`` until it returns something other than None/False; :class:`BenchError` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while True:
-        try:
-            value = predicate()
-            if value is not None and value is not False:
-                return value
-        except (ApiException, OSError) as e:  # transient while things converge
-            last_error = e
-        if time.monotonic() > deadline:
-            raise BenchError(
-                f"timed out after {timeout:.0f}s waiting for {what}" + (f": {last_error}" if last_error else "")
-            )
-        time.sleep(interval)
+    """:func:`wait_for` for the benchmarks: API and connection errors mean "not yet"; :class:`BenchError` at the end."""
+    value = wait_for(predicate, what, timeout, interval, transient=(ApiException, OSError), error=BenchError)
+    assert value is not None
+    return value
 
 
 # -- processes ---------------------------------------------------------------------------------------------------
