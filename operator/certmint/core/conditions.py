@@ -1,4 +1,7 @@
-"""Status conditions: building them so lastTransitionTime only moves when the status does."""
+"""Status conditions: building them so lastTransitionTime only moves when the status does.
+
+``rfc3339`` and ``parse_rfc3339`` (certmint.pki.timestamps) are re-exported here for status writers.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from certmint.pki.timestamps import parse_rfc3339, rfc3339
+
+__all__ = ["Condition", "condition_status", "merge_conditions", "parse_rfc3339", "rfc3339"]
+
 
 @dataclass(frozen=True)
 class Condition:
@@ -14,18 +21,6 @@ class Condition:
     status: str  # "True" | "False" | "Unknown"
     reason: str
     message: str
-
-
-def rfc3339(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_rfc3339(text: str) -> datetime:
-    """The inverse of ``rfc3339`` (and any RFC 3339 time with an offset); raises ValueError for other text."""
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if moment.tzinfo is None:
-        raise ValueError(f"{text!r} has no time zone")
-    return moment
 
 
 def merge_conditions(

@@ -24,6 +24,7 @@ from certmint.pki.inspect import CertificateFacts, certificate_facts, load_pem_c
 from certmint.pki.keys import PKIError, load_private_key, public_key_matches
 from certmint.pki.names import normalize_dns_name, normalize_ip_address, quote
 from certmint.pki.signing import backdate_for
+from certmint.pki.timestamps import rfc3339
 from certmint.pki.usages import LEGACY_DEFAULT_USAGES, effective_usages
 
 # Reason codes (CamelCase, for status conditions and events).
@@ -131,7 +132,7 @@ def issuance_reason(
     if wrong_issuer is not None:
         return Reason(INCORRECT_ISSUER, f"the certificate in Secret {where} {wrong_issuer}")
     if now >= facts.not_after:
-        return Reason(EXPIRED, f"the certificate in Secret {where} expired at {_rfc3339(facts.not_after)}")
+        return Reason(EXPIRED, f"the certificate in Secret {where} expired at {rfc3339(facts.not_after)}")
     if renewal_at is not None and now >= renewal_at:
         return renewal_reason(renewal_at, facts.not_after)
     return None
@@ -141,7 +142,7 @@ def renewal_reason(renewal_at: datetime, not_after: datetime) -> Reason:
     """The reason to issue when a valid certificate's renewal time has come."""
     return Reason(
         RENEWING,
-        f"renewal time {_rfc3339(renewal_at)} reached; the current certificate expires at {_rfc3339(not_after)}",
+        f"renewal time {rfc3339(renewal_at)} reached; the current certificate expires at {rfc3339(not_after)}",
     )
 
 
@@ -312,7 +313,7 @@ def desired_secret_metadata(
     if facts is not None:
         annotations |= {
             SERIAL_NUMBER: facts.serial_number,
-            NOT_AFTER: _rfc3339(facts.not_after),
+            NOT_AFTER: rfc3339(facts.not_after),
             COMMON_NAME: facts.common_name or "",
             ALT_NAMES: ",".join(facts.dns_names),
             IP_SANS: ",".join(facts.ip_addresses),
@@ -470,7 +471,3 @@ def _items(values: set[str]) -> str:
 
 def _key_text(algorithm: str, size: int) -> str:
     return f"{algorithm} {size}" if size else algorithm
-
-
-def _rfc3339(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from certmint.kube.client import JSON, ApiError, KubeClient
+from certmint.pki.timestamps import rfc3339
 
 GROUP = "certmint.dev"
 VERSION = "v1alpha1"
@@ -213,7 +214,7 @@ async def post_event(
 ) -> None:
     """A core/v1 Event; failures to post are swallowed by the caller's choice, not here."""
     namespace = obj.namespace or fallback_namespace
-    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    stamp = rfc3339(now)
     body: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Event",

@@ -62,6 +62,7 @@ from certmint.pki.keys import (
 )
 from certmint.pki.keys import signature_hash as _signature_hash
 from certmint.pki.names import quote
+from certmint.pki.timestamps import rfc3339
 from certmint.pki.usages import usage_extensions
 
 MAX_BACKDATE: Final = timedelta(minutes=1)
@@ -179,10 +180,10 @@ class SigningAuthority:
             raise CAError("NotACA", f"CA certificate {quote(name)} lacks the keyCertSign key usage")
         for each, what in ((cert, "CA certificate"), *((c, "certificate above the CA") for c in self.chain)):
             if now < each.not_valid_before_utc:
-                since = _rfc3339(each.not_valid_before_utc)
+                since = rfc3339(each.not_valid_before_utc)
                 raise CAError("NotYetValid", f"{what} {quote(_name(each))} is not valid before {since}")
             if now >= each.not_valid_after_utc:
-                until = _rfc3339(each.not_valid_after_utc)
+                until = rfc3339(each.not_valid_after_utc)
                 raise CAError("Expired", f"{what} {quote(_name(each))} expired at {until}")
 
     @functools.cached_property  # read on every reconcile of every certificate it signs
@@ -423,7 +424,3 @@ def _refuse_misordered(certs: list[x509.Certificate], key: PrivateKey) -> None:
                 f"first one, {quote(_name(certs[0]))}: tls.crt must start with the CA certificate, then the "
                 "certificates above it",
             )
-
-
-def _rfc3339(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
