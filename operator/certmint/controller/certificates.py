@@ -41,6 +41,7 @@ from certmint.controller.certificate_plan import (
 from certmint.controller.runtime import Operator
 from certmint.controller.signers import signer_for
 from certmint.controller.state import NO_ISSUER, CertificateRecord, IssuerRecord, IssuerToken, Kind, Settled, Signed
+from certmint.controller.status import write_status
 from certmint.core.conditions import Condition, merge_conditions, rfc3339
 from certmint.core.decisions import RENEWING, certificate_label_value, certificate_template
 from certmint.core.renewal import retry_delay
@@ -564,24 +565,20 @@ def _condition_reason(status: dict[str, Any], type_: str) -> str | None:
 async def _write_status(
     op: Operator, rec: CertificateRecord, current: dict[str, Any], conditions: list[Condition], fields: dict[str, Any]
 ) -> None:
-    """The one writer of a Certificate's status: ``fields`` and ``conditions`` merged over ``current``."""
-    status: dict[str, Any] = {
-        **fields,
-        "observedGeneration": rec.generation,
-        "conditions": merge_conditions(
-            current.get("conditions") or [], conditions, now=op.now(), observed_generation=rec.generation
-        ),
-    }
-    if all(current.get(k) == v for k, v in status.items()):
-        return
-    try:
-        result = await resources.patch_status(op.api, "Certificate", rec.namespace, rec.name, status)
-    except ApiError as e:
-        if e.not_found:
-            return  # deleted meanwhile
-        raise
-    rec.store_status(dict(result.get("status") or {}))
-    rec.resource_version = result["metadata"]["resourceVersion"]
+    written = await write_status(
+        op.api,
+        "Certificate",
+        rec.namespace,
+        rec.name,
+        current,
+        conditions,
+        fields,
+        now=op.now(),
+        observed_generation=rec.generation,
+    )
+    if written is not None:
+        rec.store_status(dict(written.get("status") or {}))
+        rec.resource_version = written["metadata"]["resourceVersion"]
 
 
 async def _event(op: Operator, rec: CertificateRecord, type_: str, reason: str, message: str) -> None:

@@ -9,9 +9,9 @@ from typing import Any
 from certmint.controller.runtime import Operator
 from certmint.controller.signers import Verdict, signer_for
 from certmint.controller.state import IssuerRecord, Kind
-from certmint.core.conditions import Condition, merge_conditions, rfc3339
+from certmint.controller.status import write_status
+from certmint.core.conditions import Condition, rfc3339
 from certmint.core.policy import isolation_condition
-from certmint.kube import resources
 from certmint.pki.signing import SigningAuthority, fingerprint_sha256
 
 log = logging.getLogger("certmint.issuers")
@@ -74,23 +74,28 @@ async def _publish(op: Operator, rec: IssuerRecord, now: datetime.datetime) -> N
     if rec.kind is Kind.CLUSTER_ISSUER and rec.spec is not None:
         # A shared CA whose policy lets namespaces obtain each other's names: legal, but never silent.
         conditions.append(isolation_condition(rec.spec))
-    status: dict[str, Any] = {
-        "conditions": merge_conditions(
-            rec.status.get("conditions") or [], conditions, now=now, observed_generation=rec.generation
-        ),
-        "observedGeneration": rec.generation,
-        "caSubject": rec.authority.subject_text if rec.authority else None,
-        "caFingerprint": rec.authority.fingerprint_sha256 if rec.authority else None,
-        "caNotAfter": rfc3339(rec.authority.not_after) if rec.authority else None,
-        "caChain": chain_status(rec.authority) if rec.authority else None,
-        "trustAnchor": anchor_status(rec.authority) if rec.authority else None,
+    authority = rec.authority
+    fields: dict[str, Any] = {
+        "caSubject": authority.subject_text if authority else None,
+        "caFingerprint": authority.fingerprint_sha256 if authority else None,
+        "caNotAfter": rfc3339(authority.not_after) if authority else None,
+        "caChain": chain_status(authority) if authority else None,
+        "trustAnchor": anchor_status(authority) if authority else None,
     }
-    current = {k: rec.status.get(k) for k in status}
-    if current == status:
-        return
-    result = await resources.patch_status(op.api, rec.kind, rec.namespace or None, rec.name, status)
-    rec.status = dict(result.get("status") or {})
-    rec.resource_version = result["metadata"]["resourceVersion"]
+    written = await write_status(
+        op.api,
+        rec.kind,
+        rec.namespace or None,
+        rec.name,
+        rec.status,
+        conditions,
+        fields,
+        now=now,
+        observed_generation=rec.generation,
+    )
+    if written is not None:
+        rec.status = dict(written.get("status") or {})
+        rec.resource_version = written["metadata"]["resourceVersion"]
 
 
 def chain_status(authority: SigningAuthority) -> list[dict[str, str]]:

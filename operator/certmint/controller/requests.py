@@ -17,7 +17,8 @@ from certmint.controller.certificates import signed_request_status
 from certmint.controller.runtime import Operator
 from certmint.controller.signers import signer_for
 from certmint.controller.state import Kind, RequestRecord
-from certmint.core.conditions import Condition, merge_conditions, rfc3339
+from certmint.controller.status import write_status
+from certmint.core.conditions import Condition, rfc3339
 from certmint.core.policy import RequestedIdentity, check_policy
 from certmint.core.renewal import retry_delay
 from certmint.core.spec import CertificateRequestSpec
@@ -151,13 +152,8 @@ async def _finish(op: Operator, rec: RequestRecord, now: datetime.datetime, cond
 async def _set(
     op: Operator, rec: RequestRecord, now: datetime.datetime, conditions: list[Condition], fields: dict[str, Any]
 ) -> None:
-    status = {**fields, "conditions": merge_conditions(rec.status.get("conditions") or [], conditions, now=now)}
-    if all(rec.status.get(k) == v for k, v in status.items()):
-        return
-    try:
-        result = await resources.patch_status(op.api, "CertificateRequest", rec.namespace, rec.name, status)
-    except ApiError as e:
-        if e.not_found:
-            return
-        raise
-    rec.status = dict(result.get("status") or {})
+    written = await write_status(
+        op.api, "CertificateRequest", rec.namespace, rec.name, rec.status, conditions, fields, now=now
+    )
+    if written is not None:
+        rec.status = dict(written.get("status") or {})

@@ -1,0 +1,48 @@
+"""The one status writer of every kind (Certificate, Issuer, ClusterIssuer, CertificateRequest).
+
+A status is written as one merge patch of its fields and its conditions merged over the current ones
+(a condition keeps its lastTransitionTime unless its status changes), and only when something differs:
+a reconcile that changes nothing writes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from certmint.core.conditions import Condition, merge_conditions
+from certmint.kube import resources
+from certmint.kube.client import JSON, ApiError, KubeClient
+
+
+async def write_status(
+    api: KubeClient,
+    kind: str,
+    namespace: str | None,
+    name: str,
+    current: Mapping[str, Any],
+    conditions: Sequence[Condition],
+    fields: Mapping[str, Any],
+    *,
+    now: datetime.datetime,
+    observed_generation: int | None = None,
+) -> JSON | None:
+    """Write ``fields`` and ``conditions`` over ``current``; the object as written, or None when nothing had
+    changed or the object is gone (deleted meanwhile: nothing left to report on)."""
+    status: dict[str, Any] = {
+        **fields,
+        "conditions": merge_conditions(
+            current.get("conditions") or [], conditions, now=now, observed_generation=observed_generation
+        ),
+    }
+    if observed_generation is not None:
+        status["observedGeneration"] = observed_generation
+    if all(current.get(k) == v for k, v in status.items()):
+        return None
+    try:
+        return await resources.patch_status(api, kind, namespace, name, status)
+    except ApiError as e:
+        if e.not_found:
+            return None
+        raise
