@@ -335,7 +335,8 @@ def test_requested_identity_and_template_follow_the_spec() -> None:
         privateKey={"algorithm": "RSA"},
         duration="1h",
     )
-    identity = requested_identity(spec)
+    requested = requested_identity(spec)
+    identity = requested.identity
     assert identity.common_name == "web.default.svc"
     assert identity.dns_names == ("web.default.svc", "web.default.svc.cluster.local")
     assert (identity.ip_addresses, identity.uris, identity.email_addresses) == (
@@ -343,11 +344,20 @@ def test_requested_identity_and_template_follow_the_spec() -> None:
         ("spiffe://td/web",),
         ("a@b.c",),
     )
-    assert (identity.duration, identity.key_algorithm, identity.is_ca) == (timedelta(hours=1), "RSA", True)
-    template = certificate_template(spec)
-    assert template.common_name == identity.common_name
-    assert template.dns_names == identity.dns_names
-    assert template.subject.organizations == ("Example",)
+    assert identity.subject.organizations == ("Example",)
+    assert (requested.duration, requested.key_algorithm, requested.is_ca) == (timedelta(hours=1), "RSA", True)
+    # The spec is the identity its CSR asks for: nothing is copied, so no field can be forgotten on the way.
+    assert identity is spec
+    assert certificate_template(spec) is spec
+    csr = parse_csr(build_csr(generate_private_key("ECDSA", 256), spec))
+    assert (csr.common_name, csr.dns_names, csr.ip_addresses, csr.uris, csr.email_addresses, csr.subject) == (
+        spec.common_name,
+        spec.dns_names,
+        spec.ip_addresses,
+        spec.uris,
+        spec.email_addresses,
+        spec.subject,
+    )
 
 
 # --- whose Secret is it -----------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import timedelta
 from typing import Any
 
@@ -17,19 +17,10 @@ from certmint.core.policy import RequestedIdentity, check_policy, isolation_cond
 from certmint.core.spec import IssuerSpec, Policy
 from certmint.pki.csr import parse_csr
 from certmint.pki.keys import PKIError
-from certmint.pki.names import SubjectNames
+from certmint.pki.names import Identity, SubjectNames
 
-BASE = RequestedIdentity(
-    common_name=None,
-    subject=SubjectNames(),
-    dns_names=(),
-    ip_addresses=(),
-    uris=(),
-    email_addresses=(),
-    duration=timedelta(hours=24),
-    key_algorithm="ECDSA",
-    is_ca=False,
-)
+BASE = RequestedIdentity(Identity(), duration=timedelta(hours=24), key_algorithm="ECDSA", is_ca=False)
+_IDENTITY_FIELDS = {f.name for f in fields(Identity)}
 SPIFFE = Policy.from_dict({"allowedURIs": ["spiffe://cluster.local/ns/{namespace}/sa/*"]})
 
 
@@ -41,9 +32,12 @@ def _check(
     self_signed: bool = False,
     **requested: Any,
 ) -> list[str]:
+    """check_policy for BASE with ``requested`` set: identity fields (dns_names=...) and the others (is_ca=...)."""
+    names = {key: value for key, value in requested.items() if key in _IDENTITY_FIELDS}
+    rest = {key: value for key, value in requested.items() if key not in _IDENTITY_FIELDS}
     return check_policy(
         policy,
-        replace(BASE, **requested),
+        replace(BASE, identity=replace(BASE.identity, **names), **rest),
         namespace=namespace,
         cluster_scoped_issuer=cluster,
         self_signed=self_signed,

@@ -19,10 +19,9 @@ from typing import Final
 
 from certmint.core.policy import RequestedIdentity
 from certmint.core.spec import CertificateSpec, format_duration
-from certmint.pki.csr import CertificateTemplate
 from certmint.pki.inspect import CertificateFacts, certificate_facts, load_pem_chain
 from certmint.pki.keys import PKIError, load_private_key, public_key_matches
-from certmint.pki.names import normalize_dns_name, normalize_ip_address, quote
+from certmint.pki.names import Identity, normalize_dns_name, normalize_ip_address, quote
 from certmint.pki.signing import backdate_for
 from certmint.pki.timestamps import rfc3339
 from certmint.pki.usages import LEGACY_DEFAULT_USAGES, effective_usages
@@ -425,30 +424,16 @@ def metadata_drift(
 
 
 def requested_identity(spec: CertificateSpec) -> RequestedIdentity:
-    """What a Certificate asks its issuer to certify, for check_policy: all that certificate_template puts in a CSR."""
-    return RequestedIdentity(
-        common_name=spec.common_name,
-        subject=spec.subject,
-        dns_names=spec.dns_names,
-        ip_addresses=spec.ip_addresses,
-        uris=spec.uris,
-        email_addresses=spec.email_addresses,
-        duration=spec.duration,
-        key_algorithm=spec.private_key.algorithm,
-        is_ca=spec.is_ca,
-    )
+    """What a Certificate asks its issuer to certify, for check_policy: the spec's identity, which its CSR carries."""
+    return RequestedIdentity(spec, duration=spec.duration, key_algorithm=spec.private_key.algorithm, is_ca=spec.is_ca)
 
 
-def certificate_template(spec: CertificateSpec) -> CertificateTemplate:
-    """The CSR contents for a Certificate."""
-    return CertificateTemplate(
-        common_name=spec.common_name,
-        dns_names=spec.dns_names,
-        ip_addresses=spec.ip_addresses,
-        uris=spec.uris,
-        email_addresses=spec.email_addresses,
-        subject=spec.subject,
-    )
+def certificate_template(spec: CertificateSpec) -> Identity:
+    """The identity a Certificate's CSR asks for: the spec is one, so ``build_csr(key, spec)`` says the same.
+
+    Kept for existing callers; it copies nothing.
+    """
+    return spec
 
 
 # --- helpers --------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from typing import Final
 from certmint.core.conditions import Condition
 from certmint.core.spec import IssuerSpec, Policy, SubjectPolicy, format_duration
 from certmint.pki.csr import CSRInfo
-from certmint.pki.names import SubjectNames, quote
+from certmint.pki.names import Identity, SubjectNames, quote
 
 _ANY_CHARS: Final = ".+"
 _ONE_PATH_SEGMENT: Final = "[^/]+"
@@ -66,17 +66,13 @@ _EMAIL_RULE: Final = _NameRule("email address", "allowedEmailAddresses", _ANY_CH
 class RequestedIdentity:
     """What a request asks the issuer to certify, whatever path it came by (Certificate or CSR).
 
-    Everything the signed certificate will carry as an identity is here (the
-    subject included), because the signer builds the certificate from exactly
-    these values: what is not judged is not signed.
+    ``identity`` is everything the signed certificate will carry as an
+    identity (the subject included), because the signer builds the
+    certificate from exactly these values: what is not judged is not signed.
+    It is the Certificate's spec or the verified CSR itself, not a copy.
     """
 
-    common_name: str | None
-    subject: SubjectNames
-    dns_names: tuple[str, ...]
-    ip_addresses: tuple[str, ...]
-    uris: tuple[str, ...]
-    email_addresses: tuple[str, ...]
+    identity: Identity
     duration: timedelta
     key_algorithm: str
     is_ca: bool
@@ -84,17 +80,7 @@ class RequestedIdentity:
     @classmethod
     def of_csr(cls, csr: CSRInfo, *, duration: timedelta, is_ca: bool) -> RequestedIdentity:
         """What a CertificateRequest asks for: the signer builds the certificate from these same CSR values."""
-        return cls(
-            common_name=csr.common_name,
-            subject=csr.subject,
-            dns_names=csr.dns_names,
-            ip_addresses=csr.ip_addresses,
-            uris=csr.uris,
-            email_addresses=csr.email_addresses,
-            duration=duration,
-            key_algorithm=csr.key_algorithm,
-            is_ca=is_ca,
-        )
+        return cls(csr, duration=duration, key_algorithm=csr.key_algorithm, is_ca=is_ca)
 
 
 def check_policy(
@@ -114,13 +100,13 @@ def check_policy(
     violations: list[str] = []
     if cluster_scoped_issuer:
         violations += _check_namespace(policy.allowed_namespaces, namespace)
-    violations += _check_names(_DNS_RULE, requested.dns_names, policy.allowed_dns_names, namespace)
-    violations += _check_common_name(policy, requested, namespace)
-    violations += _check_ips(requested.ip_addresses, policy.allowed_ip_ranges)
-    violations += _check_names(_URI_RULE, requested.uris, policy.allowed_uris, namespace)
-    emails = requested.email_addresses
-    violations += _check_names(_EMAIL_RULE, emails, policy.allowed_email_addresses, namespace)
-    violations += _check_subject(policy.allowed_subject, requested.subject, namespace)
+    names = requested.identity
+    violations += _check_names(_DNS_RULE, names.dns_names, policy.allowed_dns_names, namespace)
+    violations += _check_common_name(policy, names, namespace)
+    violations += _check_ips(names.ip_addresses, policy.allowed_ip_ranges)
+    violations += _check_names(_URI_RULE, names.uris, policy.allowed_uris, namespace)
+    violations += _check_names(_EMAIL_RULE, names.email_addresses, policy.allowed_email_addresses, namespace)
+    violations += _check_subject(policy.allowed_subject, names.subject, namespace)
     violations += _check_duration(policy, requested.duration)
     allowed_keys = policy.allowed_key_algorithms
     if allowed_keys is not None and requested.key_algorithm not in allowed_keys:
@@ -184,7 +170,7 @@ def _rule_matches(rule: _NameRule, pattern: str, value: str, namespace: str | No
     return pattern_matches(pattern, value, namespace=namespace, star=rule.star, ignore_case=rule.ignore_case)
 
 
-def _check_common_name(policy: Policy, requested: RequestedIdentity, namespace: str) -> list[str]:
+def _check_common_name(policy: Policy, requested: Identity, namespace: str) -> list[str]:
     """The common name is always judged; TLS clients still match host names against it.
 
     A CN equal to a requested SAN is judged with the SANs. An IP address is

@@ -21,6 +21,7 @@ from typing import Any, ClassVar, Final, TypeVar
 
 from certmint.pki.keys import ECDSA, ED25519, KEY_SIZES, PKCS1, PKCS8, RSA
 from certmint.pki.names import (
+    Identity,
     SubjectNames,
     canonical_dns_name,
     check_common_name,
@@ -435,17 +436,12 @@ def _email_addresses(value: Any, path: str) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True, slots=True)
-class CertificateSpec:
-    """A parsed ``Certificate.spec``; SANs normalised (lower-case DNS, canonical IPs), without duplicates."""
+class CertificateSpec(Identity):
+    """A parsed ``Certificate.spec``: the identity it asks for (SANs normalised: lower-case DNS, canonical IPs,
+    without duplicates), and how and where to issue it."""
 
     secret_name: str
     issuer_ref: IssuerRef
-    common_name: str | None = None
-    dns_names: tuple[str, ...] = ()
-    ip_addresses: tuple[str, ...] = ()
-    uris: tuple[str, ...] = ()
-    email_addresses: tuple[str, ...] = ()
-    subject: SubjectNames = field(default_factory=SubjectNames)
     duration: timedelta = DEFAULT_DURATION
     renew_before: timedelta | None = None
     renew_before_percentage: int | None = None
@@ -460,12 +456,6 @@ class CertificateSpec:
     secret_annotations: Mapping[str, str] = field(default_factory=lambda: _NO_STRINGS)
     revision_history_limit: int = 3
     secret_deletion_policy: str = "Retain"
-
-    @property
-    def has_subject(self) -> bool:
-        """Whether the certificate's subject name has any attribute (commonName or spec.subject): a CA's must,
-        and so must a self-signed certificate's, whose subject is also its issuer name (RFC 5280)."""
-        return bool(self.common_name) or self.subject != SubjectNames()
 
     @classmethod
     def from_dict(cls, spec: Mapping[str, Any]) -> CertificateSpec:

@@ -2,7 +2,7 @@
 
 A Certificate's issuance goes through a CSR just like a workload's own
 CertificateRequest does, so policy and signing have one input shape
-(CSRInfo) whatever the origin.
+(an Identity; a CSR's is a CSRInfo) whatever the origin.
 
 parse_csr reduces a CSR to values a policy can judge, and refuses what it
 cannot: a subject with repeated or unknown attributes or multi-valued RDNs,
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final
 
 from cryptography import x509
@@ -33,6 +33,7 @@ from certmint.pki.keys import (
     supported_public_key,
 )
 from certmint.pki.names import (
+    Identity,
     SubjectNames,
     canonical_dns_name,
     check_common_name,
@@ -53,32 +54,18 @@ class UnjudgeableRequest(PKIError):
     """
 
 
-@dataclass(frozen=True)
-class CertificateTemplate:
-    """The identity a certificate should carry; SANs as text, already normalised by the spec parser."""
-
-    common_name: str | None = None
-    dns_names: tuple[str, ...] = ()
-    ip_addresses: tuple[str, ...] = ()
-    uris: tuple[str, ...] = ()
-    email_addresses: tuple[str, ...] = ()
-    subject: SubjectNames = field(default_factory=SubjectNames)
+#: The name build_csr's callers outside pki knew Identity by; new code writes Identity.
+CertificateTemplate = Identity
 
 
-@dataclass(frozen=True)
-class CSRInfo:
-    """What a verified CSR asks for, as validated values (see parse_csr); SANs normalised (certmint.pki.names).
+@dataclass(frozen=True, slots=True)
+class CSRInfo(Identity):
+    """What a verified CSR asks for: the identity, as validated values (see parse_csr), and the public key.
 
     There is deliberately no x509.Name here: the certificate's subject is
     built from ``common_name`` and ``subject`` (build_subject).
     """
 
-    common_name: str | None
-    subject: SubjectNames
-    dns_names: tuple[str, ...]
-    ip_addresses: tuple[str, ...]
-    uris: tuple[str, ...]
-    email_addresses: tuple[str, ...]
     public_key: PublicKey
     key_algorithm: str
     key_size: int
@@ -140,8 +127,8 @@ def subject_alternative_names(
     return names
 
 
-def build_csr(key: PrivateKey, template: CertificateTemplate) -> bytes:
-    """A PEM CSR signed by ``key``.
+def build_csr(key: PrivateKey, template: Identity) -> bytes:
+    """A PEM CSR signed by ``key`` asking for ``template`` (a Certificate's spec is one).
 
     The SAN extension is omitted when there are no SANs (an empty one is
     invalid) and marked critical when the subject is empty, as RFC 5280 4.2.1.6 requires.

@@ -8,7 +8,7 @@ and sorted, usages use cert-manager's canonical names.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
@@ -18,19 +18,15 @@ from cryptography.x509.oid import NameOID
 
 from certmint.pki.csr import common_name_of, split_general_names
 from certmint.pki.keys import PKIError, describe_public_key
-from certmint.pki.names import SubjectNames
+from certmint.pki.names import Identity, SubjectNames
 from certmint.pki.usages import certificate_usages
 
 
-@dataclass(frozen=True)
-class CertificateFacts:
-    """Everything the lifecycle logic needs to know about an issued certificate."""
+@dataclass(frozen=True, slots=True)
+class CertificateFacts(Identity):
+    """Everything the lifecycle logic needs to know about an issued certificate: its identity (SANs sorted), and
+    the rest."""
 
-    common_name: str | None
-    dns_names: tuple[str, ...]
-    ip_addresses: tuple[str, ...]
-    uris: tuple[str, ...]
-    email_addresses: tuple[str, ...]
     usages: frozenset[str]
     is_ca: bool
     key_algorithm: str
@@ -42,7 +38,6 @@ class CertificateFacts:
     subject_key_id: str | None
     issuer_text: str
     subject_text: str = ""
-    subject: SubjectNames = field(default_factory=SubjectNames)
 
     @property
     def self_issued(self) -> bool:

@@ -19,7 +19,7 @@ import json
 import re
 import unicodedata
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -41,6 +41,35 @@ class SubjectNames:
     postal_codes: tuple[str, ...] = ()
     serial_number: str | None = None
 
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Identity:
+    """What a certificate certifies: a common name, the other subject attributes, and four SAN lists.
+
+    Declared once. Everything that carries an identity *is* one: a Certificate's
+    spec (``certmint.core.spec.CertificateSpec``), a verified CSR
+    (``certmint.pki.csr.CSRInfo``) and a signed certificate
+    (``certmint.pki.inspect.CertificateFacts``) extend it, ``build_csr`` takes
+    one, and what a policy judges (``certmint.core.policy.RequestedIdentity``)
+    holds one, so no code copies these fields from one shape to another.
+    SANs are text, normalised with the functions below.
+    """
+
+    common_name: str | None = None
+    dns_names: tuple[str, ...] = ()
+    ip_addresses: tuple[str, ...] = ()
+    uris: tuple[str, ...] = ()
+    email_addresses: tuple[str, ...] = ()
+    subject: SubjectNames = field(default_factory=SubjectNames)
+
+    @property
+    def has_subject(self) -> bool:
+        """Whether the subject name has any attribute (the common name or another): a CA's must, and so must a
+        self-signed certificate's, whose subject is also its issuer name (RFC 5280)."""
+        return bool(self.common_name) or self.subject != _NO_SUBJECT
+
+
+_NO_SUBJECT: Final = SubjectNames()
 
 #: One DNS label: letters, digits and hyphens, not starting or ending with a hyphen, 1-63 characters (RFC 1123).
 _LDH_LABEL: Final = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
