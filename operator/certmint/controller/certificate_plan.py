@@ -15,11 +15,13 @@ tests/unit/test_certificate_plan.py rather than an API server scenario:
 from __future__ import annotations
 
 import datetime
+import enum
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 from certmint.controller.signers import Refusal
 from certmint.controller.state import IssuerToken, Signed
+from certmint.controller.status import CertificateStatus
 from certmint.core.conditions import condition_status, parse_rfc3339
 from certmint.core.decisions import (
     HANDOVER_TO,
@@ -46,6 +48,23 @@ from certmint.pki.keys import PKIError, PrivateKey, key_algorithm, load_private_
 #: A Secret that is not certmint's is looked at again at least this often (it is not labelled, so
 #: its handover or deletion reaches no watch of ours).
 NOT_OWNED_RECHECK: Final = datetime.timedelta(minutes=2)
+
+
+class CertificateReason(enum.StrEnum):
+    """The reasons certmint writes on a Certificate's Ready and Issuing conditions (besides a kind's refusal,
+    signers.Refusal, and core.decisions.Ownership's)."""
+
+    ISSUED = "Issued"
+    RENEWED = "Renewed"
+    READY = "Ready"
+    UP_TO_DATE = "UpToDate"
+    INVALID_SPEC = "InvalidSpec"
+    ISSUER_NOT_FOUND = "IssuerNotFound"
+    ISSUER_NOT_READY = "IssuerNotReady"
+    POLICY_VIOLATION = "PolicyViolation"
+    REQUEST_FAILED = "RequestFailed"
+    SIGNING_FAILED = "SigningFailed"
+    SECRET_WRITE_FAILED = "SecretWriteFailed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +102,7 @@ class Snapshot:
     uid: str
     generation: int
     spec: CertificateSpec
-    status: dict[str, Any]  # decoded once per pass; never written to
+    status: CertificateStatus  # decoded once per pass; never written to
     secret: SecretData | UnreadSecret | None  # None: does not exist
     issuer: IssuerView
     signed: Signed | None  # a certificate signed for a revision whose Secret write failed
@@ -181,7 +200,8 @@ def _plan_unread(s: Snapshot, secret: UnreadSecret) -> Plan:
     if s.spec.private_key.rotation_policy != "Always":
         return ReadSecret()  # rotationPolicy Never reuses the Secret's key
     status = s.status
-    if status.get("failedIssuanceAttempts") or condition_status(status.get("conditions") or [], "Ready") != "True":
+    conditions = status.get("conditions") or []
+    if status.get("failedIssuanceAttempts") or condition_status(conditions, "Ready") != "True":
         return ReadSecret()
     try:
         not_before = parse_rfc3339(status["notBefore"])
@@ -237,11 +257,11 @@ def _precheck(s: Snapshot) -> Failure | Wait | None:
     issuer, spec = s.issuer, s.spec
     if not issuer.found:
         where = "" if issuer.ref.kind == "ClusterIssuer" else f" in namespace {s.namespace}"
-        return Failure("IssuerNotFound", f"{issuer.description} does not exist{where}")
+        return Failure(CertificateReason.ISSUER_NOT_FOUND, f"{issuer.description} does not exist{where}")
     if not issuer.checked:
         return Wait(issuer.description)
     if not issuer.ready or issuer.policy is None:
-        return Failure("IssuerNotReady", f"{issuer.description} is not ready: {issuer.detail}")
+        return Failure(CertificateReason.ISSUER_NOT_READY, f"{issuer.description} is not ready: {issuer.detail}")
     if issuer.refusal is not None:
         return Failure(issuer.refusal.reason, issuer.refusal.message, retry=False)
     violations = check_policy(
@@ -253,7 +273,9 @@ def _precheck(s: Snapshot) -> Failure | Wait | None:
     )
     if violations:
         # Permanent until the Certificate or the issuer's policy changes; both re-trigger us.
-        return Failure("PolicyViolation", f"{issuer.description} refuses: " + "; ".join(violations), retry=False)
+        return Failure(
+            CertificateReason.POLICY_VIOLATION, f"{issuer.description} refuses: " + "; ".join(violations), retry=False
+        )
     return None
 
 

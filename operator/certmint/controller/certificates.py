@@ -24,6 +24,7 @@ from typing import Any
 
 from certmint import metrics
 from certmint.controller.certificate_plan import (
+    CertificateReason,
     Fail,
     Failure,
     Issue,
@@ -41,7 +42,7 @@ from certmint.controller.certificate_plan import (
 from certmint.controller.runtime import Operator
 from certmint.controller.signers import signer_for
 from certmint.controller.state import NO_ISSUER, CertificateRecord, IssuerRecord, IssuerToken, Kind, Settled, Signed
-from certmint.controller.status import write_status
+from certmint.controller.status import CertificateStatus, write_status
 from certmint.core.conditions import Condition, merge_conditions, rfc3339
 from certmint.core.decisions import RENEWING, certificate_label_value, certificate_template
 from certmint.core.renewal import retry_delay
@@ -86,7 +87,7 @@ async def reconcile_certificate(op: Operator, namespace: str, name: str) -> None
             op,
             rec,
             rec.read_status(),
-            [Condition("Ready", "False", "InvalidSpec", rec.spec_error or "invalid spec")],
+            [Condition("Ready", "False", CertificateReason.INVALID_SPEC, rec.spec_error or "invalid spec")],
             {},
         )
         metrics.set_ready(namespace, name, "False")
@@ -245,8 +246,13 @@ async def _keep(
         seen.resource_version = updated.resource_version
         what = "ca.crt (the issuer's trust anchor changed)" if keep.ca_crt is not None else "metadata"
         log.info("Certificate %s/%s: repaired Secret %s without re-issuing", rec.namespace, rec.name, what)
-    ready = Condition("Ready", "True", "Ready", f"certificate is up to date and valid until {rfc3339(facts.not_after)}")
-    issuing = Condition("Issuing", "False", "UpToDate", f"next renewal at {rfc3339(renewal_at)}")
+    ready = Condition(
+        "Ready",
+        "True",
+        CertificateReason.READY,
+        f"certificate is up to date and valid until {rfc3339(facts.not_after)}",
+    )
+    issuing = Condition("Issuing", "False", CertificateReason.UP_TO_DATE, f"next renewal at {rfc3339(renewal_at)}")
     fields = _certificate_fields(facts, renewal_at, keep.revision)
     if all(s.status.get(k) == v for k, v in fields.items()):
         # Same certificate as the status already describes (e.g. after a restart): keep the conditions'
@@ -258,7 +264,7 @@ async def _keep(
     op.schedule((Kind.CERTIFICATE, rec.namespace, rec.name), renewal_at)
 
 
-def _certificate_fields(facts: CertificateFacts, renewal_at: datetime.datetime, revision: int) -> dict[str, Any]:
+def _certificate_fields(facts: CertificateFacts, renewal_at: datetime.datetime, revision: int) -> CertificateStatus:
     """The status fields that describe the certificate in the Secret (a success clears the failure fields)."""
     return {
         "notBefore": rfc3339(facts.not_before),
@@ -271,7 +277,7 @@ def _certificate_fields(facts: CertificateFacts, renewal_at: datetime.datetime, 
     }
 
 
-def _same_status_condition(status: dict[str, Any], wanted: Condition) -> Condition:
+def _same_status_condition(status: CertificateStatus, wanted: Condition) -> Condition:
     """The existing condition of ``wanted``'s type when it already has ``wanted``'s status, else ``wanted``."""
     for c in status.get("conditions") or []:
         if c.get("type") == wanted.type and c.get("status") == wanted.status:
@@ -323,7 +329,7 @@ async def _issue(op: Operator, rec: CertificateRecord, s: Snapshot, issue: Issue
         try:
             request_name = await _create_request(op, rec, revision, _request_spec(spec, csr_pem))
         except ApiError as e:
-            failure = Failure("RequestFailed", f"could not create a CertificateRequest: {e}")
+            failure = Failure(CertificateReason.REQUEST_FAILED, f"could not create a CertificateRequest: {e}")
             return await _fail(op, rec, s.status, failure, valid=issue.still_valid)
         request_key = (rec.namespace, request_name)
         op.state.inflight_requests.add(request_key)
@@ -336,7 +342,9 @@ async def _issue(op: Operator, rec: CertificateRecord, s: Snapshot, issue: Issue
                 op.api, "CertificateRequest", rec.namespace, request_name, signed_request_status(issued, issuer, s.now)
             )
         except (ApiError, PKIError) as e:
-            failure = Failure("SigningFailed", f"signing CertificateRequest {request_name} failed: {e}")
+            failure = Failure(
+                CertificateReason.SIGNING_FAILED, f"signing CertificateRequest {request_name} failed: {e}"
+            )
             return await _fail(op, rec, s.status, failure, valid=issue.still_valid)
         finally:
             op.state.inflight_requests.discard(request_key)
@@ -384,7 +392,7 @@ async def _issue(op: Operator, rec: CertificateRecord, s: Snapshot, issue: Issue
     seen.resource_version = written.resource_version
 
     renewal_at = renewal_moment(s, facts)
-    trigger = "Renewed" if issue.reason.code == RENEWING else "Issued"
+    trigger = CertificateReason.RENEWED if issue.reason.code == RENEWING else CertificateReason.ISSUED
     message = (
         f"{trigger} certificate serial {facts.serial_number} (revision {revision}, CertificateRequest "
         f"{request_name}), valid until {rfc3339(facts.not_after)}; reason: {issue.reason.message}"
@@ -420,7 +428,7 @@ def _secret_write_failure(spec: CertificateSpec, namespace: str, error: ApiError
             "annotation syntax, annotations at most 256 KiB in all) and spec.secretName; the signed certificate is "
             "kept and stored once the Secret is accepted"
         )
-    return Failure("SecretWriteFailed", message)
+    return Failure(CertificateReason.SECRET_WRITE_FAILED, message)
 
 
 def request_name(certificate_name: str, revision: int) -> str:
@@ -518,7 +526,9 @@ async def _prune_requests(op: Operator, rec: CertificateRecord, limit: int) -> N
 # -- failures and status -------------------------------------------------------------------------------------
 
 
-async def _fail(op: Operator, rec: CertificateRecord, status: dict[str, Any], failure: Failure, *, valid: bool) -> bool:
+async def _fail(
+    op: Operator, rec: CertificateRecord, status: CertificateStatus, failure: Failure, *, valid: bool
+) -> bool:
     """Record a failed attempt; keep Ready=True only while the Secret still holds a valid, matching certificate."""
     attempts = int(status.get("failedIssuanceAttempts") or 0) + 1
     spec = rec.spec
@@ -555,7 +565,7 @@ async def _fail(op: Operator, rec: CertificateRecord, status: dict[str, Any], fa
     return failure.retry
 
 
-def _condition_reason(status: dict[str, Any], type_: str) -> str | None:
+def _condition_reason(status: CertificateStatus, type_: str) -> str | None:
     for c in status.get("conditions") or []:
         if c.get("type") == type_ and c.get("status") == "True":
             return str(c.get("reason"))
@@ -563,7 +573,11 @@ def _condition_reason(status: dict[str, Any], type_: str) -> str | None:
 
 
 async def _write_status(
-    op: Operator, rec: CertificateRecord, current: dict[str, Any], conditions: list[Condition], fields: dict[str, Any]
+    op: Operator,
+    rec: CertificateRecord,
+    current: CertificateStatus,
+    conditions: list[Condition],
+    fields: CertificateStatus,
 ) -> None:
     written = await write_status(
         op.api,

@@ -9,11 +9,39 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypedDict
 
 from certmint.core.conditions import Condition, merge_conditions
 from certmint.kube import resources
 from certmint.kube.client import JSON, ApiError, KubeClient
+
+
+class ConditionStatus(TypedDict, total=False):
+    """One entry of status.conditions (core.conditions.merge_conditions writes them)."""
+
+    type: str
+    status: str  # "True", "False" or "Unknown"
+    reason: str
+    message: str
+    lastTransitionTime: str
+    observedGeneration: int
+
+
+class CertificateStatus(TypedDict, total=False):
+    """A Certificate's status (crds/certmint.dev_certificates.yaml): what the Secret holds, and how issuing goes.
+
+    ``None`` removes a field in the merge patch (a success clears the failure fields).
+    """
+
+    notBefore: str
+    notAfter: str
+    renewalTime: str
+    serialNumber: str
+    revision: int
+    observedGeneration: int
+    conditions: list[ConditionStatus]
+    failedIssuanceAttempts: int | None
+    lastFailureTime: str | None
 
 
 async def write_status(
