@@ -69,14 +69,14 @@ def _reason(
     spec: CertificateSpec = SPEC,
     *,
     now: Any = NOW,
-    renewal_at: Any = NOW + timedelta(hours=16),
+    renewal_time: Any = NOW + timedelta(hours=16),
 ) -> Reason | None:
-    return issuance_reason(spec, secret, issuer, now=now, renewal_at=renewal_at)
+    return issuance_reason(spec, secret, issuer, now=now, renewal_time=renewal_time)
 
 
 def test_good_secret_needs_nothing(good: SecretSnapshot, ca_identity: IssuerIdentity) -> None:
     assert _reason(good, ca_identity) is None
-    assert _reason(good, None, renewal_at=None) is None
+    assert _reason(good, None, renewal_time=None) is None
 
 
 def test_missing_secret(good: SecretSnapshot, ca_identity: IssuerIdentity) -> None:
@@ -174,10 +174,10 @@ def test_certificate_truncated_by_the_ca_is_not_a_spec_change(make_ca: Any) -> N
     assert certificate.not_after == authority.not_after
     secret = SecretSnapshot(True, certificate.chain_pem, encode_private_key(key, "PKCS8"), {}, {})
     identity = IssuerIdentity(False, authority.subject_key_id, not_after=authority.not_after)
-    assert _reason(secret, identity, renewal_at=None) is None
+    assert _reason(secret, identity, renewal_time=None) is None
     # Once the CA is renewed (same key, later expiry) the short certificate is re-issued at full length.
     renewed = replace(identity, not_after=NOW + timedelta(days=365))
-    reason = _reason(secret, renewed, renewal_at=None)
+    reason = _reason(secret, renewed, renewal_time=None)
     assert reason is not None and reason.code == "SpecChanged" and "lifetime is 10h" in reason.message
 
 
@@ -227,27 +227,29 @@ def test_self_signed_certificate_under_a_ca_issuer(ca_identity: IssuerIdentity) 
 
 def test_expired(good: SecretSnapshot, ca_identity: IssuerIdentity, issued: Any) -> None:
     not_after = issued[0].not_after
-    reason = _reason(good, ca_identity, now=not_after, renewal_at=None)
+    reason = _reason(good, ca_identity, now=not_after, renewal_time=None)
     assert reason == Reason("Expired", "the certificate in Secret default/web-tls expired at 2030-01-02T12:00:00Z")
-    assert _reason(good, ca_identity, now=not_after - timedelta(seconds=1), renewal_at=None) is None
+    assert _reason(good, ca_identity, now=not_after - timedelta(seconds=1), renewal_time=None) is None
 
 
 def test_renewal_time_reached(good: SecretSnapshot, ca_identity: IssuerIdentity) -> None:
     at = NOW + timedelta(hours=16)
-    assert _reason(good, ca_identity, now=at - timedelta(microseconds=1), renewal_at=at) is None
-    reason = _reason(good, ca_identity, now=at, renewal_at=at)
+    assert _reason(good, ca_identity, now=at - timedelta(microseconds=1), renewal_time=at) is None
+    reason = _reason(good, ca_identity, now=at, renewal_time=at)
     assert reason == Reason(
         "Renewing",
         "renewal time 2030-01-02T04:00:00Z reached; the current certificate expires at 2030-01-02T12:00:00Z",
     )
+    # The former keyword still works until every caller passes renewal_time.
+    assert issuance_reason(SPEC, good, ca_identity, now=at, renewal_at=at) == reason
 
 
 def test_checks_run_in_order(good: SecretSnapshot, ca_identity: IssuerIdentity) -> None:
     """An expired certificate that also mismatches the spec reports the spec first, and so on."""
     late = NOW + timedelta(days=30)
     spec = certificate_spec(commonName="changed")
-    assert _reason(good, ca_identity, spec, now=late, renewal_at=late).code == "SpecChanged"  # type: ignore[union-attr]
-    assert _reason(good, ca_identity, now=late, renewal_at=late).code == "Expired"  # type: ignore[union-attr]
+    assert _reason(good, ca_identity, spec, now=late, renewal_time=late).code == "SpecChanged"  # type: ignore[union-attr]
+    assert _reason(good, ca_identity, now=late, renewal_time=late).code == "Expired"  # type: ignore[union-attr]
     broken = replace(good, key_pem=b"x", certificate_pem=b"y")
     assert _reason(broken, ca_identity, spec).code == "InvalidKeyPair"  # type: ignore[union-attr]
 

@@ -109,15 +109,20 @@ def issuance_reason(
     issuer: IssuerIdentity | None,
     *,
     now: datetime,
-    renewal_at: datetime | None,
+    renewal_time: datetime | None = None,
+    renewal_at: datetime | None = None,
 ) -> Reason | None:
     """The first reason to issue, or None when the Secret's key pair is good for ``spec``.
 
     Order: Secret missing; tls.crt/tls.key missing; key or certificate
     unparseable; key not matching the certificate; certificate not matching
     the spec; issued by another issuer (skipped when ``issuer`` is None, e.g.
-    not ready); expired; renewal time reached (skipped when ``renewal_at`` is None).
+    not ready); expired; ``renewal_time`` reached (skipped when it is None;
+    see certmint.core.renewal for the vocabulary). ``renewal_at`` is its
+    former name, accepted until the controller passes ``renewal_time``.
     """
+    if renewal_time is None:
+        renewal_time = renewal_at
     where = _secret_text(spec, secret)
     facts = _load(secret, where)
     if isinstance(facts, Reason):
@@ -132,16 +137,16 @@ def issuance_reason(
         return Reason(INCORRECT_ISSUER, f"the certificate in Secret {where} {wrong_issuer}")
     if now >= facts.not_after:
         return Reason(EXPIRED, f"the certificate in Secret {where} expired at {rfc3339(facts.not_after)}")
-    if renewal_at is not None and now >= renewal_at:
-        return renewal_reason(renewal_at, facts.not_after)
+    if renewal_time is not None and now >= renewal_time:
+        return renewal_reason(renewal_time, facts.not_after)
     return None
 
 
-def renewal_reason(renewal_at: datetime, not_after: datetime) -> Reason:
-    """The reason to issue when a valid certificate's renewal time has come."""
+def renewal_reason(renewal_time: datetime, not_after: datetime) -> Reason:
+    """The Reason (RENEWING) to issue when a valid certificate's renewal time has come."""
     return Reason(
         RENEWING,
-        f"renewal time {rfc3339(renewal_at)} reached; the current certificate expires at {rfc3339(not_after)}",
+        f"renewal time {rfc3339(renewal_time)} reached; the current certificate expires at {rfc3339(not_after)}",
     )
 
 

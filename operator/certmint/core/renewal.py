@@ -1,4 +1,15 @@
-"""When to renew, and how long to wait after a failure. Pure maths; the clock is always passed in."""
+"""When to renew, and how long to wait after a failure. Pure maths; the clock is always passed in.
+
+Vocabulary, the same in every layer below the controller:
+
+* **renewal time**: the moment a valid certificate is to be renewed. ``renewal_time()`` computes it from the
+  certificate's validity and the spec; a value of it is called ``renewal_time`` wherever it is passed on
+  (``core.decisions.issuance_reason(renewal_time=...)``, ``renewal_reason``); the Certificate's status shows it as
+  ``status.renewalTime`` and the metric ``certmint_certificate_renewal_timestamp_seconds`` exports it.
+* **renewal reason**: the ``Reason`` (code ``Renewing``) to issue once ``now`` has reached the renewal time,
+  built by ``core.decisions.renewal_reason``; any other Reason is a re-issue, not a renewal.
+* **retry delay**: how long to wait after a failed issuance (``retry_delay``); not a renewal time.
+"""
 
 from __future__ import annotations
 
