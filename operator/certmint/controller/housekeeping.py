@@ -3,7 +3,7 @@
 After thousands of issuances (or a restart's listing of every Certificate) the process has freed most of what
 the burst allocated, but CPython keeps partly used arenas and glibc keeps freed blocks in its heap: the RSS stays
 at the burst's high-water mark. Once the operator has been quiet for 10-20 s, a full garbage collection and
-``malloc_trim(0)`` hand the free pages back to the system. Measured at 10,000 Certificates: see the README.
+``malloc_trim(0)`` hand the free pages back to the system. Measured at 10,000 Certificates: see docs/performance.md.
 """
 
 from __future__ import annotations
