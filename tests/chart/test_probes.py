@@ -37,10 +37,7 @@ def test_every_replica_passes_the_charts_probes(control_plane: ControlPlane, api
             replicas.append(proc)
 
         def leaders() -> list[str]:
-            metrics = [p.get("/metrics")[1] for p in replicas]
-            return [
-                p.extra_env["POD_NAME"] for p, m in zip(replicas, metrics, strict=True) if "certmint_leader 1.0" in m
-            ]
+            return [p.extra_env["POD_NAME"] for p in replicas if p.metrics().value("certmint_leader") == 1]
 
         wait_for(lambda: len(leaders()) == 1, "exactly one leader", 30)
         for proc in replicas:

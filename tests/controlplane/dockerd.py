@@ -11,11 +11,12 @@ from __future__ import annotations
 import shutil
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.controlplane.cluster import wait_ready
 
 
 class DockerError(RuntimeError):
@@ -81,11 +82,15 @@ class OwnDockerd:
                 start_new_session=True,
             )
         try:
-            deadline = time.monotonic() + timeout
-            while not self.answering():
-                if daemon.poll() is not None or time.monotonic() > deadline:
-                    raise DockerError(f"dockerd did not start (exit {daemon.poll()}); log: {log_path}")
-                time.sleep(0.2)  # polling the daemon's own readiness answer
+            wait_ready(
+                "dockerd",
+                self.answering,
+                processes={"dockerd": daemon},
+                log_path=lambda _: log_path,
+                timeout=timeout,
+                error=DockerError,
+                interval=0.2,
+            )
             yield
         finally:
             if daemon.poll() is None:

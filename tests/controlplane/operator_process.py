@@ -12,7 +12,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.controlplane.cluster import free_port
+from tests.controlplane.cluster import free_port, wait_ready
+from tests.controlplane.metrics import MetricSnapshot
 
 
 class OperatorStartError(RuntimeError):
@@ -56,17 +57,24 @@ class OperatorProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise OperatorStartError(f"operator exited with {self.proc.returncode}; log: {self.log_path}")
-            if self.get("/readyz")[0] == 200:
-                return
-            time.sleep(self.ready_poll_s)  # readiness-probe interval
-        raise OperatorStartError(f"operator not ready after {timeout}s; log: {self.log_path}")
+        wait_ready(
+            "operator",
+            lambda: self.get("/readyz")[0] == 200,
+            processes={"operator": self.proc},
+            log_path=lambda _: self.log_path,
+            timeout=timeout,
+            error=OperatorStartError,
+            interval=self.ready_poll_s,
+        )
 
     def get(self, path: str) -> tuple[int, str]:
         return http_get(self.port, path)
+
+    def metrics(self) -> MetricSnapshot:
+        """The operator's ``/metrics`` now, parsed (an AssertionError if it does not answer 200)."""
+        status, text = self.get("/metrics")
+        assert status == 200, f"the operator's /metrics answered {status}; log: {self.log_path}"
+        return MetricSnapshot.parse(text)
 
     def stop(self) -> None:
         """Graceful stop (SIGTERM), as Kubernetes does on a rollout."""

@@ -10,18 +10,13 @@ from cryptography.hazmat.primitives import serialization
 from kubernetes import client
 
 from tests.controlplane.operator_process import OperatorProcess
-from tests.integration.builders import Certmint, certificate, cluster_issuer, leaf, unique
+from tests.integration.builders import Certmint, certificate, leaf
 from tests.integration.kubeutil import wait_for
 
 pytestmark = pytest.mark.integration
 
 COUNT = 25
 KILLS = 6
-
-
-def _metric(operator: OperatorProcess, name: str) -> float:
-    _, body = operator.get("/metrics")
-    return sum(float(line.rsplit(" ", 1)[1]) for line in body.splitlines() if line.startswith(name))
 
 
 def _all_settled(cm: Certmint, ns: str, names: list[str]) -> bool:
@@ -38,9 +33,7 @@ def test_kill_during_issuance_never_leaves_a_mismatched_secret(
     api: client.ApiClient, operator: OperatorProcess
 ) -> None:
     cm = Certmint(api)
-    ns = cm.namespace(unique("crash"))
-    issuer = unique("crash-ss")
-    cm.create(cluster_issuer(issuer))
+    ns, issuer = cm.namespace_and_issuer("crash")
     names = [f"c{i}" for i in range(COUNT)]
     for name in names:
         cm.create(certificate(name, ns, issuer_name=issuer, commonName=name, privateKey={"algorithm": "ECDSA"}))
@@ -68,13 +61,13 @@ def test_kill_during_issuance_never_leaves_a_mismatched_secret(
         operator.start()
         wait_for(
             lambda: (
-                _metric(operator, "certmint_workqueue_depth") == 0
-                and _metric(operator, "certmint_scheduled_timers") >= COUNT
+                operator.metrics().value("certmint_workqueue_depth") == 0
+                and operator.metrics().value("certmint_scheduled_timers") >= COUNT
             ),
             "the restarted operator to verify every certificate and go idle",
             timeout=60,
         )
-        assert _metric(operator, "certmint_issuances_total") == 0
+        assert operator.metrics().value("certmint_issuances_total") == 0
         assert {n: cm.get("Certificate", n, ns)["status"]["serialNumber"] for n in names} == serials
     finally:
         if operator.proc is None:

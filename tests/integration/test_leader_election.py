@@ -17,84 +17,51 @@ from tests.controlplane.operator_process import OperatorProcess
 from tests.integration.builders import Certmint, certificate, cluster_issuer, unique
 from tests.integration.conftest import OPERATOR_NAMESPACE
 from tests.integration.kubeutil import wait_for
+from tests.integration.replicas import FAST_LEASE, stand_ins
 
 pytestmark = pytest.mark.integration
 
-FAST_LEASE = {
-    "CERTMINT_LEASE_DURATION_SECONDS": "4",
-    "CERTMINT_LEASE_RENEW_SECONDS": "1",
-    "CERTMINT_LEASE_RETRY_SECONDS": "0.5",
-}
+READS = ("get", "list", "watch")
 
 
-def _metric(op: OperatorProcess, name: str) -> float:
-    status, body = op.get("/metrics")
-    if status != 200:
-        return -1.0
+def _writes(op: OperatorProcess, *, leases: bool = True) -> float:
+    """Requests that changed something (``leases=False``: except those of the operator's own Lease)."""
     return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in body.splitlines()
-        if line.startswith(name + " ") or line.startswith(name + "{")
+        v
+        for labels, v in op.metrics().select("certmint_api_requests_total")
+        if labels["verb"] not in READS and (leases or labels["resource"] != "leases")
     )
-
-
-def _requests(op: OperatorProcess) -> dict[tuple[str, str], float]:
-    """certmint_api_requests_total by (verb, resource)."""
-    _, body = op.get("/metrics")
-    found: dict[tuple[str, str], float] = {}
-    for line in body.splitlines():
-        if line.startswith("certmint_api_requests_total{"):
-            labels = dict(part.split("=") for part in line[line.index("{") + 1 : line.index("}")].split(","))
-            found[(labels["verb"].strip('"'), labels["resource"].strip('"'))] = float(line.rsplit(" ", 1)[1])
-    return found
 
 
 @pytest.fixture
 def replicas(control_plane: ControlPlane, operator: OperatorProcess) -> Iterator[list[OperatorProcess]]:
-    operator.stop()  # graceful: hands the Lease over at once
-    pair = [
-        OperatorProcess(
-            kubeconfig=control_plane.admin_kubeconfig,
-            log_dir=control_plane.workdir / "logs",
-            namespace=OPERATOR_NAMESPACE,
-            extra_env={**FAST_LEASE, "POD_NAME": f"replica-{i}"},
-        )
-        for i in range(2)
-    ]
-    for p in pair:
-        p.log_dir.mkdir(exist_ok=True)
-    for i, p in enumerate(pair):
-        p.runs = 100 + i  # distinct log file names
-        p.start()
-    try:
+    envs = [{**FAST_LEASE, "POD_NAME": f"replica-{i}"} for i in range(2)]
+    with stand_ins(control_plane, operator, envs, first_run=100) as pair:
         yield pair
-    finally:
-        for p in pair:
-            p.stop()
-        operator.start()
 
 
 def test_one_leader_issues_and_a_standby_takes_over(api: client.ApiClient, replicas: list[OperatorProcess]) -> None:
     cm = Certmint(api)
     ns = cm.namespace(unique("ha"))
     leader = wait_for(
-        lambda: next((p for p in replicas if _metric(p, "certmint_leader") == 1), None), "one replica to hold the Lease"
+        lambda: next((p for p in replicas if p.metrics().value("certmint_leader") == 1), None),
+        "one replica to hold the Lease",
     )
     standby = next(p for p in replicas if p is not leader)
-    assert _metric(standby, "certmint_leader") == 0
+    assert standby.metrics().value("certmint_leader") == 0
 
     issuer = unique("ha-ss")
     cm.create(cluster_issuer(issuer))
     cm.create(certificate("before", ns, issuer_name=issuer))
     cm.wait_ready("Certificate", "before", ns)
     # Other tests' short-lived certificates renew meanwhile, so count ">= 1" for the leader; the standby wrote nothing.
-    assert _metric(leader, "certmint_issuances_total") >= 1
-    assert _metric(standby, "certmint_issuances_total") == 0
-    assert sum(v for k, v in _requests(standby).items() if k[0] not in ("get", "list", "watch")) == 0
+    assert leader.metrics().value("certmint_issuances_total") >= 1
+    assert standby.metrics().value("certmint_issuances_total") == 0
+    assert _writes(standby) == 0
 
     killed_at = time.monotonic()
     leader.kill()  # a crash: the Lease is not released and must expire
-    wait_for(lambda: _metric(standby, "certmint_leader") == 1, "the standby to take the Lease", timeout=30)
+    wait_for(lambda: standby.metrics().value("certmint_leader") == 1, "the standby to take the Lease", timeout=30)
     failover = time.monotonic() - killed_at
     print(f"\nfailover: standby became leader {failover:.2f}s after the leader was killed (lease 4s, retry 0.5s)")
     cm.create(certificate("after", ns, issuer_name=issuer))
@@ -112,35 +79,17 @@ def test_one_leader_issues_and_a_standby_takes_over(api: client.ApiClient, repli
             label_selector=f"certmint.dev/certificate-name={name}",
         )
         assert len(requests["items"]) == 1
-    assert _metric(standby, "certmint_issuances_total") >= 1
+    assert standby.metrics().value("certmint_issuances_total") >= 1
 
 
 LEASE_NAME = "certmint-operator"
 
 
-def _writes(op: OperatorProcess) -> float:
-    """Requests that change something, except the operator's own Lease."""
-    reads = ("get", "list", "watch")
-    return sum(v for (verb, resource), v in _requests(op).items() if verb not in reads and resource != "leases")
-
-
 @pytest.fixture
 def keeper(control_plane: ControlPlane, operator: OperatorProcess) -> Iterator[OperatorProcess]:
     """One replica with a fast Lease, its own log."""
-    operator.stop()  # graceful: hands the Lease over at once
-    op = OperatorProcess(
-        kubeconfig=control_plane.admin_kubeconfig,
-        log_dir=control_plane.workdir / "logs",
-        namespace=OPERATOR_NAMESPACE,
-        extra_env={**FAST_LEASE, "POD_NAME": "keeper"},
-    )
-    op.runs = 300
-    op.start()
-    try:
+    with stand_ins(control_plane, operator, [{**FAST_LEASE, "POD_NAME": "keeper"}], first_run=300) as (op,):
         yield op
-    finally:
-        op.stop()
-        operator.start()
 
 
 def _set_holder(api: client.ApiClient, holder: str | None) -> None:
@@ -156,10 +105,8 @@ def test_a_leader_that_loses_its_lease_steps_down_and_leads_again_in_the_same_pr
     api: client.ApiClient, keeper: OperatorProcess
 ) -> None:
     cm = Certmint(api)
-    ns = cm.namespace(unique("relead"))
-    issuer = unique("relead-ss")
-    cm.create(cluster_issuer(issuer))
-    wait_for(lambda: _metric(keeper, "certmint_leader") == 1, "the replica to hold the Lease")
+    ns, issuer = cm.namespace_and_issuer("relead")
+    wait_for(lambda: keeper.metrics().value("certmint_leader") == 1, "the replica to hold the Lease")
     cm.create(certificate("before", ns, issuer_name=issuer))
     cm.wait_ready("Certificate", "before", ns)
     assert keeper.proc is not None
@@ -168,19 +115,21 @@ def test_a_leader_that_loses_its_lease_steps_down_and_leads_again_in_the_same_pr
     # Another holder takes the Lease (as a replica would after this one missed its renewals).
     _set_holder(api, "usurper")
     proc = keeper.proc
-    stepped_down = lambda: proc.poll() is not None or _metric(keeper, "certmint_leader") == 0  # noqa: E731
+    stepped_down = lambda: proc.poll() is not None or keeper.metrics().value("certmint_leader") == 0  # noqa: E731
     wait_for(stepped_down, "the replica to step down (or exit)", timeout=15)
     assert proc.poll() is None, f"the operator exited after losing its Lease; log: {keeper.log_path}"
-    writes = _writes(keeper)
+    writes = _writes(keeper, leases=False)
     cm.create(certificate("during", ns, issuer_name=issuer))
     # Its watch still sees the new Certificate and queues it, but nobody reconciles while another holds the Lease.
-    wait_for(lambda: _metric(keeper, "certmint_workqueue_depth") >= 1, "the new Certificate to wait in the queue")
+    wait_for(
+        lambda: keeper.metrics().value("certmint_workqueue_depth") >= 1, "the new Certificate to wait in the queue"
+    )
     assert "status" not in cm.get("Certificate", "during", ns)
-    assert _writes(keeper) == writes, "the replica wrote while another held the Lease"
+    assert _writes(keeper, leases=False) == writes, "the replica wrote while another held the Lease"
 
     # The other holder goes away; the replica campaigns, wins and issues what waited.
     _set_holder(api, None)
-    wait_for(lambda: _metric(keeper, "certmint_leader") == 1, "the replica to lead again", timeout=15)
+    wait_for(lambda: keeper.metrics().value("certmint_leader") == 1, "the replica to lead again", timeout=15)
     cm.wait_ready("Certificate", "during", ns)
     cm.create(certificate("after", ns, issuer_name=issuer))
     cm.wait_ready("Certificate", "after", ns)

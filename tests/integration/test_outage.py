@@ -23,10 +23,10 @@ from kubernetes import client
 
 from tests.controlplane.cluster import ControlPlane
 from tests.controlplane.operator_process import OperatorProcess
-from tests.integration.builders import Certmint, certificate, cluster_issuer, unique
-from tests.integration.conftest import OPERATOR_NAMESPACE
+from tests.integration.builders import Certmint, certificate
 from tests.integration.kubeutil import wait_for
 from tests.integration.outage import api_server_down
+from tests.integration.replicas import FAST_LEASE, stand_ins
 
 pytestmark = pytest.mark.integration
 
@@ -35,50 +35,24 @@ OUTAGE_S = 5.0  # how long the API server stays away: the scenario, not a wait f
 MAX_OUTAGE_LINES = 4  # a WARNING per outage; a little slack for the kopf watch streams' own reconnects
 
 
-@contextlib.contextmanager
 def _own_operator(
     control_plane: ControlPlane, operator: OperatorProcess, runs: int, env: dict[str, str]
-) -> Iterator[OperatorProcess]:
+) -> contextlib.AbstractContextManager[list[OperatorProcess]]:
     """The operator at INFO, as users run it, in place of the session's (restarted afterwards)."""
-    operator.stop()
-    op = OperatorProcess(
-        kubeconfig=control_plane.admin_kubeconfig,
-        log_dir=control_plane.workdir / "logs",
-        namespace=OPERATOR_NAMESPACE,
-        extra_env={**env, "POD_NAME": f"outage-{runs}"},
-        verbose=False,
-    )
-    op.runs = runs
-    op.start()
-    try:
-        yield op
-    finally:
-        op.stop()
-        operator.start()
+    return stand_ins(control_plane, operator, [{**env, "POD_NAME": f"outage-{runs}"}], first_run=runs, verbose=False)
 
 
 @pytest.fixture
 def quiet_operator(control_plane: ControlPlane, operator: OperatorProcess) -> Iterator[OperatorProcess]:
     """With a Lease longer than the outage: losing it is the next test."""
-    with _own_operator(control_plane, operator, 200, {"CERTMINT_LEASE_DURATION_SECONDS": "120"}) as op:
+    with _own_operator(control_plane, operator, 200, {"CERTMINT_LEASE_DURATION_SECONDS": "120"}) as (op,):
         yield op
 
 
 @pytest.fixture
 def short_lease_operator(control_plane: ControlPlane, operator: OperatorProcess) -> Iterator[OperatorProcess]:
-    fast = {
-        "CERTMINT_LEASE_DURATION_SECONDS": "4",
-        "CERTMINT_LEASE_RENEW_SECONDS": "1",
-        "CERTMINT_LEASE_RETRY_SECONDS": "0.5",
-    }
-    with _own_operator(control_plane, operator, 210, fast) as op:
+    with _own_operator(control_plane, operator, 210, FAST_LEASE) as (op,):
         yield op
-
-
-def _metric(op: OperatorProcess, name: str) -> float:
-    status, body = op.get("/metrics")
-    assert status == 200, f"the operator's /metrics answered {status}"
-    return sum(float(line.rsplit(" ", 1)[1]) for line in body.splitlines() if line.startswith(name + " "))
 
 
 def _ready(obj: dict[str, Any]) -> bool:
@@ -94,15 +68,13 @@ def test_api_server_crash_with_issuances_in_flight(
     api: client.ApiClient, control_plane: ControlPlane, quiet_operator: OperatorProcess
 ) -> None:
     cm = Certmint(api)
-    ns = cm.namespace(unique("outage"))
-    issuer = unique("outage-ss")
-    cm.create(cluster_issuer(issuer))
+    ns, issuer = cm.namespace_and_issuer("outage")
     names = [f"c{i}" for i in range(CERTIFICATES)]
     log_start = quiet_operator.log_path.stat().st_size
     for name in names:
         cm.create(certificate(name, ns, issuer_name=issuer))
 
-    in_flight = _metric(quiet_operator, "certmint_workqueue_depth")
+    in_flight = quiet_operator.metrics().value("certmint_workqueue_depth")
     with api_server_down(control_plane, signal.SIGKILL) as killed_at:
         time.sleep(OUTAGE_S)
         assert quiet_operator.proc is not None and quiet_operator.proc.poll() is None
@@ -136,19 +108,17 @@ def test_an_outage_longer_than_the_lease_steps_down_and_leads_again(
     assert op.proc is not None
     pid = op.proc.pid
     cm = Certmint(api)
-    ns = cm.namespace(unique("relead"))
-    issuer = unique("relead-ss")
-    cm.create(cluster_issuer(issuer))
-    wait_for(lambda: _metric(op, "certmint_leader") == 1, "the operator to lead")
+    ns, issuer = cm.namespace_and_issuer("relead")
+    wait_for(lambda: op.metrics().value("certmint_leader") == 1, "the operator to lead")
     log_start = op.log_path.stat().st_size
 
     # Down until the Lease is lost, as in a graceful restart of about a minute (SIGTERM makes this test a minute
     # longer, the operator sees the same: refused connections until its Lease runs out).
     with api_server_down(control_plane, signal.SIGKILL):
-        wait_for(lambda: _metric(op, "certmint_leader") == 0, "the operator to step down", timeout=30)
+        wait_for(lambda: op.metrics().value("certmint_leader") == 0, "the operator to step down", timeout=30)
         assert op.proc.poll() is None, f"the operator exited; log: {op.log_path}"
 
-    wait_for(lambda: _metric(op, "certmint_leader") == 1, "the operator to lead again", timeout=60)
+    wait_for(lambda: op.metrics().value("certmint_leader") == 1, "the operator to lead again", timeout=60)
     cm.create(certificate("after", ns, issuer_name=issuer))
     cm.wait_ready("Certificate", "after", ns, timeout=60)
     assert op.proc.poll() is None and op.proc.pid == pid, "the same process leads again"

@@ -11,7 +11,7 @@ import pytest
 from kubernetes import client
 
 from tests.controlplane.operator_process import OperatorProcess
-from tests.integration.builders import Certmint, certificate, cluster_issuer, unique
+from tests.integration.builders import Certmint, certificate
 
 pytestmark = pytest.mark.integration
 
@@ -29,9 +29,7 @@ def _managers(obj: dict[str, object] | client.V1ObjectMeta) -> set[tuple[str, st
 
 def test_writes_of_the_operator_are_managed_by_certmint(api: client.ApiClient, operator: OperatorProcess) -> None:
     cm = Certmint(api)
-    ns = cm.namespace(unique("ua"))
-    issuer = unique("ua-ss")
-    cm.create(cluster_issuer(issuer))
+    ns, issuer = cm.namespace_and_issuer("ua")
     cm.create(certificate("web", ns, issuer_name=issuer))
     cert = cm.wait_ready("Certificate", "web", ns)
     secret = cm.secret("web-tls", ns)
