@@ -33,20 +33,30 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
 
 
+def resource(
+    kind: str, name: str, spec: dict[str, Any], namespace: str | None = None, labels: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """A certmint object of ``kind`` (cluster-scoped without ``namespace``)."""
+    metadata: dict[str, Any] = {"name": name}
+    if namespace:
+        metadata["namespace"] = namespace
+    if labels:
+        metadata["labels"] = labels
+    return {"apiVersion": API_VERSION, "kind": kind, "metadata": metadata, "spec": spec}
+
+
 def cluster_issuer(name: str, *, ca_secret: str | None = None, policy: dict[str, Any] | None = None) -> dict[str, Any]:
     spec: dict[str, Any] = {"ca": {"secretName": ca_secret}} if ca_secret else {"selfSigned": {}}
     if policy:
         spec["policy"] = policy
-    return {"apiVersion": API_VERSION, "kind": "ClusterIssuer", "metadata": {"name": name}, "spec": spec}
+    return resource("ClusterIssuer", name, spec)
 
 
 def issuer(
     name: str, namespace: str, *, ca_secret: str | None = None, policy: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     obj = cluster_issuer(name, ca_secret=ca_secret, policy=policy)
-    obj["kind"] = "Issuer"
-    obj["metadata"]["namespace"] = namespace
-    return obj
+    return resource("Issuer", name, obj["spec"], namespace)
 
 
 def certificate(
@@ -56,6 +66,7 @@ def certificate(
     issuer_name: str,
     issuer_kind: str = "ClusterIssuer",
     secret: str | None = None,
+    labels: dict[str, str] | None = None,
     **spec: Any,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {
@@ -67,12 +78,7 @@ def certificate(
         body["dnsNames"] = [f"{name}.{namespace}.svc"]
         body["commonName"] = f"{name}.{namespace}.svc"
     body.update(spec)
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "Certificate",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": body,
-    }
+    return resource("Certificate", name, body, namespace, labels)
 
 
 class Certmint:
@@ -110,11 +116,13 @@ class Certmint:
             self.custom.delete_cluster_custom_object(GROUP, VERSION, plural, name)
 
     def condition(self, kind: str, name: str, namespace: str | None, type_: str) -> dict[str, Any] | None:
+        return condition_of(self.get(kind, name, namespace), type_)
+
+    def ready(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+        """The object if its Ready condition is True now, else None (for :func:`wait_for`)."""
         obj = self.get(kind, name, namespace)
-        for c in obj.get("status", {}).get("conditions", []):
-            if c["type"] == type_:
-                return dict(c)
-        return None
+        c = condition_of(obj, "Ready")
+        return obj if c and c["status"] == "True" else None
 
     def wait_condition(
         self,
@@ -162,6 +170,21 @@ class Certmint:
     def namespace(self, name: str) -> str:
         self.core.create_namespace({"metadata": {"name": name}})
         return name
+
+    def namespace_and_issuer(self, prefix: str) -> tuple[str, str]:
+        """A new namespace and a new selfSigned ClusterIssuer, both named after ``prefix``."""
+        ns = self.namespace(unique(prefix))
+        issuer = unique(f"{prefix}-ss")
+        self.create(cluster_issuer(issuer))
+        return ns, issuer
+
+
+def condition_of(obj: dict[str, Any], type_: str) -> dict[str, Any] | None:
+    """The condition of ``type_`` in an object's status, if it has one."""
+    for c in (obj.get("status") or {}).get("conditions") or []:
+        if c["type"] == type_:
+            return dict(c)
+    return None
 
 
 def leaf(data: dict[str, bytes]) -> x509.Certificate:
