@@ -39,7 +39,8 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
+
+from tests.x509util import certificate_builder, common_name
 
 HERE = Path(__file__).resolve().parent
 RESTRICTED_USERS = ("alice", "bob")
@@ -80,27 +81,16 @@ def _make_serving_pki(d: Path) -> None:
     """A throwaway CA plus a serving certificate for 127.0.0.1/localhost."""
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "certmint-test-apiserver-ca")])
+    ca_name = common_name("certmint-test-apiserver-ca")
+    not_before, not_after = now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=7)
     ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=7))
+        certificate_builder(ca_name, ca_key.public_key(), not_before, not_after)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(ca_key, hashes.SHA256())
     )
     key = ec.generate_private_key(ec.SECP256R1())
     cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=7))
+        certificate_builder(common_name("kube-apiserver"), key.public_key(), not_before, not_after, issuer=ca_name)
         .add_extension(
             x509.SubjectAlternativeName(
                 [

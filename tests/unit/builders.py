@@ -12,13 +12,13 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509.oid import NameOID
 
 from certmint.core.decisions import certificate_template
 from certmint.core.spec import CertificateSpec
 from certmint.pki.csr import build_csr, parse_csr
 from certmint.pki.keys import PrivateKey, encode_private_key, generate_private_key, signature_hash
 from certmint.pki.signing import IssuedCertificate, SigningAuthority, SigningRequest, sign
+from tests.x509util import certificate_builder, common_name
 
 NOW = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -62,18 +62,9 @@ def build_ca(
     ``ca=None`` omits basicConstraints; ``key_cert_sign=None`` omits KeyUsage.
     """
     key = key or generate_private_key("ECDSA", 256)
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    issuer_name = parent.cert.subject if parent else subject
+    issuer_name = parent.cert.subject if parent else None
     signer = parent.key if parent else key
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-    )
+    builder = certificate_builder(common_name(name), key.public_key(), not_before, not_after, issuer=issuer_name)
     if ca is not None:
         builder = builder.add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
     if key_cert_sign is not None:

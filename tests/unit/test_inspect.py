@@ -9,13 +9,13 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed448
-from cryptography.x509.oid import NameOID
 
 from certmint.pki.inspect import certificate_facts, chain_above, issued_by, load_pem_chain, self_signed
 from certmint.pki.keys import PKIError
 from certmint.pki.names import SubjectNames
 from certmint.pki.signing import SigningAuthority
 from tests.unit.builders import NOW, certificate_spec, issue_for
+from tests.x509util import certificate_builder, common_name
 
 
 def test_facts_round_trip_what_the_spec_asked_for(authority: SigningAuthority) -> None:
@@ -62,16 +62,7 @@ def test_facts_of_a_ca_certificate(root_ca: Any) -> None:
 
 def _bare_certificate(**extensions: Any) -> x509.Certificate:
     key = ed448.Ed448PrivateKey.generate()
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bare")])
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(NOW)
-        .not_valid_after(NOW + timedelta(days=1))
-    )
+    builder = certificate_builder(common_name("bare"), key.public_key(), NOW, NOW + timedelta(days=1), serial=1)
     for extension in extensions.values():
         builder = builder.add_extension(extension, critical=False)
     return builder.sign(key, None)
@@ -115,13 +106,9 @@ def _ca(name: str, key: Any, *, issuer: tuple[str, Any] | None = None, ski: byte
     the signer's key as SubjectKeyIdentifier.from_public_key derives it."""
     issuer_name, issuer_key = issuer or (name, key)
     builder = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer_name)]))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW)
-        .not_valid_after(NOW + timedelta(days=1))
+        certificate_builder(
+            common_name(name), key.public_key(), NOW, NOW + timedelta(days=1), issuer=common_name(issuer_name)
+        )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
             x509.SubjectKeyIdentifier(ski) if ski else x509.SubjectKeyIdentifier.from_public_key(key.public_key()),

@@ -15,12 +15,13 @@ from typing import Any
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from certmint.pki.keys import PrivateKey, encode_private_key, generate_private_key, signature_hash
 from certmint.pki.signing import IssuedCertificate, SigningAuthority
 from tests.unit.builders import CAPair, build_ca, certificate_spec, issue_for
 from tests.verifiers.verify import TLSFiles, handshake, lint, openssl_verify
+from tests.x509util import certificate_builder, common_name
 
 pytestmark = pytest.mark.verifiers
 
@@ -70,14 +71,9 @@ def test_pkilint_accepts_a_clean_leaf_and_flags_rfc_violations(root: CAPair, aut
     # RFC 8813: an ECDSA key must not be asserted for key encipherment (made by hand: certmint refuses it now).
     key = generate_private_key("ECDSA", 256)
     enciphering = x509.KeyUsage(True, False, True, False, False, False, False, False, False)
+    hour = NOW + timedelta(hours=1)
     ecdsa_enciphering = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, HOST)]))
-        .issuer_name(root.cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW)
-        .not_valid_after(NOW + timedelta(hours=1))
+        certificate_builder(common_name(HOST), key.public_key(), NOW, hour, issuer=root.cert.subject)
         .add_extension(enciphering, critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(root.key.public_key()), critical=False)
@@ -89,13 +85,7 @@ def test_pkilint_accepts_a_clean_leaf_and_flags_rfc_violations(root: CAPair, aut
 
     # RFC 5280 4.1.2.4: the issuer field must be non-empty; the chain linter sees the names do not chain.
     nameless = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([]))
-        .issuer_name(x509.Name([]))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW)
-        .not_valid_after(NOW + timedelta(hours=1))
+        certificate_builder(x509.Name([]), key.public_key(), NOW, hour)
         .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=True)
         .sign(key, signature_hash(key))
     )
@@ -109,13 +99,7 @@ def test_pkilint_accepts_a_clean_leaf_and_flags_rfc_violations(root: CAPair, aut
     result = lint(spiffe.issued.certificate, root.cert)
     assert not result.errors and [f.code for f in result.set_aside] == ["pkix.invalid_uri_syntax"], result
     malformed = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "malformed")]))
-        .issuer_name(root.cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW)
-        .not_valid_after(NOW + timedelta(hours=1))
+        certificate_builder(common_name("malformed"), key.public_key(), NOW, hour, issuer=root.cert.subject)
         .add_extension(
             x509.SubjectAlternativeName([x509.UniformResourceIdentifier("spiffe://cluster local/ns/a")]),
             critical=False,
@@ -155,15 +139,10 @@ def test_openssl_verify_needs_the_root_and_the_purpose_the_usages_allow(root: CA
 
     # A CA constrained to TLS by its EKU (issue 12, defect 3) spoils an S/MIME leaf below it.
     key = generate_private_key("ECDSA", 256)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "tls-only CA")])
     tls_only = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW - timedelta(hours=1))
-        .not_valid_after(NOW + timedelta(days=1))
+        certificate_builder(
+            common_name("tls-only CA"), key.public_key(), NOW - timedelta(hours=1), NOW + timedelta(days=1)
+        )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True)
         .add_extension(

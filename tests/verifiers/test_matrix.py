@@ -31,7 +31,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
 from kubernetes import client
 
 from certmint.pki.keys import signature_hash
@@ -50,6 +50,7 @@ from tests.verifiers.verify import (
     purposes,
     server_names,
 )
+from tests.x509util import certificate_builder, common_name
 
 pytestmark = pytest.mark.verifiers
 
@@ -259,19 +260,15 @@ def _hand_made_ca() -> tuple[x509.Certificate, x509.Certificate, bytes]:
     """A root and an intermediate made with cryptography, as an administrator's own PKI would be."""
     now = datetime.now(UTC)
     root_key, int_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP384R1())
-    root_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "verifiers hand-made root")])
-    int_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "verifiers hand-made intermediate")])
+    root_name = common_name("verifiers hand-made root")
+    int_name = common_name("verifiers hand-made intermediate")
     ca_usage = x509.KeyUsage(True, False, False, False, False, True, True, False, False)
 
     def build(subject: x509.Name, issuer: x509.Name, key: Any, signer: Any, path_length: int | None) -> Any:
         builder = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(issuer)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - timedelta(hours=1))
-            .not_valid_after(now + timedelta(days=2))
+            certificate_builder(
+                subject, key.public_key(), now - timedelta(hours=1), now + timedelta(days=2), issuer=issuer
+            )
             .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
             .add_extension(ca_usage, critical=True)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
