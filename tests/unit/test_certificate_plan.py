@@ -25,7 +25,7 @@ from certmint.controller.certificate_plan import (
     UnreadSecret,
     Wait,
     plan,
-    renewal_moment,
+    renewal_time_for,
     secret_metadata,
 )
 from certmint.controller.signers import KINDS
@@ -143,11 +143,11 @@ def _good(spec: CertificateSpec | None = None, **secret: Any) -> tuple[Certifica
 def _status_of(spec: CertificateSpec, secret: SecretData, **extra: Any) -> dict[str, Any]:
     """The status a settled pass wrote for the certificate in ``secret``."""
     facts = certificate_facts(_load(secret))
-    renewal_at = renewal_moment(_snapshot(spec), facts)
+    renewal_time = renewal_time_for(_snapshot(spec), facts)
     return {
         "notBefore": rfc3339(facts.not_before),
         "notAfter": rfc3339(facts.not_after),
-        "renewalTime": rfc3339(renewal_at),
+        "renewalTime": rfc3339(renewal_time),
         "serialNumber": facts.serial_number,
         "revision": 1,
         "conditions": [{"type": "Ready", "status": "True", "reason": "Issued", "message": ""}],
@@ -162,7 +162,7 @@ def _load(secret: SecretData) -> Any:
 
 
 def _renewal(spec: CertificateSpec, secret: SecretData) -> datetime.datetime:
-    return renewal_moment(_snapshot(spec), certificate_facts(_load(secret)))
+    return renewal_time_for(_snapshot(spec), certificate_facts(_load(secret)))
 
 
 # -- Keep -------------------------------------------------------------------------------------------------
@@ -174,7 +174,7 @@ def test_a_good_secret_is_kept_as_it_is_until_its_renewal_time() -> None:
     assert isinstance(decision, Keep)
     assert not decision.repairs
     assert decision.revision == 1
-    assert decision.renewal_at == _renewal(spec, secret) > NOW
+    assert decision.renewal_time == _renewal(spec, secret) > NOW
 
 
 @pytest.mark.parametrize(
@@ -359,7 +359,7 @@ def test_a_due_renewal_with_an_unchanged_secret_is_planned_without_reading_it() 
     status = _status_of(spec, secret)
     decision = plan(_snapshot(spec, secret=UnreadSecret("41"), status=status, now=due + datetime.timedelta(seconds=1)))
     assert isinstance(decision, Issue)
-    assert (decision.reason.code, decision.revision, decision.renewal_due) == ("Renewing", 2, due)
+    assert (decision.reason.code, decision.revision, decision.renewal_time) == ("Renewing", 2, due)
 
 
 @pytest.mark.parametrize(

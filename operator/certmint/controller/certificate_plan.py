@@ -22,6 +22,7 @@ from typing import Final
 from certmint.controller.signers import Refusal
 from certmint.controller.state import IssuerToken, Signed
 from certmint.controller.status import CertificateStatus
+from certmint.core import renewal
 from certmint.core.conditions import condition_status, parse_rfc3339
 from certmint.core.decisions import (
     HANDOVER_TO,
@@ -39,7 +40,6 @@ from certmint.core.decisions import (
     stored_revision,
 )
 from certmint.core.policy import check_policy
-from certmint.core.renewal import renewal_time
 from certmint.core.spec import CertificateSpec, IssuerRef, Policy
 from certmint.kube.resources import SecretData
 from certmint.pki.inspect import CertificateFacts, certificate_facts, load_pem_chain
@@ -126,7 +126,7 @@ class Failure:
 @dataclass(frozen=True, slots=True)
 class Keep:
     facts: CertificateFacts
-    renewal_at: datetime.datetime
+    renewal_time: datetime.datetime
     revision: int
     labels: dict[str, str]  # to set (drifted or missing); empty when none
     annotations: dict[str, str]
@@ -142,13 +142,13 @@ class Keep:
 class Issue:
     reason: Reason
     revision: int
-    renewal_due: datetime.datetime | None  # the renewal time, when a still valid certificate is renewed
+    renewal_time: datetime.datetime | None  # the renewal time, when a still valid certificate is renewed
     key: PrivateKey | None  # the Secret's key to keep (rotationPolicy Never), else None: a new one
     reuse: Signed | None  # signed by an earlier pass for this revision: store it, sign nothing
 
     @property
     def still_valid(self) -> bool:
-        return self.renewal_due is not None
+        return self.renewal_time is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,14 +179,14 @@ def plan(s: Snapshot) -> Plan:
         refused = _not_ours(s, secret, facts)
         if refused is not None:
             return Fail(refused, valid=False)
-    renewal_at = renewal_moment(s, facts) if facts is not None else None
-    reason = issuance_reason(s.spec, _snapshot(secret), s.issuer.identity, now=s.now, renewal_at=renewal_at)
-    if reason is None and facts is not None and renewal_at is not None:
+    renewal_time = renewal_time_for(s, facts) if facts is not None else None
+    reason = issuance_reason(s.spec, _snapshot(secret), s.issuer.identity, now=s.now, renewal_time=renewal_time)
+    if reason is None and facts is not None and renewal_time is not None:
         assert secret is not None
-        return _keep(s, secret, facts, renewal_at)
+        return _keep(s, secret, facts, renewal_time)
     assert reason is not None
-    renewal_due = renewal_at if facts is not None and reason.code == RENEWING else None
-    return _issue(s, secret, reason, renewal_due)
+    renewing = renewal_time if facts is not None and reason.code == RENEWING else None
+    return _issue(s, secret, reason, renewing)
 
 
 def _plan_unread(s: Snapshot, secret: UnreadSecret) -> Plan:
@@ -209,8 +209,8 @@ def _plan_unread(s: Snapshot, secret: UnreadSecret) -> Plan:
         serial = str(status["serialNumber"])
     except (KeyError, TypeError, ValueError):
         return ReadSecret()
-    renewal_at = _renewal_time(s, not_before, not_after, serial)
-    if not renewal_at <= s.now < not_after:
+    renewal_time = _renewal_time(s, not_before, not_after, serial)
+    if not renewal_time <= s.now < not_after:
         return ReadSecret()
     failure = _precheck(s)
     if isinstance(failure, Wait):
@@ -218,19 +218,19 @@ def _plan_unread(s: Snapshot, secret: UnreadSecret) -> Plan:
     if failure is not None:
         return Fail(failure, valid=True)
     revision = int(status.get("revision") or 0) + 1
-    return Issue(renewal_reason(renewal_at, not_after), revision, renewal_at, None, _reusable(s, revision))
+    return Issue(renewal_reason(renewal_time, not_after), revision, renewal_time, None, _reusable(s, revision))
 
 
-def _issue(s: Snapshot, secret: SecretData | None, reason: Reason, renewal_due: datetime.datetime | None) -> Plan:
+def _issue(s: Snapshot, secret: SecretData | None, reason: Reason, renewal_time: datetime.datetime | None) -> Plan:
     failure = _precheck(s)
     if isinstance(failure, Wait):
         return failure
     if failure is not None:
-        return Fail(failure, valid=renewal_due is not None)
+        return Fail(failure, valid=renewal_time is not None)
     # The next revision after the one stored (the Secret's record wins when a crash kept it from the status).
     stored = stored_revision(s.status.get("revision"), secret.annotations) if secret is not None else 0
     revision = max(int(s.status.get("revision") or 0), stored) + 1
-    return Issue(reason, revision, renewal_due, _kept_key(s.spec, secret), _reusable(s, revision))
+    return Issue(reason, revision, renewal_time, _kept_key(s.spec, secret), _reusable(s, revision))
 
 
 def _reusable(s: Snapshot, revision: int) -> Signed | None:
@@ -311,7 +311,7 @@ def _not_ours(s: Snapshot, secret: SecretData, facts: CertificateFacts | None) -
     return None
 
 
-def _keep(s: Snapshot, secret: SecretData, facts: CertificateFacts, renewal_at: datetime.datetime) -> Keep:
+def _keep(s: Snapshot, secret: SecretData, facts: CertificateFacts, renewal_time: datetime.datetime) -> Keep:
     revision = stored_revision(s.status.get("revision"), secret.annotations)
     labels, annotations = secret_metadata(s, facts, revision)
     set_labels, set_annotations = metadata_drift(secret.labels, secret.annotations, labels, annotations) or ({}, {})
@@ -321,7 +321,7 @@ def _keep(s: Snapshot, secret: SecretData, facts: CertificateFacts, renewal_at: 
     anchor = s.issuer.trust_anchor_pem
     stale_anchor = anchor if anchor is not None and secret.data.get("ca.crt") != anchor else None
     add_owner = s.spec.secret_deletion_policy == "Delete" and s.uid not in secret.owner_uids
-    return Keep(facts, renewal_at, revision, set_labels, set_annotations, stale_anchor, add_owner)
+    return Keep(facts, renewal_time, revision, set_labels, set_annotations, stale_anchor, add_owner)
 
 
 def secret_metadata(s: Snapshot, facts: CertificateFacts, revision: int) -> tuple[dict[str, str], dict[str, str]]:
@@ -345,7 +345,8 @@ def secret_facts(secret: SecretData | None) -> CertificateFacts | None:
         return None
 
 
-def renewal_moment(s: Snapshot, facts: CertificateFacts) -> datetime.datetime:
+def renewal_time_for(s: Snapshot, facts: CertificateFacts) -> datetime.datetime:
+    """The renewal time of the certificate ``facts`` describes (core.renewal.renewal_time, jittered by uid/serial)."""
     return _renewal_time(s, facts.not_before, facts.not_after, facts.serial_number)
 
 
@@ -353,7 +354,7 @@ def _renewal_time(
     s: Snapshot, not_before: datetime.datetime, not_after: datetime.datetime, serial: str
 ) -> datetime.datetime:
     """The renewal time of the certificate with this validity and serial (the jitter key is uid/serial)."""
-    return renewal_time(
+    return renewal.renewal_time(
         not_before,
         not_after,
         renew_before=s.spec.renew_before,

@@ -36,7 +36,7 @@ from certmint.controller.certificate_plan import (
     UnreadSecret,
     Wait,
     plan,
-    renewal_moment,
+    renewal_time_for,
     secret_metadata,
 )
 from certmint.controller.runtime import Operator
@@ -230,7 +230,7 @@ async def _keep(
     op: Operator, rec: CertificateRecord, s: Snapshot, secret: SecretData, keep: Keep, seen: SeenSecret
 ) -> None:
     """The Secret is good: repair what drifted (metadata, ca.crt, our owner reference), publish, set the timer."""
-    facts, renewal_at = keep.facts, keep.renewal_at
+    facts, renewal_time = keep.facts, keep.renewal_time
     if keep.repairs:
         updated = await resources.update_secret(
             op.api,
@@ -252,24 +252,24 @@ async def _keep(
         CertificateReason.READY,
         f"certificate is up to date and valid until {rfc3339(facts.not_after)}",
     )
-    issuing = Condition("Issuing", "False", CertificateReason.UP_TO_DATE, f"next renewal at {rfc3339(renewal_at)}")
-    fields = _certificate_fields(facts, renewal_at, keep.revision)
+    issuing = Condition("Issuing", "False", CertificateReason.UP_TO_DATE, f"next renewal at {rfc3339(renewal_time)}")
+    fields = _certificate_fields(facts, renewal_time, keep.revision)
     if all(s.status.get(k) == v for k, v in fields.items()):
         # Same certificate as the status already describes (e.g. after a restart): keep the conditions'
         # wording from the issuance instead of rewriting every Certificate once.
         ready = _same_status_condition(s.status, ready)
         issuing = _same_status_condition(s.status, issuing)
     await _write_status(op, rec, s.status, [ready, issuing], fields)
-    _observe_metrics(rec, s.spec, facts, renewal_at, "True")
-    op.schedule((Kind.CERTIFICATE, rec.namespace, rec.name), renewal_at)
+    _observe_metrics(rec, s.spec, facts, renewal_time, "True")
+    op.schedule((Kind.CERTIFICATE, rec.namespace, rec.name), renewal_time)
 
 
-def _certificate_fields(facts: CertificateFacts, renewal_at: datetime.datetime, revision: int) -> CertificateStatus:
+def _certificate_fields(facts: CertificateFacts, renewal_time: datetime.datetime, revision: int) -> CertificateStatus:
     """The status fields that describe the certificate in the Secret (a success clears the failure fields)."""
     return {
         "notBefore": rfc3339(facts.not_before),
         "notAfter": rfc3339(facts.not_after),
-        "renewalTime": rfc3339(renewal_at),
+        "renewalTime": rfc3339(renewal_time),
         "serialNumber": facts.serial_number,
         "revision": revision,
         "failedIssuanceAttempts": None,
@@ -286,7 +286,7 @@ def _same_status_condition(status: CertificateStatus, wanted: Condition) -> Cond
 
 
 def _observe_metrics(
-    rec: CertificateRecord, spec: CertificateSpec, facts: CertificateFacts, renewal_at: datetime.datetime, ready: str
+    rec: CertificateRecord, spec: CertificateSpec, facts: CertificateFacts, renewal_time: datetime.datetime, ready: str
 ) -> None:
     metrics.certificates.set_times(
         rec.namespace,
@@ -294,7 +294,7 @@ def _observe_metrics(
         spec.issuer_ref.name,
         spec.issuer_ref.kind,
         expiration=facts.not_after.timestamp(),
-        renewal=renewal_at.timestamp(),
+        renewal=renewal_time.timestamp(),
     )
     metrics.set_ready(rec.namespace, rec.name, ready)
 
@@ -306,8 +306,8 @@ async def _issue(op: Operator, rec: CertificateRecord, s: Snapshot, issue: Issue
     """Sign (or reuse what an earlier pass signed), store key and certificate in one write, publish."""
     started = time.perf_counter()
     spec, revision = s.spec, issue.revision
-    if issue.renewal_due is not None:  # how late, compared with the renewal time
-        metrics.renewal_start_lag.observe((s.now - issue.renewal_due).total_seconds())
+    if issue.renewal_time is not None:  # how late, compared with the renewal time
+        metrics.renewal_start_lag.observe((s.now - issue.renewal_time).total_seconds())
     if isinstance(s.secret, UnreadSecret):
         log.debug(
             "Certificate %s/%s: renewing; Secret unchanged at version %s",
@@ -391,7 +391,7 @@ async def _issue(op: Operator, rec: CertificateRecord, s: Snapshot, issue: Issue
     op.secret_written(rec.namespace, spec.secret_name, written.resource_version)
     seen.resource_version = written.resource_version
 
-    renewal_at = renewal_moment(s, facts)
+    renewal_time = renewal_time_for(s, facts)
     trigger = CertificateReason.RENEWED if issue.reason.code == RENEWING else CertificateReason.ISSUED
     message = (
         f"{trigger} certificate serial {facts.serial_number} (revision {revision}, CertificateRequest "
@@ -399,11 +399,11 @@ async def _issue(op: Operator, rec: CertificateRecord, s: Snapshot, issue: Issue
     )
     ready = Condition("Ready", "True", trigger, f"certificate is up to date and valid until {rfc3339(facts.not_after)}")
     issuing = Condition("Issuing", "False", trigger, message)
-    await _write_status(op, rec, s.status, [ready, issuing], _certificate_fields(facts, renewal_at, revision))
-    op.schedule((Kind.CERTIFICATE, rec.namespace, rec.name), renewal_at)
+    await _write_status(op, rec, s.status, [ready, issuing], _certificate_fields(facts, renewal_time, revision))
+    op.schedule((Kind.CERTIFICATE, rec.namespace, rec.name), renewal_time)
     metrics.issuances.labels(spec.issuer_ref.kind, trigger).inc()
     metrics.issuance_seconds.observe(time.perf_counter() - started)
-    _observe_metrics(rec, spec, facts, renewal_at, "True")
+    _observe_metrics(rec, spec, facts, renewal_time, "True")
     log.info("Certificate %s/%s: %s", rec.namespace, rec.name, message)
     await _event(op, rec, "Normal", trigger, message)
     if revision > spec.revision_history_limit:
