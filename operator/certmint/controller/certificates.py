@@ -91,7 +91,7 @@ async def reconcile_certificate(op: Operator, namespace: str, name: str) -> None
             {},
         )
         metrics.set_ready(namespace, name, "False")
-        rec.settled = Settled((inputs[0], inputs[1], inputs[2]), False)
+        rec.settled = Settled(inputs, False)
         return
     snapshot = await _gather(op, rec, rec.spec, unread=timer_only)
     decision = plan(snapshot)
