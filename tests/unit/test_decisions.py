@@ -24,7 +24,7 @@ from certmint.core.decisions import (
 )
 from certmint.core.spec import CertificateSpec
 from certmint.pki.csr import build_csr, parse_csr
-from certmint.pki.inspect import certificate_facts
+from certmint.pki.inspect import CertificateFacts, certificate_facts
 from certmint.pki.keys import PrivateKey, encode_private_key, generate_private_key
 from certmint.pki.signing import IssuedCertificate, SigningAuthority, SigningRequest, self_sign
 from tests.unit.builders import NOW, build_ca, certificate_spec, issue_for
@@ -37,17 +37,22 @@ def issued(authority: SigningAuthority) -> tuple[IssuedCertificate, PrivateKey]:
     return issue_for(SPEC, authority)
 
 
-@pytest.fixture
-def good(issued: tuple[IssuedCertificate, PrivateKey]) -> SecretSnapshot:
-    certificate, key = issued
-    labels, annotations = desired_secret_metadata(
-        SPEC,
+def _metadata(spec: CertificateSpec, facts: CertificateFacts | None) -> tuple[dict[str, str], dict[str, str]]:
+    """desired_secret_metadata for Certificate "web" (uid-web) of ClusterIssuer internal-ca."""
+    return desired_secret_metadata(
+        spec,
         certificate_name="web",
         certificate_uid="uid-web",
         issuer_name="internal-ca",
         issuer_kind="ClusterIssuer",
-        facts=certificate_facts(certificate.certificate),
+        facts=facts,
     )
+
+
+@pytest.fixture
+def good(issued: tuple[IssuedCertificate, PrivateKey]) -> SecretSnapshot:
+    certificate, key = issued
+    labels, annotations = _metadata(SPEC, certificate_facts(certificate.certificate))
     return SecretSnapshot(
         exists=True,
         certificate_pem=certificate.chain_pem,
@@ -264,14 +269,7 @@ def test_desired_metadata_without_a_certificate() -> None:
             "annotations": {"reloader.stakater.com/match": "true"},
         }
     )
-    labels, annotations = desired_secret_metadata(
-        spec,
-        certificate_name="web",
-        certificate_uid="uid-web",
-        issuer_name="internal-ca",
-        issuer_kind="ClusterIssuer",
-        facts=None,
-    )
+    labels, annotations = _metadata(spec, None)
     assert labels == {"app": "web", "certmint.dev/certificate-name": "web"}
     assert annotations == {
         "reloader.stakater.com/match": "true",
@@ -284,14 +282,7 @@ def test_desired_metadata_without_a_certificate() -> None:
 
 def test_desired_metadata_describes_the_certificate(issued: Any) -> None:
     certificate, _ = issued
-    _, annotations = desired_secret_metadata(
-        SPEC,
-        certificate_name="web",
-        certificate_uid="uid-web",
-        issuer_name="internal-ca",
-        issuer_kind="ClusterIssuer",
-        facts=certificate_facts(certificate.certificate),
-    )
+    _, annotations = _metadata(SPEC, certificate_facts(certificate.certificate))
     assert annotations["certmint.dev/serial-number"] == certificate.serial_number
     assert annotations["certmint.dev/not-after"] == "2030-01-02T12:00:00Z"
     assert annotations["certmint.dev/common-name"] == "web.default.svc"

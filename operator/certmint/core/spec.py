@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from fractions import Fraction
@@ -411,25 +411,19 @@ def _ip_addresses(value: Any, path: str) -> tuple[str, ...]:
     return dedupe(addresses)
 
 
-def _uris(value: Any, path: str) -> tuple[str, ...]:
-    """Absolute URIs; a spiffe:// URI must be a valid SPIFFE ID (names.check_uri, as on the CSR path)."""
-    uris = _strings(value, path)
-    for index, uri in enumerate(uris):
-        try:
-            check_uri(uri)
-        except ValueError as exc:
-            raise _fail(f"{path}[{index}]", f"{_q(uri)} {exc}") from None
-    return dedupe(uris)
+def _checked_names(value: Any, path: str, check: Callable[[str], str]) -> tuple[str, ...]:
+    """Strings that ``check`` accepts, without duplicates; its ValueError completes a sentence about the value.
 
-
-def _email_addresses(value: Any, path: str) -> tuple[str, ...]:
-    emails = _strings(value, path)
-    for index, email in enumerate(emails):
+    The checks are the CSR path's (certmint.pki.names): URIs absolute and a spiffe:// URI a valid SPIFFE ID
+    (check_uri), email addresses ASCII local@domain (check_email_address).
+    """
+    values = _strings(value, path)
+    for index, text in enumerate(values):
         try:
-            check_email_address(email)
+            check(text)
         except ValueError as exc:
-            raise _fail(f"{path}[{index}]", f"{_q(email)} {exc}") from None
-    return dedupe(emails)
+            raise _fail(f"{path}[{index}]", f"{_q(text)} {exc}") from None
+    return dedupe(values)
 
 
 # --- Certificate --------------------------------------------------------------------------------
@@ -472,8 +466,8 @@ class CertificateSpec(Identity):
                 raise _fail("spec.commonName", f"{_q(common_name)} {exc}") from None
         dns_names = _dns_names(spec.get("dnsNames"), "spec.dnsNames")
         ip_addresses = _ip_addresses(spec.get("ipAddresses"), "spec.ipAddresses")
-        uris = _uris(spec.get("uris"), "spec.uris")
-        emails = _email_addresses(spec.get("emailAddresses"), "spec.emailAddresses")
+        uris = _checked_names(spec.get("uris"), "spec.uris", check_uri)
+        emails = _checked_names(spec.get("emailAddresses"), "spec.emailAddresses", check_email_address)
         if not (common_name or dns_names or ip_addresses or uris or emails):
             raise _fail("spec", "set at least one of commonName, dnsNames, ipAddresses, uris, emailAddresses")
         duration, renew_before, percentage = _lifetime(spec)
