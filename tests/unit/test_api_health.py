@@ -29,14 +29,19 @@ class Clock:
         return self.now
 
 
+def _health() -> tuple[Clock, ApiHealth]:
+    """An ApiHealth on a test clock: an outage from 1 s of failures, settled 10 s after it ends."""
+    clock = Clock()
+    return clock, ApiHealth(clock=clock, min_outage_s=1, settle_s=10)
+
+
 def _outage_records(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str]]:
     return [(r.levelname, r.getMessage()) for r in caplog.records if r.name == API_LOG]
 
 
 def test_one_warning_per_outage_and_one_info_when_it_ends(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    clock = Clock()
-    health = ApiHealth(clock=clock, min_outage_s=1, settle_s=10)
+    clock, health = _health()
     back: list[float] = []
     health.on_available = lambda: back.append(clock.now)
     for _ in range(500):  # 500 keys fail during the outage
@@ -56,8 +61,7 @@ def test_one_warning_per_outage_and_one_info_when_it_ends(caplog: pytest.LogCapt
 
 def test_a_blip_shorter_than_the_minimum_outage_stays_at_debug(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    clock = Clock()
-    health = ApiHealth(clock=clock, min_outage_s=1, settle_s=10)
+    clock, health = _health()
     back: list[float] = []
     health.on_available = lambda: back.append(clock.now)
     health.failed("429 Too Many Requests", sent_at=clock.now)  # a cache initialising at start-up
@@ -77,8 +81,7 @@ def test_a_blip_shorter_than_the_minimum_outage_stays_at_debug(caplog: pytest.Lo
 
 def test_failures_of_requests_sent_during_the_last_outage_are_not_a_new_one(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    clock = Clock()
-    health = ApiHealth(clock=clock, min_outage_s=1, settle_s=10)
+    clock, health = _health()
     sent_early = clock.now
     health.failed("reset", sent_at=sent_early)
     clock.now += 3
@@ -94,8 +97,7 @@ def test_failures_of_requests_sent_during_the_last_outage_are_not_a_new_one(capl
 
 
 def test_outage_filter_moves_kopfs_request_failures_to_debug_while_the_server_is_away() -> None:
-    clock = Clock()
-    health = ApiHealth(clock=clock, min_outage_s=1, settle_s=10)
+    clock, health = _health()
     log_filter = OutageLogFilter(health)
 
     def record(name: str, level: int = logging.ERROR, *, exc: bool = False) -> logging.LogRecord:

@@ -50,6 +50,14 @@ class ScriptedApi(KubeClient):
             yield event
 
 
+async def _run_until_watch(watch: ListWatch, api: ScriptedApi, n: int) -> None:
+    """Run ``watch`` until its ``n``-th watch request starts (5 s at most), then stop it."""
+    task = asyncio.create_task(watch.run())
+    async with asyncio.timeout(5):
+        await api.watch_started[n - 1].wait()
+    task.cancel()
+
+
 async def test_gone_relists_and_reports_what_disappeared_meanwhile() -> None:
     api = ScriptedApi(
         lists=[[_secret("a", 1), _secret("b", 2)], [_secret("b", 2), _secret("c", 5)]],
@@ -66,10 +74,7 @@ async def test_gone_relists_and_reports_what_disappeared_meanwhile() -> None:
     watch = ListWatch(
         api, "/api/v1/secrets", "l", lambda t, o: events.append((t, o["metadata"]["name"])), listed.append
     )
-    task = asyncio.create_task(watch.run())
-    async with asyncio.timeout(5):
-        await api.watch_started[1].wait()
-    task.cancel()
+    await _run_until_watch(watch, api, 2)
     assert listed == [{("ns", "a"), ("ns", "b")}, {("ns", "b"), ("ns", "c")}]  # "a" is gone: the caller sees it
     assert events == [("ADDED", "a"), ("ADDED", "b"), ("MODIFIED", "a"), ("ADDED", "b"), ("ADDED", "c")]
     assert api.watched_from == ["100", "100"]  # each watch starts where its list ended
@@ -82,10 +87,7 @@ async def test_errors_back_off_and_retry_then_resume_from_the_last_version() -> 
     )
     listed: list[set[tuple[str, str]]] = []
     watch = ListWatch(api, "/api/v1/secrets", "l", lambda t, o: None, listed.append, min_backoff_s=0.01)
-    task = asyncio.create_task(watch.run())
-    async with asyncio.timeout(5):
-        await api.watch_started[2].wait()
-    task.cancel()
+    await _run_until_watch(watch, api, 3)
     assert listed == [{("ns", "a")}]
     # The first stream ended normally after "b": the next watch resumes from b's version, no relist.
     assert api.watched_from == ["100", "7", "7"]
@@ -98,10 +100,7 @@ async def test_an_unavailable_api_server_is_retried_quietly(caplog: pytest.LogCa
     api = ScriptedApi(lists=[refused, refused, refused, [_secret("a", 1)]], watches=[])
     listed: list[set[tuple[str, str]]] = []
     watch = ListWatch(api, "/api/v1/secrets", "l", lambda t, o: None, listed.append, min_backoff_s=0.01)
-    task = asyncio.create_task(watch.run())
-    async with asyncio.timeout(5):
-        await api.watch_started[0].wait()
-    task.cancel()
+    await _run_until_watch(watch, api, 1)
     assert listed == [{("ns", "a")}]
     retries = [r for r in caplog.records if r.name == "certmint.watch"]
     assert len(retries) == 3 and all(r.levelno == logging.DEBUG for r in retries)
