@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Callable
+from dataclasses import fields
 from typing import Any
 
 import pytest
@@ -13,8 +14,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from certmint.pki.csr import CertificateTemplate, build_csr, build_subject, parse_csr
+from certmint.pki.inspect import subject_names
 from certmint.pki.keys import PKIError, PrivateKey, signature_hash
-from certmint.pki.names import SubjectNames
+from certmint.pki.names import SUBJECT_ATTRIBUTES, Identity, SubjectNames
 
 
 def _pem(der: bytes) -> bytes:
@@ -213,3 +215,30 @@ def test_free_text_common_names_are_kept_as_written(key_of: Callable[[str, int],
 def test_a_csr_without_any_identity_is_refused(key_of: Callable[[str, int], PrivateKey]) -> None:
     with pytest.raises(PKIError, match="no identity"):
         parse_csr(_raw_csr(key_of("ECDSA", 256), [x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters")]))
+
+
+#: Every kind of subject attribute set, each to a different value.
+FULL_SUBJECT = SubjectNames(
+    organizations=("Example", "Example Two"),
+    organizational_units=("Platform",),
+    countries=("DE",),
+    localities=("Berlin",),
+    provinces=("BE",),
+    street_addresses=("Example Street 1",),
+    postal_codes=("10115",),
+    serial_number="dev-1",
+)
+
+
+def test_one_table_covers_every_subject_attribute(key_of: Callable[[str, int], PrivateKey]) -> None:
+    """Building, reading and parsing a subject go through pki.names.SUBJECT_ATTRIBUTES: a SubjectNames field without
+    a row there would be dropped on the way, so every field has one, and every value survives every way."""
+    assert sorted(a.field for a in SUBJECT_ATTRIBUTES) == sorted(f.name for f in fields(SubjectNames))
+    assert all(FULL_SUBJECT.values(a) for a in SUBJECT_ATTRIBUTES)
+    assert SubjectNames.from_values(FULL_SUBJECT.values) == FULL_SUBJECT
+    name = build_subject("cn", FULL_SUBJECT)
+    assert subject_names(name) == FULL_SUBJECT
+    oids = [a.oid for a in name]
+    assert (oids[0], oids[-1]) == (NameOID.COUNTRY_NAME, NameOID.COMMON_NAME)  # Go's pkix order
+    csr = parse_csr(build_csr(key_of("ECDSA", 256), Identity(common_name="cn", subject=FULL_SUBJECT)))
+    assert (csr.common_name, csr.subject) == ("cn", FULL_SUBJECT)

@@ -302,9 +302,9 @@ def test_allowed_subject_patterns_per_kind() -> None:
         policy,
         subject=SubjectNames(organizations=("example", "team-team-b"), countries=("US",), localities=("Berlin",)),
     ) == [
+        'subject country "US" is not allowed (allowed: DE, FR)',
         'subject organization "example" is not allowed for namespace "team-a" (allowed: Example, team-team-a)',
         'subject organization "team-team-b" is not allowed for namespace "team-a" (allowed: Example, team-team-a)',
-        'subject country "US" is not allowed (allowed: DE, FR)',
         'subject locality "Berlin" is not allowed '
         "(policy.allowedSubject.localities is empty or not set, so none are allowed)",
     ]

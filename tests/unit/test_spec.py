@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import fields
 from datetime import timedelta
 from typing import Any
 
@@ -19,8 +20,10 @@ from certmint.core.spec import (
     KeySpec,
     Policy,
     SpecError,
+    SubjectPolicy,
     SubjectSpec,
 )
+from certmint.pki.names import SUBJECT_ATTRIBUTES
 
 MINIMAL: dict[str, Any] = {"secretName": "web-tls", "issuerRef": {"name": "ca"}, "dnsNames": ["web"]}
 
@@ -406,3 +409,9 @@ def test_policy_common_names_and_subject() -> None:
         Policy.from_dict({"allowedSubject": {"organizations": "Example"}})
     with pytest.raises(SpecError, match=re.escape('spec.policy.allowedSubject: unknown field "commonNames"')):
         Policy.from_dict({"allowedSubject": {"commonNames": ["x"]}})
+
+
+def test_allowed_subject_has_a_pattern_list_for_every_kind_of_subject_attribute() -> None:
+    assert set(SubjectPolicy.FIELDS.values()) == {f.name for f in fields(SubjectPolicy)}
+    policy = SubjectPolicy.from_dict({key: [key] for key in SubjectPolicy.FIELDS}, "spec.policy.allowedSubject")
+    assert [policy.patterns(a) for a in SUBJECT_ATTRIBUTES] == [(SubjectPolicy.key(a),) for a in SUBJECT_ATTRIBUTES]

@@ -27,7 +27,7 @@ from typing import Final
 from certmint.core.conditions import Condition
 from certmint.core.spec import IssuerSpec, Policy, SubjectPolicy, format_duration
 from certmint.pki.csr import CSRInfo
-from certmint.pki.names import Identity, SubjectNames, quote
+from certmint.pki.names import SUBJECT_ATTRIBUTES, Identity, SubjectNames, quote
 
 _ANY_CHARS: Final = ".+"
 _ONE_PATH_SEGMENT: Final = "[^/]+"
@@ -47,17 +47,6 @@ class _NameRule:
 
 _DNS_RULE: Final = _NameRule("DNS name", "allowedDNSNames", _ANY_CHARS, True, True)
 _CN_RULE: Final = _NameRule("common name", "allowedCommonNames", _ANY_CHARS, True, True)
-#: Subject attributes: (SubjectPolicy field, CRD field, what one value is called in messages).
-_SUBJECT_KINDS: Final = (
-    ("organizations", "organizations", "organization"),
-    ("organizational_units", "organizationalUnits", "organizational unit"),
-    ("countries", "countries", "country"),
-    ("localities", "localities", "locality"),
-    ("provinces", "provinces", "province"),
-    ("street_addresses", "streetAddresses", "street address"),
-    ("postal_codes", "postalCodes", "postal code"),
-    ("serial_numbers", "serialNumbers", "serialNumber"),
-)
 _URI_RULE: Final = _NameRule("URI SAN", "allowedURIs", _ONE_PATH_SEGMENT, False, True)
 _EMAIL_RULE: Final = _NameRule("email address", "allowedEmailAddresses", _ANY_CHARS, True, False)
 
@@ -214,28 +203,19 @@ def _check_subject(allowed: SubjectPolicy | None, subject: SubjectNames, namespa
     """Each subject attribute value must match a pattern of its kind (case-sensitive), when allowedSubject is set."""
     if allowed is None:
         return []
-    requested = {
-        "organizations": subject.organizations,
-        "organizational_units": subject.organizational_units,
-        "countries": subject.countries,
-        "localities": subject.localities,
-        "provinces": subject.provinces,
-        "street_addresses": subject.street_addresses,
-        "postal_codes": subject.postal_codes,
-        "serial_numbers": (subject.serial_number,) if subject.serial_number else (),
-    }
     violations = []
-    for attribute, field, what in _SUBJECT_KINDS:
-        patterns: tuple[str, ...] = getattr(allowed, attribute)
+    for attribute in SUBJECT_ATTRIBUTES:
+        patterns = allowed.patterns(attribute)
         scope = f" for namespace {quote(namespace)}" if any(_NAMESPACE in p for p in patterns) else ""
-        for value in requested[attribute]:
+        for value in subject.values(attribute):
             if any(pattern_matches(p, value, namespace=namespace) for p in patterns):
                 continue
             if patterns:
                 allowed_text = f"(allowed: {_shown(patterns, namespace)})"
             else:
+                field = SubjectPolicy.key(attribute)
                 allowed_text = f"(policy.allowedSubject.{field} is empty or not set, so none are allowed)"
-            violations.append(f"subject {what} {quote(value)} is not allowed{scope} {allowed_text}")
+            violations.append(f"subject {attribute.noun} {quote(value)} is not allowed{scope} {allowed_text}")
     return violations
 
 

@@ -21,7 +21,9 @@ from typing import Any, ClassVar, Final, TypeVar
 
 from certmint.pki.keys import ECDSA, ED25519, KEY_SIZES, PKCS1, PKCS8, RSA
 from certmint.pki.names import (
+    SUBJECT_ATTRIBUTES,
     Identity,
+    SubjectAttribute,
     SubjectNames,
     canonical_dns_name,
     check_common_name,
@@ -315,23 +317,20 @@ class KeySpec:
 
 def _subject(value: Any, path: str) -> SubjectNames:
     subject = _mapping(value, path)
-    countries = _attributes(subject, "countries", path)
-    for country in countries:
+
+    def values(attribute: SubjectAttribute) -> tuple[str, ...]:
+        if not attribute.single:
+            return _attributes(subject, attribute.key, path)
+        text = _string(subject.get(attribute.key), f"{path}.{attribute.key}")
+        if text is None:
+            return ()
+        return (_attribute(text, f"{path}.{attribute.key}"),)
+
+    names = SubjectNames.from_values(values)
+    for country in names.countries:
         if len(country) != 2:
             raise _fail(f"{path}.countries", f"{_q(country)} is not a two-letter country code")
-    serial_number = _string(subject.get("serialNumber"), f"{path}.serialNumber")
-    if serial_number is not None:
-        _attribute(serial_number, f"{path}.serialNumber")
-    return SubjectNames(
-        organizations=_attributes(subject, "organizations", path),
-        organizational_units=_attributes(subject, "organizationalUnits", path),
-        countries=countries,
-        localities=_attributes(subject, "localities", path),
-        provinces=_attributes(subject, "provinces", path),
-        street_addresses=_attributes(subject, "streetAddresses", path),
-        postal_codes=_attributes(subject, "postalCodes", path),
-        serial_number=serial_number,
-    )
+    return names
 
 
 def _attributes(subject: Mapping[str, Any], key: str, path: str) -> tuple[str, ...]:
@@ -342,9 +341,9 @@ def _attributes(subject: Mapping[str, Any], key: str, path: str) -> tuple[str, .
     return values
 
 
-def _attribute(value: str, path: str) -> None:
+def _attribute(value: str, path: str) -> str:
     try:
-        check_text_attribute(value)
+        return check_text_attribute(value)
     except ValueError as exc:
         raise _fail(path, f"{_q(value)} is not accepted: {exc}") from None
 
@@ -591,6 +590,11 @@ def _request_pem(value: Any) -> bytes:
 # --- Issuer policy ------------------------------------------------------------------------------
 
 
+def _plural(attribute: SubjectAttribute, name: str) -> str:
+    """allowedSubject holds a list of patterns for every kind, so the serial number's name takes an "s"."""
+    return f"{name}s" if attribute.single else name
+
+
 @dataclass(frozen=True, slots=True)
 class SubjectPolicy:
     """``policy.allowedSubject``: patterns per subject attribute kind; a kind left out allows none of its kind.
@@ -600,28 +604,29 @@ class SubjectPolicy:
     or more characters; ``{namespace}`` stands for the requesting namespace.
     """
 
+    countries: tuple[str, ...] = ()
     organizations: tuple[str, ...] = ()
     organizational_units: tuple[str, ...] = ()
-    countries: tuple[str, ...] = ()
     localities: tuple[str, ...] = ()
     provinces: tuple[str, ...] = ()
     street_addresses: tuple[str, ...] = ()
     postal_codes: tuple[str, ...] = ()
     serial_numbers: tuple[str, ...] = ()
 
-    #: CRD field name -> attribute name, in the order messages list them.
+    #: CRD field name -> attribute name, in the order messages list them (pki.names.SUBJECT_ATTRIBUTES).
     FIELDS: ClassVar[Mapping[str, str]] = MappingProxyType(
-        {
-            "organizations": "organizations",
-            "organizationalUnits": "organizational_units",
-            "countries": "countries",
-            "localities": "localities",
-            "provinces": "provinces",
-            "streetAddresses": "street_addresses",
-            "postalCodes": "postal_codes",
-            "serialNumbers": "serial_numbers",
-        }
+        {_plural(a, a.key): _plural(a, a.field) for a in SUBJECT_ATTRIBUTES}
     )
+
+    @staticmethod
+    def key(attribute: SubjectAttribute) -> str:
+        """The ``allowedSubject`` field for a kind of subject attribute (``serialNumbers`` for the serial number)."""
+        return _plural(attribute, attribute.key)
+
+    def patterns(self, attribute: SubjectAttribute) -> tuple[str, ...]:
+        """The patterns for a kind of subject attribute."""
+        patterns: tuple[str, ...] = getattr(self, _plural(attribute, attribute.field))
+        return patterns
 
     @classmethod
     def from_dict(cls, value: Any, path: str) -> SubjectPolicy:

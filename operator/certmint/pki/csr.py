@@ -33,6 +33,7 @@ from certmint.pki.keys import (
     supported_public_key,
 )
 from certmint.pki.names import (
+    SUBJECT_ATTRIBUTES,
     Identity,
     SubjectNames,
     canonical_dns_name,
@@ -72,19 +73,9 @@ class CSRInfo(Identity):
 
 
 #: The subject attributes a CSR may carry, by OID, with the short names messages use. Anything else is refused.
-_SUBJECT_ATTRIBUTES: Final = {
-    NameOID.COUNTRY_NAME: "C",
-    NameOID.ORGANIZATION_NAME: "O",
-    NameOID.ORGANIZATIONAL_UNIT_NAME: "OU",
-    NameOID.LOCALITY_NAME: "L",
-    NameOID.STATE_OR_PROVINCE_NAME: "ST",
-    NameOID.STREET_ADDRESS: "street",
-    NameOID.POSTAL_CODE: "postalCode",
-    NameOID.SERIAL_NUMBER: "serialNumber",
-    NameOID.COMMON_NAME: "CN",
-}
+_SUBJECT_ATTRIBUTES: Final = {**{a.oid: a.short for a in SUBJECT_ATTRIBUTES}, NameOID.COMMON_NAME: "CN"}
 #: Attributes that may appear at most once (SubjectNames holds one serial number; a TLS client reads one CN).
-_SINGLE_VALUED: Final = (NameOID.COMMON_NAME, NameOID.SERIAL_NUMBER)
+_SINGLE_VALUED: Final = (NameOID.COMMON_NAME, *(a.oid for a in SUBJECT_ATTRIBUTES if a.single))
 #: SAN types a policy judges (DNS, IP, URI, email); the names of the others for messages (RFC 5280 GeneralName).
 _JUDGED_SAN_TYPES: Final = (x509.DNSName, x509.IPAddress, x509.UniformResourceIdentifier, x509.RFC822Name)
 _SAN_TYPE_NAMES: Final[dict[type[x509.GeneralName], str]] = {
@@ -99,17 +90,8 @@ def build_subject(common_name: str | None, subject: SubjectNames) -> x509.Name:
 
     cert-manager users see the same subject order they are used to.
     """
-    pairs: list[tuple[ObjectIdentifier, Sequence[str]]] = [
-        (NameOID.COUNTRY_NAME, subject.countries),
-        (NameOID.ORGANIZATION_NAME, subject.organizations),
-        (NameOID.ORGANIZATIONAL_UNIT_NAME, subject.organizational_units),
-        (NameOID.LOCALITY_NAME, subject.localities),
-        (NameOID.STATE_OR_PROVINCE_NAME, subject.provinces),
-        (NameOID.STREET_ADDRESS, subject.street_addresses),
-        (NameOID.POSTAL_CODE, subject.postal_codes),
-        (NameOID.SERIAL_NUMBER, (subject.serial_number,) if subject.serial_number else ()),
-        (NameOID.COMMON_NAME, (common_name,) if common_name else ()),
-    ]
+    pairs: list[tuple[ObjectIdentifier, Sequence[str]]] = [(a.oid, subject.values(a)) for a in SUBJECT_ATTRIBUTES]
+    pairs.append((NameOID.COMMON_NAME, (common_name,) if common_name else ()))
     try:
         return x509.Name([x509.NameAttribute(oid, value) for oid, values in pairs for value in values])
     except ValueError as exc:  # e.g. a country that is not two letters, a CN over 64 characters
@@ -239,18 +221,8 @@ def judged_subject(name: x509.Name) -> tuple[str | None, SubjectNames]:
     for country in countries:
         if len(country) != 2 or not country.isascii() or not country.isalpha():
             raise UnjudgeableRequest(f"the CSR's subject attribute C {quote(country)} is not a two-letter country code")
-    serials = values[NameOID.SERIAL_NUMBER]
     common_names = values[NameOID.COMMON_NAME]
-    return (common_names[0] if common_names else None), SubjectNames(
-        organizations=tuple(values[NameOID.ORGANIZATION_NAME]),
-        organizational_units=tuple(values[NameOID.ORGANIZATIONAL_UNIT_NAME]),
-        countries=tuple(countries),
-        localities=tuple(values[NameOID.LOCALITY_NAME]),
-        provinces=tuple(values[NameOID.STATE_OR_PROVINCE_NAME]),
-        street_addresses=tuple(values[NameOID.STREET_ADDRESS]),
-        postal_codes=tuple(values[NameOID.POSTAL_CODE]),
-        serial_number=serials[0] if serials else None,
-    )
+    return (common_names[0] if common_names else None), SubjectNames.from_values(lambda a: values[a.oid])
 
 
 def _attribute_name(oid: x509.ObjectIdentifier) -> str:

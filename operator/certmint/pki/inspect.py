@@ -14,7 +14,6 @@ from datetime import datetime
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509.oid import NameOID
 
 from certmint.pki.csr import common_name_of, split_general_names
 from certmint.pki.keys import PKIError, describe_public_key
@@ -110,17 +109,7 @@ def subject_names(name: x509.Name) -> SubjectNames:
         attributes = name.get_attributes_for_oid(oid)
         return tuple(a.value.decode() if isinstance(a.value, bytes) else a.value for a in attributes)
 
-    serials = values(NameOID.SERIAL_NUMBER)
-    return SubjectNames(
-        organizations=values(NameOID.ORGANIZATION_NAME),
-        organizational_units=values(NameOID.ORGANIZATIONAL_UNIT_NAME),
-        countries=values(NameOID.COUNTRY_NAME),
-        localities=values(NameOID.LOCALITY_NAME),
-        provinces=values(NameOID.STATE_OR_PROVINCE_NAME),
-        street_addresses=values(NameOID.STREET_ADDRESS),
-        postal_codes=values(NameOID.POSTAL_CODE),
-        serial_number=serials[0] if serials else None,
-    )
+    return SubjectNames.from_values(lambda a: values(a.oid))
 
 
 def load_pem_chain(pem: bytes) -> list[x509.Certificate]:

@@ -18,10 +18,12 @@ import ipaddress
 import json
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 from urllib.parse import urlsplit
+
+from cryptography.x509.oid import NameOID, ObjectIdentifier
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +42,55 @@ class SubjectNames:
     street_addresses: tuple[str, ...] = ()
     postal_codes: tuple[str, ...] = ()
     serial_number: str | None = None
+
+    def values(self, attribute: SubjectAttribute) -> tuple[str, ...]:
+        """The values of one kind of attribute (the serial number as a tuple of at most one)."""
+        value = getattr(self, attribute.field)
+        if attribute.single:
+            return (value,) if value else ()
+        return tuple(value)
+
+    @classmethod
+    def from_values(cls, values: Callable[[SubjectAttribute], Iterable[str]]) -> SubjectNames:
+        """The subject holding ``values(attribute)`` for each kind in SUBJECT_ATTRIBUTES (the first serial number)."""
+        fields: dict[str, Any] = {}
+        for attribute in SUBJECT_ATTRIBUTES:
+            found = tuple(values(attribute))
+            fields[attribute.field] = (found[0] if found else None) if attribute.single else found
+        return cls(**fields)
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectAttribute:
+    """One kind of subject attribute besides the common name, with every name the layers know it by."""
+
+    #: the SubjectNames field, e.g. "organizational_units"
+    field: str
+    #: the key in a Certificate's ``spec.subject``, e.g. "organizationalUnits"
+    key: str
+    oid: ObjectIdentifier
+    #: as a distinguished name writes it, e.g. "OU"
+    short: str
+    #: one value of it in messages, e.g. "organizational unit"
+    noun: str
+    #: at most one value (the serial number)
+    single: bool = False
+
+
+#: The subject attributes SubjectNames holds, in the order Go's pkix (and so cert-manager) writes a subject.
+#: Building, reading, parsing and judging a subject all go through this table.
+SUBJECT_ATTRIBUTES: Final = (
+    SubjectAttribute("countries", "countries", NameOID.COUNTRY_NAME, "C", "country"),
+    SubjectAttribute("organizations", "organizations", NameOID.ORGANIZATION_NAME, "O", "organization"),
+    SubjectAttribute(
+        "organizational_units", "organizationalUnits", NameOID.ORGANIZATIONAL_UNIT_NAME, "OU", "organizational unit"
+    ),
+    SubjectAttribute("localities", "localities", NameOID.LOCALITY_NAME, "L", "locality"),
+    SubjectAttribute("provinces", "provinces", NameOID.STATE_OR_PROVINCE_NAME, "ST", "province"),
+    SubjectAttribute("street_addresses", "streetAddresses", NameOID.STREET_ADDRESS, "street", "street address"),
+    SubjectAttribute("postal_codes", "postalCodes", NameOID.POSTAL_CODE, "postalCode", "postal code"),
+    SubjectAttribute("serial_number", "serialNumber", NameOID.SERIAL_NUMBER, "serialNumber", "serialNumber", True),
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
