@@ -245,8 +245,6 @@ def test_renewal_time_reached(good: SecretSnapshot, ca_identity: IssuerIdentity)
         "Renewing",
         "renewal time 2030-01-02T04:00:00Z reached; the current certificate expires at 2030-01-02T12:00:00Z",
     )
-    # The former keyword still works until every caller passes renewal_time.
-    assert issuance_reason(SPEC, good, ca_identity, now=at, renewal_at=at) == reason
 
 
 def test_checks_run_in_order(good: SecretSnapshot, ca_identity: IssuerIdentity) -> None:

@@ -109,8 +109,7 @@ def issuance_reason(
     issuer: IssuerIdentity | None,
     *,
     now: datetime,
-    renewal_time: datetime | None = None,
-    renewal_at: datetime | None = None,
+    renewal_time: datetime | None,
 ) -> Reason | None:
     """The first reason to issue, or None when the Secret's key pair is good for ``spec``.
 
@@ -118,11 +117,8 @@ def issuance_reason(
     unparseable; key not matching the certificate; certificate not matching
     the spec; issued by another issuer (skipped when ``issuer`` is None, e.g.
     not ready); expired; ``renewal_time`` reached (skipped when it is None;
-    see certmint.core.renewal for the vocabulary). ``renewal_at`` is its
-    former name, accepted until the controller passes ``renewal_time``.
+    see certmint.core.renewal for the vocabulary).
     """
-    if renewal_time is None:
-        renewal_time = renewal_at
     where = _secret_text(spec, secret)
     facts = _load(secret, where)
     if isinstance(facts, Reason):
