@@ -108,18 +108,20 @@ api_requests = Counter(
     ["verb", "resource"],
     registry=REGISTRY,
 )
-renewal_lag = Histogram(
+scheduler_lag = Histogram(
     "certmint_scheduler_lag_seconds",
     "How late the scheduler fired a timer (renewal, retry) compared with its due time.",
     buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5),
     registry=REGISTRY,
 )
-renewal_start_lag = Histogram(
+renewal_lag = Histogram(
     "certmint_renewal_lag_seconds",
     "How late a renewal started compared with its scheduled renewal time.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10),
     registry=REGISTRY,
 )
+#: The former Python name of ``renewal_lag``, until every caller uses that.
+renewal_start_lag = renewal_lag
 memory_releases = Counter(
     "certmint_memory_releases_total",
     "Times the operator handed freed memory back to the system after a burst of work had settled.",

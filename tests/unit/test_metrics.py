@@ -42,3 +42,9 @@ def test_ready_without_times_exports_only_readiness() -> None:
     assert 'name="broken",namespace="ns-m"} 0.0' in text
     assert 'timestamp_seconds{issuer_kind="",issuer_name="",name="broken"' not in text
     metrics.forget_certificate("ns-m", "broken")
+
+
+def test_each_lag_histogram_is_named_in_python_as_it_is_exported() -> None:
+    assert metrics.scheduler_lag.describe()[0].name == "certmint_scheduler_lag_seconds"
+    assert metrics.renewal_lag.describe()[0].name == "certmint_renewal_lag_seconds"
+    assert metrics.renewal_start_lag is metrics.renewal_lag
