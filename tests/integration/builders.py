@@ -115,6 +115,24 @@ class Certmint:
         else:
             self.custom.delete_cluster_custom_object(GROUP, VERSION, plural, name)
 
+    def items(self, kind: str, namespace: str, label_selector: str | None = None) -> list[dict[str, Any]]:
+        """The objects of ``kind`` in ``namespace`` (with the label selector, if given)."""
+        selected = {"label_selector": label_selector} if label_selector else {}
+        listed = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, kind.lower() + "s", **selected)
+        return list(listed["items"])
+
+    def requests_of(self, certificate_name: str, namespace: str) -> list[dict[str, Any]]:
+        """The CertificateRequests the operator made for a Certificate (by the label it puts on them)."""
+        return self.items("CertificateRequest", namespace, f"certmint.dev/certificate-name={certificate_name}")
+
+    def requests_owned_by(self, certificate_uid: str, namespace: str) -> list[dict[str, Any]]:
+        """The CertificateRequests whose owner is the Certificate with this uid, whatever their labels say."""
+        return [
+            r
+            for r in self.items("CertificateRequest", namespace)
+            if any(o["uid"] == certificate_uid for o in r["metadata"].get("ownerReferences") or [])
+        ]
+
     def condition(self, kind: str, name: str, namespace: str | None, type_: str) -> dict[str, Any] | None:
         return condition_of(self.get(kind, name, namespace), type_)
 
@@ -195,15 +213,20 @@ def serial_hex(cert: x509.Certificate) -> str:
     return format(cert.serial_number, "x")
 
 
-def ca_chain(cm: Certmint, root: str, namespace: str) -> str:
-    """The usual bootstrap: selfSigned ClusterIssuer → CA Certificate in ``namespace`` → CA ClusterIssuer ``root``."""
+def ca_chain(
+    cm: Certmint,
+    root: str,
+    namespace: str,
+    *,
+    policy: dict[str, Any] | None = None,
+    root_spec: dict[str, Any] | None = None,
+) -> str:
+    """The usual bootstrap: selfSigned ClusterIssuer → CA Certificate in ``namespace`` → CA ClusterIssuer ``root``
+    (with ``policy``); ``root_spec`` replaces the CA Certificate's spec beyond its issuer and Secret."""
     cm.create(cluster_issuer(f"{root}-selfsigned"))
-    cm.create(
-        certificate(
-            root, namespace, issuer_name=f"{root}-selfsigned", commonName=f"{root} CA", isCA=True, duration="24h"
-        )
-    )
+    spec = root_spec or {"commonName": f"{root} CA", "isCA": True, "duration": "24h"}
+    cm.create(certificate(root, namespace, issuer_name=f"{root}-selfsigned", **spec))
     cm.wait_ready("Certificate", root, namespace)
-    cm.create(cluster_issuer(root, ca_secret=f"{root}-tls"))
+    cm.create(cluster_issuer(root, ca_secret=f"{root}-tls", policy=policy))
     cm.wait_ready("ClusterIssuer", root)
     return root

@@ -10,7 +10,7 @@ from cryptography.x509.oid import NameOID
 from kubernetes import client
 
 from tests.controlplane.operator_process import OperatorProcess
-from tests.integration.builders import API_VERSION, Certmint, certificate, cluster_issuer, unique
+from tests.integration.builders import Certmint, ca_chain, resource, unique
 from tests.integration.conftest import OPERATOR_NAMESPACE
 
 pytestmark = pytest.mark.integration
@@ -28,29 +28,16 @@ def _csr(uri: str) -> tuple[ec.EllipticCurvePrivateKey, str]:
 
 
 def _request(name: str, ns: str, issuer: str, pem: str) -> dict[str, object]:
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "CertificateRequest",
-        "metadata": {"name": name, "namespace": ns},
-        "spec": {"request": pem, "issuerRef": {"name": issuer, "kind": "ClusterIssuer"}, "duration": "1h"},
-    }
+    spec = {"request": pem, "issuerRef": {"name": issuer, "kind": "ClusterIssuer"}, "duration": "1h"}
+    return resource("CertificateRequest", name, spec, ns)
 
 
 def test_workload_csr_is_signed_or_denied_by_policy(api: client.ApiClient, operator: OperatorProcess) -> None:
     cm = Certmint(api)
     ns = cm.namespace(unique("csr"))
     root = unique("csr-root")
-    cm.create(cluster_issuer(f"{root}-ss"))
-    cm.create(certificate(root, OPERATOR_NAMESPACE, issuer_name=f"{root}-ss", commonName=root, isCA=True))
-    cm.wait_ready("Certificate", root, OPERATOR_NAMESPACE)
-    cm.create(
-        cluster_issuer(
-            root,
-            ca_secret=f"{root}-tls",
-            policy={"allowedURIs": ["spiffe://cluster.local/ns/{namespace}/sa/*"]},
-        )
-    )
-    cm.wait_ready("ClusterIssuer", root)
+    policy = {"allowedURIs": ["spiffe://cluster.local/ns/{namespace}/sa/*"]}
+    ca_chain(cm, root, OPERATOR_NAMESPACE, policy=policy, root_spec={"commonName": root, "isCA": True})
 
     key, pem = _csr(f"spiffe://cluster.local/ns/{ns}/sa/worker")
     cm.create(_request("own", ns, root, pem))
@@ -103,11 +90,7 @@ def test_only_what_the_policy_judged_is_signed(api: client.ApiClient, operator: 
     cm = Certmint(api)
     ns = cm.namespace(unique("judged"))
     root = unique("judged-root")
-    cm.create(cluster_issuer(f"{root}-ss"))
-    cm.create(certificate(root, OPERATOR_NAMESPACE, issuer_name=f"{root}-ss", commonName=root, isCA=True))
-    cm.wait_ready("Certificate", root, OPERATOR_NAMESPACE)
-    cm.create(cluster_issuer(root, ca_secret=f"{root}-tls", policy=ISOLATED_POLICY))
-    cm.wait_ready("ClusterIssuer", root)
+    ca_chain(cm, root, OPERATOR_NAMESPACE, policy=ISOLATED_POLICY, root_spec={"commonName": root, "isCA": True})
 
     cn, org = NameOID.COMMON_NAME, NameOID.ORGANIZATION_NAME
     attacks = {
@@ -135,14 +118,8 @@ def test_a_shared_ca_without_isolation_says_so(api: client.ApiClient, operator: 
     """Issue 11, item 3: the documented footgun is visible in the ClusterIssuer's status."""
     cm = Certmint(api)
     root = unique("unrestricted")
-    cm.create(cluster_issuer(f"{root}-ss"))
-    cm.create(certificate(root, OPERATOR_NAMESPACE, issuer_name=f"{root}-ss", commonName=root, isCA=True))
-    cm.wait_ready("Certificate", root, OPERATOR_NAMESPACE)
-    cm.create(
-        cluster_issuer(
-            root, ca_secret=f"{root}-tls", policy={"allowedURIs": ["spiffe://cluster.local/ns/{namespace}/sa/*"]}
-        )
-    )
+    policy = {"allowedURIs": ["spiffe://cluster.local/ns/{namespace}/sa/*"]}
+    ca_chain(cm, root, OPERATOR_NAMESPACE, policy=policy, root_spec={"commonName": root, "isCA": True})
     warning = cm.wait_condition("ClusterIssuer", root, None, "Unrestricted", "True", reason="NoNamespaceIsolation")
     assert "DNS name, IP address, email address and subject attribute" in warning["message"]
     assert cm.condition("ClusterIssuer", root, None, "Ready")["status"] == "True"  # type: ignore[index]

@@ -84,15 +84,9 @@ def test_issues_a_certificate_matching_the_spec(cm: Certmint, ca_issuer: str, ns
     assert secret.metadata.annotations["certmint.dev/serial-number"] == serial_hex(cert)
     assert secret.metadata.annotations["certmint.dev/issuer-name"] == ca_issuer
 
-    requests = cm.custom.list_namespaced_custom_object(
-        "certmint.dev",
-        "v1alpha1",
-        ns,
-        "certificaterequests",
-        label_selector=f"certmint.dev/certificate-name={name}",
-    )
-    assert len(requests["items"]) == 1
-    request_status = {c["type"]: c["status"] for c in requests["items"][0]["status"]["conditions"]}
+    requests = cm.requests_of(name, ns)
+    assert len(requests) == 1
+    request_status = {c["type"]: c["status"] for c in requests[0]["status"]["conditions"]}
     assert request_status == {"Approved": "True", "Ready": "True"}
 
 

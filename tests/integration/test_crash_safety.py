@@ -90,7 +90,7 @@ def _assert_every_secret_consistent(cm: Certmint, ns: str, names: list[str], req
 
 def _assert_requests_signed_once_per_revision(cm: Certmint, ns: str, names: list[str]) -> None:
     """After the crashes: no CertificateRequest of ours is left unsigned, and no revision has two requests."""
-    items = cm.custom.list_namespaced_custom_object("certmint.dev", "v1alpha1", ns, "certificaterequests")["items"]
+    items = cm.items("CertificateRequest", ns)
     for name in names:
         uid = cm.get("Certificate", name, ns)["metadata"]["uid"]
         mine = [r for r in items if any(o["uid"] == uid for o in r["metadata"].get("ownerReferences") or [])]

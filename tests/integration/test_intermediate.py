@@ -18,13 +18,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
-from cryptography.x509.oid import NameOID
 from kubernetes import client
 
 from tests.integration.builders import Certmint, ca_chain, certificate, cluster_issuer, unique
 from tests.integration.conftest import OPERATOR_NAMESPACE
 from tests.integration.kubeutil import wait_for
 from tests.verifiers.verify import TLSFiles, handshake, openssl_verify
+from tests.x509util import certificate_builder, common_name
 
 pytestmark = pytest.mark.integration
 
@@ -115,16 +115,16 @@ def _hand_made(name: str, issuer: tuple[x509.Certificate, ec.EllipticCurvePrivat
     """A CA made with cryptography alone, as a person would with openssl: signed by ``issuer`` or by itself."""
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.UTC)
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     parent_cert, parent_key = issuer if issuer else (None, key)
+    not_before, not_after = now - datetime.timedelta(hours=1), now + datetime.timedelta(days=2)
     builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(parent_cert.subject if parent_cert else subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=2))
+        certificate_builder(
+            common_name(name),
+            key.public_key(),
+            not_before,
+            not_after,
+            issuer=parent_cert.subject if parent_cert else None,
+        )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
@@ -161,23 +161,30 @@ def _ca_secret(cm: Certmint, name: str, cert: x509.Certificate, key: Any, ca_crt
     cm.core.create_namespaced_secret(OPERATOR_NAMESPACE, body)
 
 
-def test_hand_made_intermediate_with_the_root_only_in_ca_crt(cm: Certmint, tmp_path: Path) -> None:
+def _hand_made_issuer(
+    cm: Certmint, name: str, *, root_in_ca_crt: bool = False, ca_crt: bytes | None = None
+) -> tuple[x509.Certificate, x509.Certificate]:
+    """A hand-made root and intermediate; the ClusterIssuer ``name`` signs with the intermediate (Secret
+    ``<name>-ca``, whose ca.crt holds the root if ``root_in_ca_crt``, else ``ca_crt``). Returns (root, intermediate).
+    """
     root, root_key = _hand_made(unique("hand-root"))
     intermediate, int_key = _hand_made(unique("hand-int"), (root, root_key))
-    name = unique("hand-int")
-    _ca_secret(cm, f"{name}-ca", intermediate, int_key, ca_crt=_pem(root))
+    _ca_secret(cm, f"{name}-ca", intermediate, int_key, ca_crt=_pem(root) if root_in_ca_crt else ca_crt)
     cm.create(cluster_issuer(name, ca_secret=f"{name}-ca"))
+    return root, intermediate
+
+
+def test_hand_made_intermediate_with_the_root_only_in_ca_crt(cm: Certmint, tmp_path: Path) -> None:
+    name = unique("hand-int")
+    root, intermediate = _hand_made_issuer(cm, name, root_in_ca_crt=True)
     cm.wait_ready("ClusterIssuer", name)
     _status_shows(cm, name, [intermediate, root], self_signed=True)
     _leaves_verify_against_the_root(cm, name, intermediate, root, tmp_path)
 
 
 def test_a_chain_without_its_root_is_signed_with_but_the_issuer_says_what_to_add(cm: Certmint) -> None:
-    root, root_key = _hand_made(unique("hand-root"))
-    intermediate, int_key = _hand_made(unique("hand-int"), (root, root_key))
     name = unique("rootless")
-    _ca_secret(cm, f"{name}-ca", intermediate, int_key, ca_crt=None)
-    cm.create(cluster_issuer(name, ca_secret=f"{name}-ca"))
+    _, intermediate = _hand_made_issuer(cm, name)
     ready = cm.wait_condition("ClusterIssuer", name, None, "Ready", "True")
     top = intermediate.subject.rfc4514_string()
     assert f'the chain ends at "{top}", which is not self-signed' in ready["message"]
@@ -186,12 +193,9 @@ def test_a_chain_without_its_root_is_signed_with_but_the_issuer_says_what_to_add
 
 
 def test_a_ca_crt_outside_the_chain_is_refused(cm: Certmint) -> None:
-    root, root_key = _hand_made(unique("hand-root"))
-    intermediate, int_key = _hand_made(unique("hand-int"), (root, root_key))
     stranger, _ = _hand_made(unique("stranger-root"))
     name = unique("wrong-anchor")
-    _ca_secret(cm, f"{name}-ca", intermediate, int_key, ca_crt=_pem(stranger))
-    cm.create(cluster_issuer(name, ca_secret=f"{name}-ca"))
+    _hand_made_issuer(cm, name, ca_crt=_pem(stranger))
     refused = cm.wait_condition("ClusterIssuer", name, None, "Ready", "False", reason="CAChainInvalid")
     assert f'ca.crt holds "{stranger.subject.rfc4514_string()}", which is not in the chain' in refused["message"]
     status = cm.get("ClusterIssuer", name).get("status") or {}
@@ -199,11 +203,8 @@ def test_a_ca_crt_outside_the_chain_is_refused(cm: Certmint) -> None:
 
 
 def test_a_root_added_to_the_ca_secret_later_reaches_every_ca_crt_without_reissuing(cm: Certmint) -> None:
-    root, root_key = _hand_made(unique("hand-root"))
-    intermediate, int_key = _hand_made(unique("hand-int"), (root, root_key))
     name = unique("late-root")
-    _ca_secret(cm, f"{name}-ca", intermediate, int_key, ca_crt=None)
-    cm.create(cluster_issuer(name, ca_secret=f"{name}-ca"))
+    root, intermediate = _hand_made_issuer(cm, name)
     ns = cm.namespace(unique("late"))
     cm.create(certificate("server", ns, issuer_name=name, dnsNames=[f"server.{ns}.svc"], duration="24h"))
     cm.wait_ready("Certificate", "server", ns)

@@ -71,14 +71,7 @@ def test_one_leader_issues_and_a_standby_takes_over(api: client.ApiClient, repli
     # Nothing was issued twice: one revision and one CertificateRequest per certificate.
     for name in ("before", "after"):
         assert cm.get("Certificate", name, ns)["status"]["revision"] == 1
-        requests = cm.custom.list_namespaced_custom_object(
-            "certmint.dev",
-            "v1alpha1",
-            ns,
-            "certificaterequests",
-            label_selector=f"certmint.dev/certificate-name={name}",
-        )
-        assert len(requests["items"]) == 1
+        assert len(cm.requests_of(name, ns)) == 1
     assert standby.metrics().value("certmint_issuances_total") >= 1
 
 

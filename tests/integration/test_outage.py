@@ -82,7 +82,7 @@ def test_api_server_crash_with_issuances_in_flight(
     assert in_flight > 0, "every Certificate was done before the kill: the scenario needs work in flight"
 
     def all_ready() -> bool:
-        items = cm.custom.list_namespaced_custom_object("certmint.dev", "v1alpha1", ns, "certificates")["items"]
+        items = cm.items("Certificate", ns)
         return sum(_ready(item) for item in items) == CERTIFICATES
 
     wait_for(all_ready, f"all {CERTIFICATES} Certificates to be Ready after the outage", timeout=180, interval=0.5)

@@ -41,11 +41,6 @@ def _snapshot(cm: Certmint, name: str, ns: str) -> tuple[str, dict[str, Any], di
     )
 
 
-def _requests_of(cm: Certmint, ns: str, certificate_uid: str) -> list[dict[str, Any]]:
-    items = cm.custom.list_namespaced_custom_object(GROUP, VERSION, ns, "certificaterequests")["items"]
-    return [r for r in items if any(o["uid"] == certificate_uid for o in r["metadata"].get("ownerReferences") or [])]
-
-
 # -- Secrets that are not certmint's ----------------------------------------------------------------------
 
 
@@ -87,7 +82,7 @@ def test_a_certificate_never_takes_over_a_secret_it_did_not_create(
     # the controller manager's garbage collector: its going shows the collector has handled this deletion. The
     # collector's lag under a loaded CI machine has exceeded 30 s once, hence the longer wait.
     wait_for(
-        lambda: not _requests_of(cm, ns, uid) and _gone(cm, name, ns),
+        lambda: not cm.requests_owned_by(uid, ns) and _gone(cm, name, ns),
         "the Certificate and its CertificateRequest to be gone",
         timeout=120,
     )
@@ -169,7 +164,7 @@ def test_a_certificate_with_a_long_name_is_issued(cm: Certmint, ca_issuer: str, 
     status = cm.wait_ready("Certificate", name, ns)["status"]
     assert serial_hex(leaf(cm.secret_data("long-name-tls", ns))) == status["serialNumber"]
     uid = cm.get("Certificate", name, ns)["metadata"]["uid"]
-    (request,) = _requests_of(cm, ns, uid)
+    (request,) = cm.requests_owned_by(uid, ns)
     assert len(request["metadata"]["labels"]["certmint.dev/certificate-name"]) <= 63
 
 
@@ -194,7 +189,7 @@ def test_one_request_per_revision_after_a_crash_left_one_unsigned(cm: Certmint, 
     cm.create(certificate(name, ns, issuer_name=ca_issuer))
     obj = cm.wait_ready("Certificate", name, ns)
     uid, revision = obj["metadata"]["uid"], obj["status"]["revision"]
-    (first,) = _requests_of(cm, ns, uid)
+    (first,) = cm.requests_owned_by(uid, ns)
     # What a SIGKILL right after the create leaves behind: the next revision's request, ours, without status.
     stale = {
         "apiVersion": f"{GROUP}/{VERSION}",
@@ -219,7 +214,7 @@ def test_one_request_per_revision_after_a_crash_left_one_unsigned(cm: Certmint, 
     stale_uid = cm.create(stale)["metadata"]["uid"]
     cm.core.delete_namespaced_secret(f"{name}-tls", ns)  # the next issuance: revision + 1
     wait_for(lambda: cm.get("Certificate", name, ns)["status"].get("revision") == revision + 1, "revision + 1")
-    requests = _requests_of(cm, ns, uid)
+    requests = cm.requests_owned_by(uid, ns)
     revisions = [r["metadata"]["annotations"]["certmint.dev/certificate-revision"] for r in requests]
     assert sorted(revisions) == sorted({str(revision), str(revision + 1)}), revisions  # each revision once
     assert all((r.get("status") or {}).get("certificate") for r in requests), "every request is signed"
@@ -241,12 +236,12 @@ def test_a_failing_secret_write_signs_one_request_not_one_per_retry(cm: Certmint
     issuing = next(c for c in status["conditions"] if c["type"] == "Issuing")
     assert issuing["reason"] == "SecretWriteFailed"
     assert "spec.secretTemplate" in issuing["message"]
-    assert len(_requests_of(cm, ns, uid)) == 1
+    assert len(cm.requests_owned_by(uid, ns)) == 1
     assert cm.secret(f"{name}-tls", ns) is None
     # Fixed by the user: issued, and still one request for the revision (the unstored one was replaced).
     cm.patch("Certificate", name, ns, {"spec": {"secretTemplate": None}})
     status = cm.wait_ready("Certificate", name, ns)["status"]
     stored = base64.b64decode(cm.core.read_namespaced_secret(f"{name}-tls", ns).data["tls.crt"])
     assert serial_hex(leaf({"tls.crt": stored})) == status["serialNumber"]
-    (request,) = _requests_of(cm, ns, uid)
+    (request,) = cm.requests_owned_by(uid, ns)
     assert request["status"]["certificate"].startswith("-----BEGIN CERTIFICATE-----")
