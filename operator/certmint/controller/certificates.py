@@ -44,7 +44,7 @@ from certmint.controller.signers import signer_for
 from certmint.controller.state import NO_ISSUER, CertificateRecord, IssuerRecord, IssuerToken, Kind, Settled, Signed
 from certmint.controller.status import CertificateStatus, write_status
 from certmint.core.conditions import Condition, merge_conditions, rfc3339
-from certmint.core.decisions import RENEWING, certificate_label_value, certificate_template
+from certmint.core.decisions import RENEWING, certificate_label_value
 from certmint.core.renewal import retry_delay
 from certmint.core.spec import CertificateSpec, format_duration
 from certmint.kube import resources
@@ -307,7 +307,7 @@ async def _issue(op: Operator, rec: CertificateRecord, s: Snapshot, issue: Issue
     started = time.perf_counter()
     spec, revision = s.spec, issue.revision
     if issue.renewal_time is not None:  # how late, compared with the renewal time
-        metrics.renewal_start_lag.observe((s.now - issue.renewal_time).total_seconds())
+        metrics.renewal_lag.observe((s.now - issue.renewal_time).total_seconds())
     if isinstance(s.secret, UnreadSecret):
         log.debug(
             "Certificate %s/%s: renewing; Secret unchanged at version %s",
@@ -325,7 +325,7 @@ async def _issue(op: Operator, rec: CertificateRecord, s: Snapshot, issue: Issue
         if issuer is None or issuer.spec is None:  # gone since the snapshot: the next pass says so
             return None
         key = issue.key or await _new_private_key(op, spec)
-        csr_pem = build_csr(key, certificate_template(spec))
+        csr_pem = build_csr(key, spec)
         try:
             request_name = await _create_request(op, rec, revision, _request_spec(spec, csr_pem))
         except ApiError as e:

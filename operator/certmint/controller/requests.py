@@ -26,7 +26,6 @@ from certmint.kube import resources
 from certmint.kube.client import ApiError
 from certmint.pki.csr import CSRInfo, UnjudgeableRequest, parse_csr
 from certmint.pki.keys import PKIError
-from certmint.pki.names import SubjectNames
 from certmint.pki.signing import SigningRequest
 from certmint.pki.usages import resolve_usages
 
@@ -127,7 +126,7 @@ def judge_request(spec: CertificateRequestSpec, csr: CSRInfo) -> tuple[str, ...]
     Whatever the issuer, a CA needs a subject (it is the issuer name of everything the CA signs, RFC 5280), and
     the usages must suit the CSR's key (pki.usages.usage_problems): an InvalidRequest condition otherwise.
     """
-    if spec.is_ca and not (csr.common_name or csr.subject != SubjectNames()):
+    if spec.is_ca and not csr.has_subject:
         return Condition(
             "InvalidRequest",
             "True",

@@ -80,7 +80,7 @@ class Operator:
             expected=(ApiUnavailable,),
         )
         api.health.on_available = self.queue.retry_expected
-        self.queue.on_timer_fired = lambda key, lag: metrics.renewal_lag.observe(lag)
+        self.queue.on_timer_fired = lambda key, lag: metrics.scheduler_lag.observe(lag)
         metrics.queue_depth.set_function(lambda: self.queue.depth)
         metrics.scheduled_timers.set_function(lambda: self.queue.scheduled)
         # Set once kopf has logged in and handed over the credentials (log_in): the readiness probe's answer.
