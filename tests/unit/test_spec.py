@@ -273,10 +273,10 @@ def test_invalid_certificate_request_spec(body: dict[str, Any], message: str) ->
 
 def test_issuer_kinds() -> None:
     assert IssuerSpec.from_dict({"selfSigned": {}}) == IssuerSpec(
-        kind="selfSigned", ca_secret_name=None, policy=Policy()
+        signer="selfSigned", ca_secret_name=None, policy=Policy()
     )
     ca = IssuerSpec.from_dict({"ca": {"secretName": "root-ca"}, "policy": {"allowCA": True}})
-    assert (ca.kind, ca.ca_secret_name, ca.policy.allow_ca) == ("ca", "root-ca", True)
+    assert (ca.signer, ca.ca_secret_name, ca.policy.allow_ca) == ("ca", "root-ca", True)
 
 
 @pytest.mark.parametrize(

@@ -236,7 +236,7 @@ def isolation_condition(spec: IssuerSpec) -> Condition:
     Only patterns that are absent count: whether present patterns bind names
     to {namespace} is for the reader of the policy to check.
     """
-    if spec.kind == "selfSigned":
+    if spec.signer == "selfSigned":
         return Condition(
             UNRESTRICTED,
             "False",

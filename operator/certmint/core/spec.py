@@ -732,9 +732,10 @@ def _cidr(text: str, path: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class IssuerSpec:
-    """A parsed Issuer/ClusterIssuer spec: ``kind`` is "selfSigned" or "ca"."""
+    """A parsed Issuer/ClusterIssuer spec. ``signer`` is the issuer kind the spec selects, "selfSigned" or "ca"
+    (controller.signers.KINDS); not to be confused with the object's kind, Issuer or ClusterIssuer."""
 
-    kind: str
+    signer: str
     ca_secret_name: str | None = None
     policy: Policy = field(default_factory=Policy)
 
@@ -748,7 +749,7 @@ class IssuerSpec:
         policy = Policy.from_dict(spec.get("policy"))
         if kinds[0] == "selfSigned":
             _mapping(spec["selfSigned"], "spec.selfSigned")
-            return cls(kind="selfSigned", policy=policy)
+            return cls(signer="selfSigned", policy=policy)
         ca = _mapping(spec["ca"], "spec.ca")
         secret_name = _required_string(ca.get("secretName"), "spec.ca.secretName")
-        return cls(kind="ca", ca_secret_name=secret_name, policy=policy)
+        return cls(signer="ca", ca_secret_name=secret_name, policy=policy)

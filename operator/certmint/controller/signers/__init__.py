@@ -20,7 +20,7 @@ KINDS: Final[Mapping[str, Signer]] = {signer.kind: signer for signer in (SelfSig
 
 def signer_for(spec: IssuerSpec) -> Signer:
     """The kind an issuer's spec selects (IssuerSpec parses only the kinds listed here)."""
-    return KINDS[spec.kind]
+    return KINDS[spec.signer]
 
 
 __all__ = ["KINDS", "Refusal", "Signer", "Verdict", "signer_for"]
