@@ -45,7 +45,13 @@ AUTHORITY = SigningAuthority.from_pem(ROOT.cert_pem, ROOT.key_pem, now=NOW)
 OPEN_POLICY: dict[str, Any] = {}
 
 
-def _issuer(kind: str = "ca", *, ready: bool = True, policy: dict[str, Any] | None = None) -> IssuerRecord:
+def _issuer(
+    kind: str = "ca",
+    *,
+    ready: bool = True,
+    policy: dict[str, Any] | None = None,
+    authority: SigningAuthority = AUTHORITY,
+) -> IssuerRecord:
     body: dict[str, Any] = {"selfSigned": {}} if kind == "selfSigned" else {"ca": {"secretName": "root"}}
     spec = IssuerSpec.from_dict({**body, "policy": policy or OPEN_POLICY})
     return IssuerRecord(
@@ -61,7 +67,7 @@ def _issuer(kind: str = "ca", *, ready: bool = True, policy: dict[str, Any] | No
         ready=ready,
         reason="KeyPairVerified" if ready else "CASecretNotFound",
         message="ok" if ready else "Secret certmint/root does not exist",
-        authority=AUTHORITY if ready and kind == "ca" else None,
+        authority=authority if ready and kind == "ca" else None,
         checked=True,
     )
 
@@ -100,8 +106,10 @@ def _snapshot(
     )
 
 
-def _issued(spec: CertificateSpec, key: PrivateKey | None = None) -> tuple[IssuedCertificate, PrivateKey]:
-    return issue_for(spec, AUTHORITY, key=key, now=NOW - datetime.timedelta(hours=1))
+def _issued(
+    spec: CertificateSpec, key: PrivateKey | None = None, authority: SigningAuthority = AUTHORITY
+) -> tuple[IssuedCertificate, PrivateKey]:
+    return issue_for(spec, authority, key=key, now=NOW - datetime.timedelta(hours=1))
 
 
 def _secret(
@@ -194,6 +202,33 @@ def test_drift_is_repaired_without_a_new_certificate(change: dict[str, Any], rep
         assert decision.ca_crt == AUTHORITY.trust_anchor_pem
     else:
         assert decision.ca_crt is None
+
+
+def test_a_root_added_to_the_ca_secret_reaches_ca_crt_without_a_new_certificate() -> None:
+    """The CA (and so its fingerprint) stays; only the trust anchor above it changes. The issuer's identity
+    changes with it, so its Certificates are looked at again, and each Secret's ca.crt is rewritten."""
+    root = build_ca("Root CA")
+    intermediate = build_ca("Intermediate CA", parent=root)
+    rootless = SigningAuthority.from_pem(intermediate.cert_pem, intermediate.key_pem, now=NOW)
+    rooted = SigningAuthority.from_pem(intermediate.cert_pem, intermediate.key_pem, ca_crt=root.cert_pem, now=NOW)
+    assert rootless.fingerprint_sha256 == rooted.fingerprint_sha256  # the same CA signs
+    assert rootless.trust_anchor_pem == intermediate.cert_pem and rooted.trust_anchor_pem == root.cert_pem
+    before, after = _issuer(authority=rootless), _issuer(authority=rooted)
+    assert before.identity_token != after.identity_token  # so every Certificate of the issuer is looked at again
+
+    spec = certificate_spec()
+    issued, key = _issued(spec, authority=rooted)
+    for ca_crt, written in ((intermediate.cert_pem, root.cert_pem), (root.cert_pem, None)):
+        decision = plan(_snapshot(spec, secret=_secret(spec, issued, key, ca_crt=ca_crt), issuer=after))
+        assert isinstance(decision, Keep)  # never a new certificate for this
+        assert decision.ca_crt == written  # already the anchor: nothing to write
+
+
+def test_only_a_ca_issuer_has_an_anchor_to_write() -> None:
+    spec = certificate_spec()
+    assert _view(spec, _issuer("selfSigned")).trust_anchor_pem is None
+    assert _view(spec, None).trust_anchor_pem is None  # issuer gone or unknown
+    assert _view(spec, _issuer()).trust_anchor_pem == ROOT.cert_pem
 
 
 def test_delete_policy_adds_the_missing_owner_reference_once() -> None:
