@@ -25,7 +25,7 @@ from cryptography.x509.oid import NameOID
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from tests.integration.builders import API_VERSION, GROUP, VERSION, Certmint, certificate, issuer, leaf, unique
+from tests.integration.builders import API_VERSION, GROUP, VERSION, certificate, issuer, leaf, unique
 from tests.integration.kubeutil import wait_for
 from tests.tenancy.conftest import (
     ATTACKER_NS,
@@ -74,11 +74,6 @@ def rbac_refuses(call: Callable[..., Any], *args: Any) -> Refusal:
     raise AssertionError("allowed; expected 403 Forbidden")
 
 
-def _requests_of(cm: Certmint, namespace: str, certificate_uid: str) -> list[dict[str, Any]]:
-    items = cm.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "certificaterequests")["items"]
-    return [r for r in items if any(o["uid"] == certificate_uid for o in r["metadata"].get("ownerReferences") or [])]
-
-
 def certificate_refused(world: World, obj: dict[str, Any], reason: str, *mentions: str) -> Refusal:
     """alice creates ``obj`` in team-a; it must end Ready=False with ``reason``, its message naming ``mentions``,
     and no certificate issued: no Secret of that name, no signed CertificateRequest."""
@@ -89,7 +84,9 @@ def certificate_refused(world: World, obj: dict[str, Any], reason: str, *mention
         assert mention in ready["message"], ready["message"]
     uid = world.admin.get("Certificate", name, ns)["metadata"]["uid"]
     signed = [
-        r["metadata"]["name"] for r in _requests_of(world.admin, ns, uid) if (r.get("status") or {}).get("certificate")
+        r["metadata"]["name"]
+        for r in world.admin.requests_owned_by(uid, ns)
+        if (r.get("status") or {}).get("certificate")
     ]
     assert not signed, f"signed anyway: {signed}"
     assert "serialNumber" not in (world.admin.get("Certificate", name, ns).get("status") or {})
@@ -200,7 +197,7 @@ def ownership_refuses(
         return False
 
     wait_for(gone, f"Certificate {name} to be gone")
-    wait_for(lambda: not _requests_of(world.admin, ATTACKER_NS, uid), f"the requests of {name} to be collected")
+    wait_for(lambda: not world.admin.requests_owned_by(uid, ATTACKER_NS), f"the requests of {name} to be collected")
     assert _snapshot(world, secret_name) == before  # not deleted, not touched
     return Refusal(OWNERSHIP, ready["reason"])
 
@@ -319,72 +316,47 @@ def _(w: World) -> Refusal:
     return ownership_refuses(w, f"{owner}-tls", ("SecretInUse",), owner)
 
 
-# Names of other namespaces, wildcards, IPs and subjects through a Certificate (items 2 and 3).
-
-
-@attack("dns-name-of-team-b")
-def _(w: World) -> Refusal:
-    return policy_refuses(w, "web.team-b.svc", dnsNames=["web.team-b.svc"])
-
-
-@attack("dns-name-of-team-b-cluster-local")
-def _(w: World) -> Refusal:
-    return policy_refuses(w, "web.team-b.svc.cluster.local", dnsNames=["web.team-b.svc.cluster.local"])
-
-
-@attack("dns-name-of-the-api-server")
-def _(w: World) -> Refusal:
-    return policy_refuses(w, "kubernetes.default.svc", dnsNames=["kubernetes.default.svc"])
-
-
-@attack("wildcard-every-service")
-def _(w: World) -> Refusal:
-    return policy_refuses(w, "*.svc", dnsNames=["*.svc"])
-
-
-@attack("wildcard-services-of-team-b")
-def _(w: World) -> Refusal:
-    return policy_refuses(w, "*.team-b.svc", dnsNames=["*.team-b.svc"])
-
-
-@attack("wildcard-cluster-local")
-def _(w: World) -> Refusal:
-    return policy_refuses(w, "*.svc.cluster.local", dnsNames=["*.svc.cluster.local"])
-
-
-@attack("ip-address-san")
-def _(w: World) -> Refusal:
-    return policy_refuses(w, "10.0.0.1", dnsNames=[OWN], ipAddresses=["10.0.0.1"])
-
-
-@attack("common-name-admin-organization-system-masters")
-def _(w: World) -> Refusal:
-    return policy_refuses(
-        w, "system:masters", commonName="admin", dnsNames=[OWN], subject={"organizations": ["system:masters"]}
-    )
-
-
-@attack("common-name-of-team-b")
-def _(w: World) -> Refusal:
-    return policy_refuses(w, "web.team-b.svc", commonName="web.team-b.svc", dnsNames=[OWN])
-
-
-@attack("dotless-common-name")
-def _(w: World) -> Refusal:
+# Names of other namespaces, wildcards, IPs and subjects through a Certificate (items 2 and 3): each attack's
+# Certificate spec, and what the refusal must name.
+POLICY_ATTACKS: dict[str, tuple[dict[str, Any], str]] = {
+    "dns-name-of-team-b": ({"dnsNames": ["web.team-b.svc"]}, "web.team-b.svc"),
+    "dns-name-of-team-b-cluster-local": (
+        {"dnsNames": ["web.team-b.svc.cluster.local"]},
+        "web.team-b.svc.cluster.local",
+    ),
+    "dns-name-of-the-api-server": ({"dnsNames": ["kubernetes.default.svc"]}, "kubernetes.default.svc"),
+    "wildcard-every-service": ({"dnsNames": ["*.svc"]}, "*.svc"),
+    "wildcard-services-of-team-b": ({"dnsNames": ["*.team-b.svc"]}, "*.team-b.svc"),
+    "wildcard-cluster-local": ({"dnsNames": ["*.svc.cluster.local"]}, "*.svc.cluster.local"),
+    "ip-address-san": ({"dnsNames": [OWN], "ipAddresses": ["10.0.0.1"]}, "10.0.0.1"),
+    "common-name-admin-organization-system-masters": (
+        {"commonName": "admin", "dnsNames": [OWN], "subject": {"organizations": ["system:masters"]}},
+        "system:masters",
+    ),
+    "common-name-of-team-b": ({"commonName": "web.team-b.svc", "dnsNames": [OWN]}, "web.team-b.svc"),
     # OpenSSL and Python verify "kubernetes" as a host name against the CN when there is no DNS SAN to match.
-    return policy_refuses(w, "kubernetes", commonName="kubernetes", dnsNames=[OWN])
+    "dotless-common-name": ({"commonName": "kubernetes", "dnsNames": [OWN]}, "kubernetes"),
+    "spiffe-id-of-team-b": (
+        {"uris": ["spiffe://cluster.local/ns/team-b/sa/default"]},
+        "spiffe://cluster.local/ns/team-b/sa/default",
+    ),
+    "spiffe-id-of-another-trust-domain": (
+        {"uris": ["spiffe://evil.example/ns/team-a/sa/web"]},
+        "spiffe://evil.example/ns/team-a/sa/web",
+    ),
+    "email-address-san": ({"dnsNames": [OWN], "emailAddresses": ["admin@example.com"]}, "admin@example.com"),
+    "ca-certificate": ({"dnsNames": [OWN], "commonName": OWN, "isCA": True}, "isCA"),
+    "lifetime-over-max-duration": ({"dnsNames": [OWN], "duration": "48h"}, "24h"),
+    "issuer-whose-allowed-namespaces-exclude-team-a": ({"issuer_name": TEAM_B_ONLY, "dnsNames": [OWN]}, "team-a"),
+}
 
 
-@attack("spiffe-id-of-team-b")
-def _(w: World) -> Refusal:
-    uri = "spiffe://cluster.local/ns/team-b/sa/default"
-    return policy_refuses(w, uri, uris=[uri])
+def _policy_attack(spec: dict[str, Any], mention: str) -> Attack:
+    return lambda w: policy_refuses(w, mention, **spec)
 
 
-@attack("spiffe-id-of-another-trust-domain")
-def _(w: World) -> Refusal:
-    uri = "spiffe://evil.example/ns/team-a/sa/web"
-    return policy_refuses(w, uri, uris=[uri])
+for _id, (_spec, _mention) in POLICY_ATTACKS.items():
+    attack(_id)(_policy_attack(_spec, _mention))
 
 
 @attack("spiffe-id-path-traversal")
@@ -395,26 +367,6 @@ def _(w: World) -> Refusal:
     except ApiException as e:  # refused even earlier, at admission, is as good
         assert e.status == 422, e.body
         return Refusal(ADMISSION, "spec.uris")
-
-
-@attack("email-address-san")
-def _(w: World) -> Refusal:
-    return policy_refuses(w, "admin@example.com", dnsNames=[OWN], emailAddresses=["admin@example.com"])
-
-
-@attack("ca-certificate")
-def _(w: World) -> Refusal:
-    return policy_refuses(w, "isCA", dnsNames=[OWN], commonName=OWN, isCA=True)
-
-
-@attack("lifetime-over-max-duration")
-def _(w: World) -> Refusal:
-    return policy_refuses(w, "24h", dnsNames=[OWN], duration="48h")
-
-
-@attack("issuer-whose-allowed-namespaces-exclude-team-a")
-def _(w: World) -> Refusal:
-    return policy_refuses(w, "team-a", issuer_name=TEAM_B_ONLY, dnsNames=[OWN])
 
 
 # Refused at admission: what the API server can judge alone.
