@@ -40,7 +40,7 @@ from certmint.controller.certificate_plan import (
     secret_metadata,
 )
 from certmint.controller.runtime import Operator
-from certmint.controller.signers import signer_for
+from certmint.controller.signers import SigningJob, signer_for
 from certmint.controller.state import NO_ISSUER, CertificateRecord, IssuerRecord, IssuerToken, Kind, Settled, Signed
 from certmint.controller.status import CertificateStatus, write_status
 from certmint.core.conditions import Condition, merge_conditions, rfc3339
@@ -337,7 +337,7 @@ async def _issue(op: Operator, rec: CertificateRecord, s: Snapshot, issue: Issue
             signing = SigningRequest(
                 csr=parse_csr(csr_pem), duration=spec.duration, usages=spec.usages, is_ca=spec.is_ca
             )
-            issued = signer_for(issuer.spec).sign(signing, key=key, authority=issuer.authority, now=s.now)
+            issued = signer_for(issuer.spec).sign(SigningJob(signing, key, issuer.authority, s.now))
             await resources.patch_status(
                 op.api, "CertificateRequest", rec.namespace, request_name, signed_request_status(issued, issuer, s.now)
             )

@@ -15,7 +15,7 @@ from typing import Any
 from certmint import metrics
 from certmint.controller.certificates import signed_request_status
 from certmint.controller.runtime import Operator
-from certmint.controller.signers import signer_for
+from certmint.controller.signers import SigningJob, signer_for
 from certmint.controller.state import Kind, RequestRecord
 from certmint.controller.status import write_status
 from certmint.core.conditions import Condition, rfc3339
@@ -102,12 +102,8 @@ async def reconcile_request(op: Operator, namespace: str, name: str) -> None:
             [Condition("Denied", "True", "PolicyViolation", message), Condition("Ready", "False", "Denied", message)],
         )
         return
-    issued = signer.sign(
-        SigningRequest(csr=csr, duration=spec.duration, usages=usages, is_ca=spec.is_ca),
-        key=None,
-        authority=issuer.authority,
-        now=now,
-    )
+    request = SigningRequest(csr=csr, duration=spec.duration, usages=usages, is_ca=spec.is_ca)
+    issued = signer.sign(SigningJob(request, None, issuer.authority, now))
     try:
         await resources.patch_status(
             op.api, "CertificateRequest", namespace, name, signed_request_status(issued, issuer, now)

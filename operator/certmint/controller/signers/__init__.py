@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
-from certmint.controller.signers.base import Refusal, Signer, Verdict
+from certmint.controller.signers.base import Refusal, Signer, SigningJob, Verdict
 from certmint.controller.signers.ca import CA
 from certmint.controller.signers.self_signed import SelfSigned
 from certmint.core.spec import IssuerSpec
@@ -23,4 +23,4 @@ def signer_for(spec: IssuerSpec) -> Signer:
     return KINDS[spec.signer]
 
 
-__all__ = ["KINDS", "Refusal", "Signer", "Verdict", "signer_for"]
+__all__ = ["KINDS", "Refusal", "Signer", "SigningJob", "Verdict", "signer_for"]

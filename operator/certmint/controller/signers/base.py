@@ -36,6 +36,18 @@ class Refusal:
     message: str
 
 
+@dataclass(frozen=True, slots=True)
+class SigningJob:
+    """What a kind signs with: the judged request, the certificate's own private key when certmint holds it
+    (a Certificate; None for a CertificateRequest's bare CSR), the issuer's verified CA (None unless its kind
+    has one), and the time."""
+
+    request: SigningRequest
+    key: PrivateKey | None
+    authority: SigningAuthority | None
+    now: datetime.datetime
+
+
 class Signer(Protocol):
     """One issuer kind. Implementations are stateless: what an issuer learnt lives in its record."""
 
@@ -64,13 +76,5 @@ class Signer(Protocol):
     def refusal(self, spec: CertificateSpec, issuer: str) -> Refusal | None:
         """A Certificate this kind cannot sign as specified (``issuer``: "ClusterIssuer 'name'"), or None."""
 
-    def sign(
-        self,
-        request: SigningRequest,
-        *,
-        key: PrivateKey | None,
-        authority: SigningAuthority | None,
-        now: datetime.datetime,
-    ) -> IssuedCertificate:
-        """Sign ``request``. ``key``: the certificate's own private key when certmint holds it (a Certificate),
-        None for a CertificateRequest's bare CSR."""
+    def sign(self, job: SigningJob) -> IssuedCertificate:
+        """Sign ``job.request`` (see :class:`SigningJob`)."""

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import datetime
 
-from certmint.controller.signers.base import Refusal, Verdict
+from certmint.controller.signers.base import Refusal, SigningJob, Verdict
 from certmint.core.conditions import rfc3339
 from certmint.core.decisions import IssuerIdentity
 from certmint.core.spec import CertificateSpec, IssuerSpec
 from certmint.kube import resources
 from certmint.kube.client import KubeClient
-from certmint.pki.keys import PKIError, PrivateKey
-from certmint.pki.signing import CAError, IssuedCertificate, SigningAuthority, SigningRequest, sign
+from certmint.pki.keys import PKIError
+from certmint.pki.signing import CAError, IssuedCertificate, SigningAuthority, sign
 
 
 class CA:
@@ -63,14 +63,7 @@ class CA:
     def refusal(self, spec: CertificateSpec, issuer: str) -> Refusal | None:
         return None
 
-    def sign(
-        self,
-        request: SigningRequest,
-        *,
-        key: PrivateKey | None,
-        authority: SigningAuthority | None,
-        now: datetime.datetime,
-    ) -> IssuedCertificate:
-        if authority is None:  # reconcilers sign only with a ready issuer, whose verdict carries the CA
+    def sign(self, job: SigningJob) -> IssuedCertificate:
+        if job.authority is None:  # reconcilers sign only with a ready issuer, whose verdict carries the CA
             raise PKIError("the ca issuer has no verified CA")
-        return sign(request, authority, now=now)
+        return sign(job.request, job.authority, now=job.now)

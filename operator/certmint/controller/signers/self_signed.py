@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import datetime
 
-from certmint.controller.signers.base import Refusal, Verdict
+from certmint.controller.signers.base import Refusal, SigningJob, Verdict
 from certmint.core.decisions import IssuerIdentity
 from certmint.core.spec import CertificateSpec, IssuerSpec
 from certmint.kube.client import KubeClient
-from certmint.pki.keys import PKIError, PrivateKey
-from certmint.pki.signing import IssuedCertificate, SigningAuthority, SigningRequest, self_sign
+from certmint.pki.keys import PKIError
+from certmint.pki.signing import IssuedCertificate, SigningAuthority, self_sign
 
 
 class SelfSigned:
@@ -38,14 +38,7 @@ class SelfSigned:
             "issuer name: set spec.commonName or spec.subject",
         )
 
-    def sign(
-        self,
-        request: SigningRequest,
-        *,
-        key: PrivateKey | None,
-        authority: SigningAuthority | None,
-        now: datetime.datetime,
-    ) -> IssuedCertificate:
-        if key is None:  # the CertificateRequest reconciler refuses these first (own_key_only)
+    def sign(self, job: SigningJob) -> IssuedCertificate:
+        if job.key is None:  # the CertificateRequest reconciler refuses these first (own_key_only)
             raise PKIError("a selfSigned issuer needs the certificate's own private key")
-        return self_sign(request, key, now=now)
+        return self_sign(job.request, job.key, now=job.now)
