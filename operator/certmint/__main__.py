@@ -37,13 +37,14 @@ def main(argv: list[str] | None = None) -> int:
 
     import certmint.handlers  # noqa: F401, PLC0415  (importing it registers the handlers)
     from certmint import memdebug  # noqa: PLC0415
-    from certmint.kopf_adapter import EventOnlyMemories  # noqa: PLC0415
+    from certmint.kopf_adapter import EventOnlyMemories, install_watch_backpressure  # noqa: PLC0415
 
     if args.namespace:
         os.environ["CERTMINT_WATCH_NAMESPACES"] = ",".join(args.namespace)
     settings = Settings.from_env()
     memdebug.install()  # SIGUSR2 → a memory report in the log, only with CERTMINT_MEMORY_DEBUG=1
     namespaces = list(settings.watch_namespaces)
+    install_watch_backpressure()  # a restart's listing is not held in memory all at once (kopf_adapter)
     # An explicit identity: kopf's default asks getpass.getuser(), which fails for a UID without a passwd entry.
     kopf.run(
         standalone=True,
