@@ -204,10 +204,7 @@ class Harness:
     async def advance(self, seconds: float) -> None:
         """Move the clock and run what becomes due (timers fire at their time, not before)."""
         self.clock.t += seconds
-        # The queue's timer task sleeps in wall-clock time until its next timer; restarting the queue (its
-        # public halt/start, as after a lost and regained Lease) makes it read the moved clock now.
-        await self.op.queue.stop()
-        self.op.queue.start()
+        self.op.queue.wake()  # its timer task sleeps in wall-clock time until its next timer
         await self.settle()
 
     async def advance_to(self, moment: datetime.datetime) -> None:

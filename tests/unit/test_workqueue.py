@@ -314,3 +314,21 @@ async def test_unexpected_errors_keep_their_traceback(caplog: pytest.LogCaptureF
     await q.stop()
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and errors[0].exc_info is not None
+
+
+async def test_wake_fires_a_timer_the_moved_clock_made_due_without_waiting_for_it() -> None:
+    now = [1000.0]
+    fired = asyncio.Event()
+
+    async def handler(key: str) -> None:
+        fired.set()
+
+    q: WorkQueue[str] = WorkQueue(handler, workers=1, clock=lambda: now[0])
+    q.start()
+    q.add_at("renew", 1000.0 + 3600)  # an hour away: the timer task sleeps for an hour of wall-clock time
+    await asyncio.sleep(0.05)
+    assert not fired.is_set()
+    now[0] += 3600
+    q.wake()
+    await asyncio.wait_for(fired.wait(), 5)  # seconds, not the hour the timer task was sleeping for
+    await q.stop()

@@ -136,6 +136,11 @@ class WorkQueue(Generic[K]):
         heapq.heappush(self._timers, (when, self._seq, key))
         self._timer_changed.set()
 
+    def wake(self) -> None:
+        """Look at the timers now: the clock moved by more than the timer task's sleep knows of (a fake clock in
+        tests, a resumed machine)."""
+        self._timer_changed.set()
+
     def cancel_timer(self, key: K) -> None:
         self._due.pop(key, None)  # the heap entry becomes stale and is skipped
 
