@@ -107,16 +107,7 @@ def kubectl(
     cp: ControlPlane, *args: str, stdin: str | None = None, check: bool = True, kubeconfig: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
     """The kubectl of the same release, as a user (admin by default) runs it."""
-    proc = subprocess.run(
-        [str(cp.bin_dir / "kubectl"), f"--kubeconfig={kubeconfig or cp.admin_kubeconfig}", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"kubectl {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
-    return proc
+    return cp.kubectl(*args, stdin=stdin, check=check, kubeconfig=kubeconfig)
 
 
 def ensure_namespaces(cp: ControlPlane, names: Sequence[str]) -> None:

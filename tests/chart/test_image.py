@@ -28,14 +28,15 @@ from tests.chart.conftest import HERE, REPO, REPORT, install
 from tests.conftest import missing_prerequisite
 from tests.controlplane.cluster import ControlPlane, free_port
 from tests.controlplane.dockerd import DockerError, OwnDockerd
+from tests.controlplane.metrics import MetricSnapshot
 from tests.controlplane.operator_process import http_get
+from tests.integration.builders import Certmint, certificate, cluster_issuer
 from tests.integration.kubeutil import wait_for
 
 pytestmark = pytest.mark.chart
 CACHE = Path(os.environ.get("CERTMINT_CACHE", Path.home() / ".cache" / "certmint"))
 DOCKER_RUN = Path("/run/certmint-docker")
 DOCKERD = OwnDockerd(DOCKER_RUN, Path("/var/lib/certmint-docker"))  # data root kept between runs: layer cache
-GROUP = "certmint.dev"
 
 
 def _dockerfile_arg(name: str) -> str:
@@ -214,19 +215,15 @@ def test_container_serves_health_and_issues_as_the_charts_identity(
         wait_for(lambda: http_get(port, "/healthz")[0] == 200, "the container's /healthz", 60)
         _timed("container start to healthy", start)
         # Healthy already while campaigning (a standby is alive); leading takes the Lease first.
-        wait_for(lambda: "certmint_leader 1.0" in http_get(port, "/metrics")[1], "the container to hold the Lease", 60)
+        wait_for(
+            lambda: MetricSnapshot.parse(http_get(port, "/metrics")[1]).value("certmint_leader") == 1,
+            "the container to hold the Lease",
+            60,
+        )
 
-        custom = client.CustomObjectsApi(api)
-        issuer = {"apiVersion": f"{GROUP}/v1alpha1", "kind": "ClusterIssuer", "metadata": {"name": "image"}}
-        custom.create_cluster_custom_object(GROUP, "v1alpha1", "clusterissuers", {**issuer, "spec": {"selfSigned": {}}})
-        spec = {
-            "secretName": "smoke-tls",
-            "commonName": "smoke.image.svc",  # a selfSigned certificate is its own issuer: its name is not empty
-            "dnsNames": ["smoke.image.svc"],
-            "issuerRef": {"name": "image", "kind": "ClusterIssuer"},
-        }
-        cert = {"apiVersion": f"{GROUP}/v1alpha1", "kind": "Certificate", "metadata": {"name": "smoke"}, "spec": spec}
-        custom.create_namespaced_custom_object(GROUP, "v1alpha1", "image", "certificates", cert)
+        cm = Certmint(api)
+        cm.create(cluster_issuer("image"))
+        cm.create(certificate("smoke", "image", issuer_name="image"))  # smoke-tls, for smoke.image.svc
         wait_for(lambda: _secret_exists(api, "image", "smoke-tls"), "the Secret smoke-tls written by the container", 60)
         # SIGTERM, as the kubelet stops a pod: the operator stops cleanly.
         docker("stop", "--time", "30", name)

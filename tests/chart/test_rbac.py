@@ -19,17 +19,16 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from tests.chart.conftest import Installed, ensure_namespaces, install
 from tests.controlplane.cluster import ControlPlane
 from tests.controlplane.operator_process import OperatorProcess
-from tests.integration.kubeutil import wait_for
+from tests.integration.builders import GROUP, VERSION, Certmint, certificate, cluster_issuer
+from tests.x509util import certificate_builder, common_name
 
 pytestmark = pytest.mark.chart
-GROUP, VERSION = "certmint.dev", "v1alpha1"
 
 
 # -- helpers -------------------------------------------------------------------------------------------------
@@ -49,41 +48,10 @@ def run_operator(cp: ControlPlane, installed: Installed) -> OperatorProcess:
     return proc
 
 
-def create(api: client.ApiClient, obj: dict[str, Any]) -> None:
-    custom = client.CustomObjectsApi(api)
-    plural = obj["kind"].lower() + "s"
-    if "namespace" in obj["metadata"]:
-        custom.create_namespaced_custom_object(GROUP, VERSION, obj["metadata"]["namespace"], plural, obj)
-    else:
-        custom.create_cluster_custom_object(GROUP, VERSION, plural, obj)
-
-
-def cluster_issuer(name: str, ca_secret: str | None = None) -> dict[str, Any]:
-    spec: dict[str, Any] = {"ca": {"secretName": ca_secret}} if ca_secret else {"selfSigned": {}}
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ClusterIssuer", "metadata": {"name": name}, "spec": spec}
-
-
-def certificate(name: str, namespace: str, issuer: str, **spec: Any) -> dict[str, Any]:
-    body = {"secretName": f"{name}-tls", "issuerRef": {"name": issuer, "kind": "ClusterIssuer"}, **spec}
-    body.setdefault("dnsNames", [f"{name}.{namespace}.svc"])
-    meta = {"name": name, "namespace": namespace}
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Certificate", "metadata": meta, "spec": body}
-
-
-def ready(api: client.ApiClient, plural: str, name: str, namespace: str | None = None) -> bool:
-    custom = client.CustomObjectsApi(api)
-    if namespace:
-        obj = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
-    else:
-        obj = custom.get_cluster_custom_object(GROUP, VERSION, plural, name)
-    conditions = (obj.get("status") or {}).get("conditions") or []
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
-
-
-def wait_issued(api: client.ApiClient, name: str, namespace: str) -> x509.Certificate:
-    wait_for(lambda: ready(api, "certificates", name, namespace), f"Certificate {namespace}/{name} Ready", 60)
-    secret = client.CoreV1Api(api).read_namespaced_secret(f"{name}-tls", namespace)
-    assert secret.type == "kubernetes.io/tls"
+def wait_issued(cm: Certmint, name: str, namespace: str) -> x509.Certificate:
+    cm.wait_ready("Certificate", name, namespace, timeout=60)
+    secret = cm.secret(f"{name}-tls", namespace)
+    assert secret is not None and secret.type == "kubernetes.io/tls"
     assert secret.data["tls.key"]
     return x509.load_pem_x509_certificate(base64.b64decode(secret.data["tls.crt"]))
 
@@ -91,16 +59,10 @@ def wait_issued(api: client.ApiClient, name: str, namespace: str) -> x509.Certif
 def make_ca_secret(api: client.ApiClient, namespace: str, name: str) -> None:
     """An administrator's own CA, in a kubernetes.io/tls Secret, for a CA ClusterIssuer."""
     key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} test CA")])
     now = datetime.datetime.now(datetime.UTC)
+    not_before, not_after = now - datetime.timedelta(minutes=1), now + datetime.timedelta(days=1)
     cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
+        certificate_builder(common_name(f"{name} test CA"), key.public_key(), not_before, not_after)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
@@ -156,13 +118,15 @@ class TestClusterWide:
         installed, proc = running
         ns, apps = installed.namespace, "rbac-cluster-apps"
         # A self-signed root, a CA issuer backed by the root's Secret in the operator namespace, a workload leaf.
-        create(api, cluster_issuer("rbac-cluster-selfsigned"))
-        create(api, certificate("root", ns, "rbac-cluster-selfsigned", isCA=True, commonName="rbac root", dnsNames=[]))
-        root = wait_issued(api, "root", ns)
-        create(api, cluster_issuer("rbac-cluster-ca", ca_secret="root-tls"))
-        wait_for(lambda: ready(api, "clusterissuers", "rbac-cluster-ca"), "ClusterIssuer rbac-cluster-ca Ready", 60)
-        create(api, certificate("web", apps, "rbac-cluster-ca"))
-        leaf = wait_issued(api, "web", apps)
+        cm = Certmint(api)
+        cm.create(cluster_issuer("rbac-cluster-selfsigned"))
+        root_spec = {"isCA": True, "commonName": "rbac root", "dnsNames": []}
+        cm.create(certificate("root", ns, issuer_name="rbac-cluster-selfsigned", **root_spec))
+        root = wait_issued(cm, "root", ns)
+        cm.create(cluster_issuer("rbac-cluster-ca", ca_secret="root-tls"))
+        cm.wait_ready("ClusterIssuer", "rbac-cluster-ca", timeout=60)
+        cm.create(certificate("web", apps, issuer_name="rbac-cluster-ca", dnsNames=[f"web.{apps}.svc"]))
+        leaf = wait_issued(cm, "web", apps)
         assert leaf.issuer == root.subject
 
         lease = client.CoordinationV1Api(api).read_namespaced_lease("certmint-operator", ns)
@@ -216,14 +180,16 @@ class TestNamespaced:
     def test_issues_in_its_namespace(self, api: client.ApiClient, running: Running) -> None:
         _, proc = running
         # A CA ClusterIssuer whose CA Secret is in the release namespace, which is not watched: read by name only.
-        create(api, cluster_issuer("rbac-ns-ca", ca_secret="team-ca"))
-        wait_for(lambda: ready(api, "clusterissuers", "rbac-ns-ca"), "ClusterIssuer rbac-ns-ca Ready", 60)
-        create(api, certificate("api", "rbac-ns-team-a", "rbac-ns-ca"))
-        leaf = wait_issued(api, "api", "rbac-ns-team-a")
+        cm, team_a = Certmint(api), "rbac-ns-team-a"
+        cm.create(cluster_issuer("rbac-ns-ca", ca_secret="team-ca"))
+        cm.wait_ready("ClusterIssuer", "rbac-ns-ca", timeout=60)
+        cm.create(certificate("api", team_a, issuer_name="rbac-ns-ca", dnsNames=[f"api.{team_a}.svc"]))
+        leaf = wait_issued(cm, "api", team_a)
         assert leaf.issuer.rfc4514_string() == "CN=team-ca test CA"
-        create(api, cluster_issuer("rbac-ns-selfsigned"))
-        create(api, certificate("self", "rbac-ns-team-a", "rbac-ns-selfsigned", commonName="self"))
-        wait_issued(api, "self", "rbac-ns-team-a")
+        cm.create(cluster_issuer("rbac-ns-selfsigned"))
+        self_spec = {"commonName": "self", "dnsNames": [f"self.{team_a}.svc"]}
+        cm.create(certificate("self", team_a, issuer_name="rbac-ns-selfsigned", **self_spec))
+        wait_issued(cm, "self", team_a)
         assert_no_refused_calls(proc)
 
     def test_cannot_touch_other_namespaces(self, api: client.ApiClient, running: Running) -> None:

@@ -169,6 +169,29 @@ class ControlPlane:
         """A kubeconfig for any bearer token, e.g. a ServiceAccount token from the TokenRequest API."""
         return _write(self.workdir / f"{name}.kubeconfig", kubeconfig_text(self.server, self.ca_pem, name, token))
 
+    def kubectl(
+        self,
+        *args: str,
+        stdin: str | None = None,
+        check: bool = True,
+        kubeconfig: Path | None = None,
+        error: Callable[[str], Exception] = AssertionError,
+        timeout: float | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """The kubectl built from the same release, as a user (admin unless ``kubeconfig``) runs it; with ``check``,
+        a non-zero exit raises ``error``."""
+        proc = subprocess.run(
+            [str(self.bin_dir / "kubectl"), f"--kubeconfig={kubeconfig or self.admin_kubeconfig}", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=timeout,
+        )
+        if check and proc.returncode != 0:
+            raise error(f"kubectl {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
+        return proc
+
     # -- start -------------------------------------------------------------------------------------
 
     def start(self) -> None:
