@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,15 +36,8 @@ def api_for(control_plane: ControlPlane, user: str) -> client.ApiClient:
 
 def kubectl(control_plane: ControlPlane, *args: str, check: bool = True, user: str = "admin") -> str:
     """Run the kubectl built from the same release, as a user would."""
-    kubeconfig = control_plane.admin_kubeconfig if user == "admin" else control_plane.kubeconfig_for(user)
-    proc = subprocess.run(
-        [str(control_plane.bin_dir / "kubectl"), f"--kubeconfig={kubeconfig}", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"kubectl {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
+    kubeconfig = None if user == "admin" else control_plane.kubeconfig_for(user)
+    proc = control_plane.kubectl(*args, check=check, kubeconfig=kubeconfig)
     return proc.stdout + proc.stderr if not check else proc.stdout
 
 

@@ -61,23 +61,17 @@ class Finding:
 class LintResult:
     findings: tuple[Finding, ...]
 
-    @property
-    def errors(self) -> tuple[Finding, ...]:
-        return tuple(f for f in self.findings if f.severity in ("FATAL", "ERROR"))
+    def of(self, *severities: str) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.severity in severities)
 
-    @property
-    def warnings(self) -> tuple[Finding, ...]:
-        return tuple(f for f in self.findings if f.severity == "WARNING")
-
-    @property
-    def notices(self) -> tuple[Finding, ...]:
-        """NOTICE and INFO findings: listed, never counted against the certificate."""
-        return tuple(f for f in self.findings if f.severity in ("NOTICE", "INFO"))
-
-    @property
-    def set_aside(self) -> tuple[Finding, ...]:
-        """Findings that are a limit of the linter (see the module docstring): listed, not counted."""
-        return tuple(f for f in self.findings if f.severity == "SET-ASIDE")
+    #: FATAL and ERROR findings: the certificate fails.
+    errors = property(lambda self: self.of("FATAL", "ERROR"))
+    #: WARNING findings: reported and counted.
+    warnings = property(lambda self: self.of("WARNING"))
+    #: NOTICE and INFO findings: listed, never counted against the certificate.
+    notices = property(lambda self: self.of("NOTICE", "INFO"))
+    #: Findings that are a limit of the linter (see the module docstring): listed, not counted.
+    set_aside = property(lambda self: self.of("SET-ASIDE"))
 
 
 @functools.cache
