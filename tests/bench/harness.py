@@ -3,7 +3,6 @@
 - :class:`BenchControlPlane`: the project's control plane with an etcd quota large enough for 1 GiB of Secrets.
 - :class:`BenchOperator`: ``python -m certmint`` in its own process, started as users start it (no ``--verbose``).
 - :func:`proc_sample`: CPU seconds and memory of any PID, from ``/proc``.
-- :class:`MetricSnapshot`: the operator's ``/metrics``, parsed, with deltas and histogram quantiles.
 - :class:`CertificateWatch`: one watch on Certificates (all namespaces, one label selector), recording when each
   one first became Ready and when each revision first appeared.
 - :class:`Kube`: the thread-pooled writes (namespaces, Certificates, Secrets) and the paged reads a benchmark needs.
@@ -24,7 +23,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,8 +33,9 @@ from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
 from tests.controlplane.cluster import ControlPlane
+from tests.controlplane.metrics import MetricSnapshot
 from tests.controlplane.operator_process import OperatorProcess
-from tests.integration.builders import API_VERSION, GROUP, VERSION
+from tests.integration.builders import GROUP, VERSION, Certmint, certificate
 from tests.integration.kubeutil import wait_for
 
 T = TypeVar("T")
@@ -108,7 +108,8 @@ class BenchOperator(OperatorProcess):
         status, text = self.get("/metrics")
         if status != 200:
             raise BenchError(f"operator /metrics answered {status}; log: {self.log_path}")
-        return MetricSnapshot.parse(text)
+        # Per-certificate gauges are the bulk of the text and nothing here needs them.
+        return MetricSnapshot.parse(text, skip_prefix="certmint_certificate_")
 
     def wait_idle(self, min_timers: int, timeout: float) -> IdleResult:
         """Wait until the operator leads, its queue is empty and at least ``min_timers`` timers are pending.
@@ -348,77 +349,6 @@ def summarise_collapsed(path: Path, top: int) -> dict[str, Any]:
     return {"samples": total, "self_pct": share(own), "inclusive_pct": share(inclusive)}
 
 
-# -- /metrics ------------------------------------------------------------------------------------------------------
-
-_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)")
-_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
-SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
-
-
-@dataclass(frozen=True)
-class MetricSnapshot:
-    series: dict[SeriesKey, float]
-
-    @classmethod
-    def parse(cls, text: str) -> MetricSnapshot:
-        series: dict[SeriesKey, float] = {}
-        for line in text.splitlines():
-            # Per-certificate gauges are the bulk of the text and nothing here needs them.
-            if not line or line[0] == "#" or line.startswith("certmint_certificate_"):
-                continue
-            m = _SAMPLE.match(line)
-            if m is None:
-                continue
-            labels = tuple(sorted(_LABEL.findall(m.group(2) or "")))
-            series[(m.group(1), labels)] = float(m.group(3))
-        return cls(series)
-
-    def __sub__(self, other: MetricSnapshot) -> MetricSnapshot:
-        return MetricSnapshot({k: v - other.series.get(k, 0.0) for k, v in self.series.items()})
-
-    def select(self, name: str, **labels: str) -> Iterator[tuple[dict[str, str], float]]:
-        for (n, lbls), v in self.series.items():
-            if n == name:
-                d = dict(lbls)
-                if all(d.get(k) == want for k, want in labels.items()):
-                    yield d, v
-
-    def value(self, name: str, **labels: str) -> float:
-        return sum(v for _, v in self.select(name, **labels))
-
-    def by(self, name: str, *label_names: str) -> dict[str, float]:
-        out: dict[str, float] = {}
-        for d, v in self.select(name):
-            key = "/".join(d.get(k, "") for k in label_names)
-            out[key] = out.get(key, 0.0) + v
-        return out
-
-    def histogram(self, name: str) -> Histogram:
-        buckets = sorted(
-            ((math.inf if d["le"] == "+Inf" else float(d["le"])), v) for d, v in self.select(f"{name}_bucket")
-        )
-        return Histogram(buckets, self.value(f"{name}_count"), self.value(f"{name}_sum"))
-
-
-@dataclass(frozen=True)
-class Histogram:
-    buckets: list[tuple[float, float]]  # (upper bound, cumulative count)
-    count: float
-    sum: float
-
-    def quantile_bound(self, q: float) -> float | None:
-        """The smallest bucket bound with at least ``q`` of the observations at or below it (inf: above the last)."""
-        if self.count <= 0:
-            return None
-        for bound, cumulative in self.buckets:
-            if cumulative >= q * self.count - 1e-9:
-                return bound
-        return math.inf
-
-    def max_bound(self) -> float | None:
-        return self.quantile_bound(1.0)
-
-
 def bound_text(bound: float | None, last_finite: float = 10.0) -> str:
     if bound is None:
         return "n/a"
@@ -475,12 +405,8 @@ def list_page(
     custom: client.CustomObjectsApi, label_selector: str | None, limit: int, cont: str | None = None
 ) -> dict[str, Any]:
     """One page of Certificates in all namespaces (``remainingItemCount`` and ``continue`` in its metadata)."""
-    kwargs: dict[str, Any] = {"limit": limit}
-    if cont:
-        kwargs["_continue"] = cont
-    if label_selector:
-        kwargs["label_selector"] = label_selector
-    return cast(dict[str, Any], custom.list_cluster_custom_object(GROUP, VERSION, "certificates", **kwargs))
+    given = {k: v for k, v in {"limit": limit, "_continue": cont, "label_selector": label_selector}.items() if v}
+    return cast(dict[str, Any], custom.list_cluster_custom_object(GROUP, VERSION, "certificates", **given))
 
 
 def ready_status(obj: dict[str, Any]) -> str | None:
@@ -619,15 +545,15 @@ class CertificateWatch:
         return sum(1 for (_, r) in self.revision_at if r == rev)
 
 
-class Kube:
-    """What the benchmarks do to the API, as a user's tooling would, from a pool of threads."""
+class Kube(Certmint):
+    """The tests' API wrapper, with what the benchmarks do to the API as a user's tooling would, from a pool of
+    threads."""
 
     def __init__(self, kubeconfig: Path, concurrency: int) -> None:
         self.concurrency = concurrency
         self.api = api_client(kubeconfig, pool=concurrency + 8)
+        super().__init__(self.api)
         self.watch_api = api_client(kubeconfig, pool=4)  # a watch holds its connection
-        self.core = client.CoreV1Api(self.api)
-        self.custom = client.CustomObjectsApi(self.api)
         self.kubeconfig = kubeconfig
 
     def close(self) -> None:
@@ -665,14 +591,6 @@ class Kube:
 
         self.pool_map(create, names)
 
-    def create(self, obj: dict[str, Any]) -> None:
-        ns = obj["metadata"].get("namespace")
-        plural = obj["kind"].lower() + "s"
-        if ns:
-            self.custom.create_namespaced_custom_object(GROUP, VERSION, ns, plural, obj)
-        else:
-            self.custom.create_cluster_custom_object(GROUP, VERSION, plural, obj)
-
     def list_certificates(self, label_selector: str | None = None) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
         cont: str | None = None
@@ -682,14 +600,6 @@ class Kube:
             cont = page["metadata"].get("continue")
             if not cont:
                 return items
-
-    def get_certificate(self, namespace: str, name: str) -> dict[str, Any]:
-        return cast(
-            dict[str, Any], self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "certificates", name)
-        )
-
-    def get_cluster_issuer(self, name: str) -> dict[str, Any]:
-        return cast(dict[str, Any], self.custom.get_cluster_custom_object(GROUP, VERSION, "clusterissuers", name))
 
     def delete_namespace_and_wait(self, name: str, timeout: float = 300.0) -> float:
         """Delete a namespace and wait until the namespace controller has removed it with everything in it."""
@@ -733,17 +643,8 @@ class Kube:
 def certificate_body(
     name: str, namespace: str, *, issuer: str, set_name: str, key: dict[str, Any], duration: str | None = None
 ) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "secretName": f"{name}-tls",
-        "issuerRef": {"name": issuer, "kind": "ClusterIssuer"},
-        "dnsNames": [f"{name}.{namespace}.svc"],
-        "privateKey": key,
-    }
+    """A benchmark's Certificate: a Service's DNS name, the key asked for, labelled with its set."""
+    spec: dict[str, Any] = {"dnsNames": [f"{name}.{namespace}.svc"], "privateKey": key}
     if duration:
         spec["duration"] = duration
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "Certificate",
-        "metadata": {"name": name, "namespace": namespace, "labels": {SET_LABEL: set_name}},
-        "spec": spec,
-    }
+    return certificate(name, namespace, issuer_name=issuer, labels={SET_LABEL: set_name}, **spec)

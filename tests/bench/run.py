@@ -40,7 +40,6 @@ from tests.bench.harness import (
     BenchError,
     BenchOperator,
     Kube,
-    ready_status,
     runtime_python,
     wait_until,
 )
@@ -68,16 +67,7 @@ def log(message: str) -> None:
 
 
 def kubectl(cp: BenchControlPlane, *args: str) -> str:
-    proc = subprocess.run(
-        [str(cp.bin_dir / "kubectl"), f"--kubeconfig={cp.admin_kubeconfig}", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
-    if proc.returncode != 0:
-        raise BenchError(f"kubectl {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
-    return proc.stdout
+    return cp.kubectl(*args, error=BenchError, timeout=120).stdout
 
 
 def install_crds(cp: BenchControlPlane) -> None:
@@ -102,10 +92,8 @@ def ca_chain(kube: Kube) -> None:
     kube.create(ca)
     kube.create(cluster_issuer(CA_ISSUER, ca_secret="bench-ca"))
 
-    wait_until(
-        lambda: ready_status(kube.get_certificate(OPERATOR_NAMESPACE, "bench-ca")) == "True", "the CA Certificate", 60
-    )
-    wait_until(lambda: ready_status(kube.get_cluster_issuer(CA_ISSUER)) == "True", "the CA ClusterIssuer", 60)
+    wait_until(lambda: kube.ready("Certificate", "bench-ca", OPERATOR_NAMESPACE), "the CA Certificate", 60)
+    wait_until(lambda: kube.ready("ClusterIssuer", CA_ISSUER), "the CA ClusterIssuer", 60)
 
 
 def _read(path: str) -> str:

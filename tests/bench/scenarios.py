@@ -32,7 +32,6 @@ from tests.bench.harness import (
     CertificateWatch,
     CpuMeter,
     Kube,
-    MetricSnapshot,
     Profiler,
     Sampler,
     bound_text,
@@ -44,6 +43,7 @@ from tests.bench.harness import (
     summary,
     wait_until,
 )
+from tests.controlplane.metrics import MetricSnapshot
 from tests.integration.builders import API_VERSION, GROUP, VERSION
 
 ECDSA_P256 = {"algorithm": "ECDSA", "size": 256}
@@ -340,7 +340,7 @@ def memory(ctx: Context) -> dict[str, Any]:
         ctx.kube.delete_secret(s_ns, f"{s_name}-tls")
 
         def reissued() -> bool:
-            obj = ctx.kube.get_certificate(s_ns, s_name)
+            obj = ctx.kube.get("Certificate", s_name, s_ns)
             return int((obj.get("status") or {}).get("revision") or 0) > s_rev
 
         wait_until(reissued, "the sentinel Certificate to be re-issued after its Secret was deleted", timeout=120)
