@@ -70,6 +70,7 @@ from tests.controlplane.cluster import (
     stop_recorded,
     wait_ready,
 )
+from tests.x509util import certificate_builder
 
 HERE = Path(__file__).resolve().parent
 PAUSE_IMAGE = "certmint.local/pause:3.10"
@@ -137,14 +138,9 @@ def issue_cert(
     usages = [ExtendedKeyUsageOID.CLIENT_AUTH] if client else []
     if server_ips or server_dns:
         usages.append(ExtendedKeyUsageOID.SERVER_AUTH)
+    validity = (now - datetime.timedelta(minutes=5), ca_cert.not_valid_after_utc)
     builder = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name(attrs))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(ca_cert.not_valid_after_utc)
+        certificate_builder(x509.Name(attrs), key.public_key(), *validity, issuer=ca_cert.subject)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
     )

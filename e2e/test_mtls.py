@@ -37,16 +37,16 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from kubernetes import client, config
 from tests.integration import kubeutil
-from tests.integration.builders import ISOLATION_POLICY
+from tests.integration.builders import GROUP, ISOLATION_POLICY, VERSION, Certmint, resource
 
 from e2e import operator_image
 from e2e.conftest import SUMMARY, missing
@@ -58,7 +58,6 @@ pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[1]
 CHART = REPO / "charts" / "certmint"
 WORKLOADS = Path(__file__).resolve().parent / "workloads"
-GROUP, VERSION = "certmint.dev", "v1alpha1"
 OPERATOR_NS = "certmint"
 RELEASE = "certmint"
 BOOTSTRAP = "e2e-bootstrap"  # the chart's hook ClusterIssuer (selfSigned)
@@ -72,7 +71,6 @@ PORT = 8443
 DURATION, RENEW_BEFORE = "2m", "70s"
 RENEW_PERIOD_S = 120 - 70
 LOAD_INTERVAL_S = 0.15
-T = TypeVar("T")
 
 
 # -- the cluster provider ----------------------------------------------------------------------------------
@@ -144,55 +142,33 @@ def provider(request: pytest.FixtureRequest) -> ClusterProvider:
 wait_for = functools.partial(kubeutil.wait_for, interval=0.5, transient=(client.ApiException,))
 
 
-@dataclass
-class Kube:
-    api: client.ApiClient
-    core: client.CoreV1Api = field(init=False)
-    apps: client.AppsV1Api = field(init=False)
-    custom: client.CustomObjectsApi = field(init=False)
+class Kube(Certmint):
+    """The tests' API wrapper, with what the scenarios read of pods."""
 
-    def __post_init__(self) -> None:
-        self.core = client.CoreV1Api(self.api)
-        self.apps = client.AppsV1Api(self.api)
-        self.custom = client.CustomObjectsApi(self.api)
+    def __init__(self, api: client.ApiClient) -> None:
+        super().__init__(api)
+        self.api = api
+        self.apps = client.AppsV1Api(api)
 
     def apply(self, kind: str, name: str, spec: dict[str, Any], namespace: str | None = None) -> None:
         """Create a certmint object, or replace the spec of one a previous run left behind."""
-        plural = {"ClusterIssuer": "clusterissuers", "Certificate": "certificates"}[kind]
-        meta: dict[str, Any] = {"name": name} | ({"namespace": namespace} if namespace else {})
-        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": kind, "metadata": meta, "spec": spec}
         try:
-            if namespace:
-                self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, plural, body)
-            else:
-                self.custom.create_cluster_custom_object(GROUP, VERSION, plural, body)
+            self.create(resource(kind, name, spec, namespace))
         except client.ApiException as e:
             if e.status != 409:
                 raise
-            patch = {"spec": spec}
-            if namespace:
-                self.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, plural, name, patch)
-            else:
-                self.custom.patch_cluster_custom_object(GROUP, VERSION, plural, name, patch)
+            self.patch(kind, name, namespace, {"spec": spec})
 
-    def ready(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
-        plural = {"ClusterIssuer": "clusterissuers", "Certificate": "certificates"}[kind]
-        if namespace:
-            obj = self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
-        else:
-            obj = self.custom.get_cluster_custom_object(GROUP, VERSION, plural, name)
-        conditions = obj.get("status", {}).get("conditions", [])
-        ok = any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
-        return obj if ok else None
+    def apply_ready(self, kind: str, objects: dict[str, dict[str, Any]], namespace: str | None = None) -> None:
+        """Apply each object (name: spec), then wait for each to be Ready (60 s each)."""
+        for name, spec in objects.items():
+            self.apply(kind, name, spec, namespace)
+        for name in objects:
+            self.wait_ready(kind, name, namespace, timeout=60)
 
     def secret_cert(self, name: str, namespace: str) -> x509.Certificate | None:
-        try:
-            secret = self.core.read_namespaced_secret(name, namespace)
-        except client.ApiException as e:
-            if e.status == 404:
-                return None
-            raise
-        return x509.load_pem_x509_certificate(base64.b64decode(secret.data["tls.crt"]))
+        secret = self.secret(name, namespace)
+        return None if secret is None else x509.load_pem_x509_certificate(base64.b64decode(secret.data["tls.crt"]))
 
     def log_records(self, pod: str, namespace: str) -> list[dict[str, Any]]:
         """The pod's JSON log lines (raw read: the client would json-decode a one-line log into a dict)."""
@@ -359,11 +335,11 @@ def _service_account_id(ns: str, sa: str) -> str:
 def setup(provider: ClusterProvider, kube: Kube, operator: Installed) -> Iterator[Setup]:
     """Issuers, a test namespace with its service accounts, the scripts, and the Certificates."""
     start = time.monotonic()
-    wait_for(lambda: kube.ready("ClusterIssuer", BOOTSTRAP), f"ClusterIssuer {BOOTSTRAP} (the chart's hook) Ready", 60)
+    kube.wait_ready("ClusterIssuer", BOOTSTRAP, timeout=60)  # the chart's hook
     _ca_chain(kube, "e2e-root-ca", MESH_CA, "certmint e2e root CA")
     _ca_chain(kube, "e2e-rogue-root-ca", ROGUE_CA, "certmint e2e rogue CA")
     for issuer in (MESH_CA, ROGUE_CA):
-        wait_for(lambda i=issuer: kube.ready("ClusterIssuer", i), f"ClusterIssuer {issuer} Ready", 60)
+        kube.wait_ready("ClusterIssuer", issuer, timeout=60)
 
     ns = f"mtls-{uuid.uuid4().hex[:6]}"
     kube.core.create_namespace({"metadata": {"name": ns}})
@@ -408,10 +384,7 @@ def setup(provider: ClusterProvider, kube: Kube, operator: Installed) -> Iterato
                 "duration": "1h",
             },
         }
-        for name, spec in certificates.items():
-            kube.apply("Certificate", name, spec, ns)
-        for name in certificates:
-            wait_for(lambda n=name: kube.ready("Certificate", n, ns), f"Certificate {ns}/{name} Ready", 60)
+        kube.apply_ready("Certificate", certificates, ns)
         yield Setup(
             ns=ns,
             server_dns=server_dns,
@@ -643,8 +616,7 @@ def intermediate_chain(provider: ClusterProvider, kube: Kube, setup: Setup) -> I
     start = time.monotonic()
     # Only the operator's namespace may obtain CA certificates from the root.
     root_signer = {"ca": {"secretName": "e2e-root-ca"}, "policy": {"allowCA": True, "allowedNamespaces": [OPERATOR_NS]}}
-    kube.apply("ClusterIssuer", ROOT_SIGNER, root_signer)
-    wait_for(lambda: kube.ready("ClusterIssuer", ROOT_SIGNER), f"ClusterIssuer {ROOT_SIGNER} Ready", 60)
+    kube.apply_ready("ClusterIssuer", {ROOT_SIGNER: root_signer})
     intermediate = {
         "isCA": True,
         "commonName": "certmint e2e intermediate CA",
@@ -652,11 +624,9 @@ def intermediate_chain(provider: ClusterProvider, kube: Kube, setup: Setup) -> I
         "duration": "12h",
         "issuerRef": {"name": ROOT_SIGNER, "kind": "ClusterIssuer"},
     }
-    kube.apply("Certificate", INTERMEDIATE, intermediate, OPERATOR_NS)
-    wait_for(lambda: kube.ready("Certificate", INTERMEDIATE, OPERATOR_NS), f"Certificate {INTERMEDIATE} Ready", 60)
-    kube.apply("ClusterIssuer", MESH_INTERMEDIATE_CA, {"ca": {"secretName": INTERMEDIATE}, "policy": ISOLATION_POLICY})
-    wait_for(
-        lambda: kube.ready("ClusterIssuer", MESH_INTERMEDIATE_CA), f"ClusterIssuer {MESH_INTERMEDIATE_CA} Ready", 60
+    kube.apply_ready("Certificate", {INTERMEDIATE: intermediate}, OPERATOR_NS)
+    kube.apply_ready(
+        "ClusterIssuer", {MESH_INTERMEDIATE_CA: {"ca": {"secretName": INTERMEDIATE}, "policy": ISOLATION_POLICY}}
     )
     issuer_ref = {"name": MESH_INTERMEDIATE_CA, "kind": "ClusterIssuer"}
     certificates = {
@@ -676,10 +646,7 @@ def intermediate_chain(provider: ClusterProvider, kube: Kube, setup: Setup) -> I
             "duration": "1h",
         },
     }
-    for name, spec in certificates.items():
-        kube.apply("Certificate", name, spec, ns)
-    for name in certificates:
-        wait_for(functools.partial(kube.ready, "Certificate", name, ns), f"Certificate {ns}/{name} Ready", 60)
+    kube.apply_ready("Certificate", certificates, ns)
     chain_s = time.monotonic() - start
     server = start_server(kube, provider, ns, "mtls-int-server", "mtls-server", "mtls-int-server-tls")
     root, intermediate_cert = kube.secret_cert("e2e-root-ca", OPERATOR_NS), kube.secret_cert(INTERMEDIATE, OPERATOR_NS)
