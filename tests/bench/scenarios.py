@@ -44,7 +44,7 @@ from tests.bench.harness import (
     wait_until,
 )
 from tests.controlplane.metrics import MetricSnapshot
-from tests.integration.builders import API_VERSION, GROUP, VERSION
+from tests.integration.builders import API_VERSION, GROUP, VERSION, resource
 
 ECDSA_P256 = {"algorithm": "ECDSA", "size": 256}
 RSA_2048 = {"algorithm": "RSA", "size": 2048}
@@ -583,75 +583,41 @@ def api_costs(ctx: Context) -> dict[str, Any]:
     stamp = rfc3339(datetime.datetime.now(datetime.UTC))
     custom, core = ctx.kube.custom, ctx.kube.core
 
+    def condition(type_: str, reason: str, message: str, generation: int | None = None) -> dict[str, Any]:
+        """A condition as the operator writes it (status True unless Issuing)."""
+        status = "False" if type_ == "Issuing" else "True"
+        c = {"type": type_, "status": status, "reason": reason, "message": message, "lastTransitionTime": stamp}
+        return c if generation is None else {**c, "observedGeneration": generation}
+
     def cert_status(i: int) -> dict[str, Any]:
         message = (
             f"Issued certificate serial {i:040x} (revision 1, CertificateRequest c-{i:05d}-x), valid until {stamp}"
         )
-        return {
-            "status": {
-                "notBefore": stamp,
-                "notAfter": stamp,
-                "renewalTime": stamp,
-                "serialNumber": f"{i:040x}",
-                "revision": 1,
-                "observedGeneration": 1,
-                "conditions": [
-                    {
-                        "type": "Ready",
-                        "status": "True",
-                        "reason": "Issued",
-                        "message": "up to date",
-                        "lastTransitionTime": stamp,
-                        "observedGeneration": 1,
-                    },
-                    {
-                        "type": "Issuing",
-                        "status": "False",
-                        "reason": "Issued",
-                        "message": message,
-                        "lastTransitionTime": stamp,
-                        "observedGeneration": 1,
-                    },
-                ],
-            }
+        times = {"notBefore": stamp, "notAfter": stamp, "renewalTime": stamp}
+        conditions = [condition("Ready", "Issued", "up to date", 1), condition("Issuing", "Issued", message, 1)]
+        status = {
+            **times,
+            "serialNumber": f"{i:040x}",
+            "revision": 1,
+            "observedGeneration": 1,
+            "conditions": conditions,
         }
+        return {"status": status}
 
     def request_body(i: int) -> dict[str, Any]:
-        return {
-            "apiVersion": API_VERSION,
-            "kind": "CertificateRequest",
-            "metadata": {
-                "name": f"r-{i:05d}",
-                "namespace": ns,
-                "labels": {"certmint.dev/certificate-name": f"c-{i:05d}"},
-            },
-            "spec": {
-                "request": p["csr"],
-                "issuerRef": {"name": CA_ISSUER, "kind": "ClusterIssuer", "group": "certmint.dev"},
-                "duration": "2160h",
-                "usages": ["digital signature", "server auth"],  # what RFC 8813 allows an ECDSA key
-                "isCA": False,
-            },
+        spec = {
+            "request": p["csr"],
+            "issuerRef": {"name": CA_ISSUER, "kind": "ClusterIssuer", "group": "certmint.dev"},
+            "duration": "2160h",
+            "usages": ["digital signature", "server auth"],  # what RFC 8813 allows an ECDSA key
+            "isCA": False,
         }
+        return resource("CertificateRequest", f"r-{i:05d}", spec, ns, {"certmint.dev/certificate-name": f"c-{i:05d}"})
 
+    conditions = [condition("Approved", "PolicyAllowed", "allowed"), condition("Ready", "Issued", "signed")]
     request_status = {
         "status": {
-            "conditions": [
-                {
-                    "type": "Approved",
-                    "status": "True",
-                    "reason": "PolicyAllowed",
-                    "message": "allowed",
-                    "lastTransitionTime": stamp,
-                },
-                {
-                    "type": "Ready",
-                    "status": "True",
-                    "reason": "Issued",
-                    "message": "signed",
-                    "lastTransitionTime": stamp,
-                },
-            ],
+            "conditions": conditions,
             "certificate": p["chain"],
             "ca": p["ca"],
             "notBefore": stamp,
