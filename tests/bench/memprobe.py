@@ -15,6 +15,7 @@ import argparse
 import datetime
 import json
 import os
+import shutil
 import signal
 import sys
 import time
@@ -113,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         if kube is not None:
             kube.close()
         cp.stop()
+        shutil.rmtree(workdir / "etcd-data", ignore_errors=True)  # 10,000 Certificates' worth; the logs stay
     results["workdir"] = str(workdir)
     text = json.dumps(results, indent=2, default=str)
     if args.out:
