@@ -371,6 +371,9 @@ def test_a_secret_certmint_did_not_create_is_refused_and_looked_at_again_later()
     assert f"{HANDOVER_TO}=web" in decision.failure.message
     handed_over = dataclasses.replace(users, annotations={HANDOVER_TO: "web"})
     assert isinstance(d := plan(_snapshot(spec, secret=handed_over)), Issue) and d.reason.code == "MissingData"
+    assert d.takeover == "handover"  # logged when acted on
+    _, ours = _good()
+    assert isinstance(kept := plan(_snapshot(spec, secret=ours)), Keep) and kept.takeover is None
 
 
 def test_a_secret_of_another_certificate_is_refused_for_good() -> None:

@@ -14,6 +14,7 @@ tests/unit/test_certificate_plan.py rather than an API server scenario:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import enum
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from certmint.core.decisions import (
     IssuerIdentity,
     Ownership,
     Reason,
+    SecretClaim,
     SecretSnapshot,
     desired_secret_metadata,
     issuance_reason,
@@ -132,6 +134,7 @@ class Keep:
     annotations: dict[str, str]
     ca_crt: bytes | None  # the issuer's trust anchor, when the Secret's ca.crt is another one
     add_owner: bool  # secretDeletionPolicy Delete and our owner reference is missing
+    takeover: str | None = None  # the Secret becomes this Certificate's now: how (SecretClaim.via), for the log
 
     @property
     def repairs(self) -> bool:
@@ -145,6 +148,7 @@ class Issue:
     renewal_time: datetime.datetime | None  # the renewal time, when a still valid certificate is renewed
     key: PrivateKey | None  # the Secret's key to keep (rotationPolicy Never), else None: a new one
     reuse: Signed | None  # signed by an earlier pass for this revision: store it, sign nothing
+    takeover: str | None = None  # as Keep.takeover
 
     @property
     def still_valid(self) -> bool:
@@ -175,18 +179,29 @@ def plan(s: Snapshot) -> Plan:
         return _plan_unread(s, s.secret)
     secret = s.secret
     facts = secret_facts(secret)
+    takeover = None
     if secret is not None:
-        refused = _not_ours(s, secret, facts)
+        claim = secret_ownership(
+            secret.labels,
+            secret.annotations,
+            certificate_name=s.name,
+            certificate_uid=s.uid,
+            secret_serial=facts.serial_number if facts else None,
+            status_serial=s.status.get("serialNumber"),
+        )
+        refused = _not_ours(s, claim)
         if refused is not None:
             return Fail(refused, valid=False)
+        takeover = claim.via
     renewal_time = renewal_time_for(s, facts) if facts is not None else None
     reason = issuance_reason(s.spec, _snapshot(secret), s.issuer.identity, now=s.now, renewal_time=renewal_time)
     if reason is None and facts is not None and renewal_time is not None:
         assert secret is not None
-        return _keep(s, secret, facts, renewal_time)
+        return dataclasses.replace(_keep(s, secret, facts, renewal_time), takeover=takeover)
     assert reason is not None
     renewing = renewal_time if facts is not None and reason.code == RENEWING else None
-    return _issue(s, secret, reason, renewing)
+    decision = _issue(s, secret, reason, renewing)
+    return dataclasses.replace(decision, takeover=takeover) if isinstance(decision, Issue) else decision
 
 
 def _plan_unread(s: Snapshot, secret: UnreadSecret) -> Plan:
@@ -212,21 +227,17 @@ def _plan_unread(s: Snapshot, secret: UnreadSecret) -> Plan:
     renewal_time = _renewal_time(s, not_before, not_after, serial)
     if not renewal_time <= s.now < not_after:
         return ReadSecret()
-    failure = _precheck(s)
-    if isinstance(failure, Wait):
-        return failure
-    if failure is not None:
-        return Fail(failure, valid=True)
+    blocked = _blocked(s, valid=True)
+    if blocked is not None:
+        return blocked
     revision = int(status.get("revision") or 0) + 1
     return Issue(renewal_reason(renewal_time, not_after), revision, renewal_time, None, _reusable(s, revision))
 
 
 def _issue(s: Snapshot, secret: SecretData | None, reason: Reason, renewal_time: datetime.datetime | None) -> Plan:
-    failure = _precheck(s)
-    if isinstance(failure, Wait):
-        return failure
-    if failure is not None:
-        return Fail(failure, valid=renewal_time is not None)
+    blocked = _blocked(s, valid=renewal_time is not None)
+    if blocked is not None:
+        return blocked
     # The next revision after the one stored (the Secret's record wins when a crash kept it from the status).
     stored = stored_revision(s.status.get("revision"), secret.annotations) if secret is not None else 0
     revision = max(int(s.status.get("revision") or 0), stored) + 1
@@ -253,13 +264,21 @@ def _kept_key(spec: CertificateSpec, secret: SecretData | None) -> PrivateKey | 
     return existing
 
 
-def _precheck(s: Snapshot) -> Failure | Wait | None:
+def _blocked(s: Snapshot, *, valid: bool) -> Fail | Wait | None:
+    """Why the issuer cannot sign this Certificate now (``valid``: the Secret's certificate is still good), or
+    None when it may."""
+    issuer = s.issuer
+    if issuer.found and not issuer.checked:
+        return Wait(issuer.description)
+    failure = _precheck(s)
+    return Fail(failure, valid=valid) if failure is not None else None
+
+
+def _precheck(s: Snapshot) -> Failure | None:
     issuer, spec = s.issuer, s.spec
     if not issuer.found:
         where = "" if issuer.ref.kind == "ClusterIssuer" else f" in namespace {s.namespace}"
         return Failure(CertificateReason.ISSUER_NOT_FOUND, f"{issuer.description} does not exist{where}")
-    if not issuer.checked:
-        return Wait(issuer.description)
     if not issuer.ready or issuer.policy is None:
         return Failure(CertificateReason.ISSUER_NOT_READY, f"{issuer.description} is not ready: {issuer.detail}")
     if issuer.refusal is not None:
@@ -279,21 +298,13 @@ def _precheck(s: Snapshot) -> Failure | Wait | None:
     return None
 
 
-def _not_ours(s: Snapshot, secret: SecretData, facts: CertificateFacts | None) -> Failure | None:
+def _not_ours(s: Snapshot, claim: SecretClaim) -> Failure | None:
     """Why this existing Secret must not be written for the Certificate, or None when it may.
 
     certmint writes only into Secrets it created or that a person handed over (see
     core.decisions.secret_ownership): a Certificate must not give its author, through the
     operator's RBAC, a write into (or, by owner reference, the deletion of) any Secret of the namespace.
     """
-    claim = secret_ownership(
-        secret.labels,
-        secret.annotations,
-        certificate_name=s.name,
-        certificate_uid=s.uid,
-        secret_serial=facts.serial_number if facts else None,
-        status_serial=s.status.get("serialNumber"),
-    )
     if claim.ownership is Ownership.IN_USE:
         return Failure(
             Ownership.IN_USE.value,

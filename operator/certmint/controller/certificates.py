@@ -15,6 +15,7 @@ left alone; its renewal timer is rebuilt from the certificate itself.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import functools
 import logging
@@ -95,8 +96,8 @@ async def reconcile_certificate(op: Operator, namespace: str, name: str) -> None
         return
     snapshot = await _gather(op, rec, rec.spec, unread=timer_only)
     decision = plan(snapshot)
-    if isinstance(decision, ReadSecret):
-        snapshot = await _gather(op, rec, rec.spec, unread=False)
+    if isinstance(decision, ReadSecret):  # the same snapshot, with the Secret as it is now
+        snapshot = dataclasses.replace(snapshot, secret=await _read_secret(op, rec.namespace, rec.spec.secret_name))
         decision = plan(snapshot)
     assert not isinstance(decision, ReadSecret)
     seen = SeenSecret(_version_of(snapshot.secret))
@@ -145,12 +146,7 @@ async def _gather(op: Operator, rec: CertificateRecord, spec: CertificateSpec, *
     if unread and version is not None and secret_key not in op.state.secrets_to_read:
         secret = UnreadSecret(version)
     else:
-        if op.state.secret_known_absent(namespace, spec.secret_name):
-            secret = None  # the Secret watch has listed everything with our label: no read needed
-        else:
-            secret = await resources.read_secret(op.api, namespace, spec.secret_name)
-            op.state.secrets_to_read.discard(secret_key)
-        op.state.secret_versions[secret_key] = secret.resource_version if secret else None
+        secret = await _read_secret(op, namespace, spec.secret_name)
     return Snapshot(
         namespace=namespace,
         name=rec.name,
@@ -165,6 +161,19 @@ async def _gather(op: Operator, rec: CertificateRecord, spec: CertificateSpec, *
         jitter_fraction=op.settings.jitter_fraction,
         min_renewal_interval=datetime.timedelta(seconds=op.settings.min_renewal_interval),
     )
+
+
+async def _read_secret(op: Operator, namespace: str, name: str) -> SecretData | None:
+    """The Secret as it is now (None: absent), its version recorded; no request when the Secret watch has listed
+    everything with our label and this one is not among it."""
+    key = (namespace, name)
+    if op.state.secret_known_absent(namespace, name):
+        secret = None
+    else:
+        secret = await resources.read_secret(op.api, namespace, name)
+        op.state.secrets_to_read.discard(key)
+    op.state.secret_versions[key] = secret.resource_version if secret else None
+    return secret
 
 
 def _issuer_view(spec: CertificateSpec, issuer: IssuerRecord | None) -> IssuerView:
@@ -205,6 +214,9 @@ def _issuer_view(spec: CertificateSpec, issuer: IssuerRecord | None) -> IssuerVi
 
 async def _act(op: Operator, rec: CertificateRecord, s: Snapshot, decision: Plan, seen: SeenSecret) -> bool | None:
     """Carry out the plan; returns whether the outcome waits on a timer (renewal, retry), or None to look again."""
+    if isinstance(decision, Keep | Issue) and decision.takeover is not None:
+        where = f"Secret {rec.namespace}/{s.spec.secret_name}"
+        log.info("Certificate %s/%s: taking over %s (%s)", rec.namespace, rec.name, where, decision.takeover)
     if isinstance(decision, Keep):
         assert isinstance(s.secret, SecretData)
         await _keep(op, rec, s, s.secret, decision, seen)
