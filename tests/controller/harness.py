@@ -275,6 +275,46 @@ class Harness:
     def event_reasons(self, name: str, namespace: str = NAMESPACE) -> list[str]:
         return [e["reason"] for e in self.events(name, namespace)]
 
+    # -- a standby replica (leader election) --------------------------------------------------------------
+
+    async def start_standby(self) -> Standby:
+        """A second replica over the same API that does not lead: kopf lists into it and its Secret watch runs, so
+        its state and queue fill from what it observes, but its workers do not run (``Operator.lead`` starts them
+        only with the Lease). :meth:`take_over` makes it the leader.
+
+        Both replicas share the one fake API (and so its request counters): count a replica's requests over a
+        stretch where the other makes none."""
+        standby = build_operator(self.settings, self.api, self.clock)
+        for resource, selector in KOPF_WATCHES:
+            collection = Target(API, None, resource, None, None)
+            for obj in self.api.items(_collection_path(collection), label_selector=selector):
+                deliver_kopf_event(standby, resource, None, obj)
+        cursor = len(self.api.history)
+        open_before = self.api.open_watches
+        watch = asyncio.create_task(standby.watch_secrets(), name="controller-tier-standby-secret-watch")
+        for _ in range(1000):
+            if self.api.open_watches > open_before:
+                break
+            await asyncio.sleep(0)
+        else:
+            raise AssertionError("the standby's Secret watch never started")
+        await self.settle()
+        return Standby(standby, watch, cursor)
+
+    async def take_over(self, standby: Standby) -> None:
+        """The leader dies (its workers and watches stop; it writes nothing more) and ``standby`` wins the Lease:
+        it has observed every watch event until now, and starts leading as ``Operator.lead`` does, then settles."""
+        # kopf's watches delivered to the standby what they delivered to the leader, in the same order.
+        for change in self.api.history[standby.kopf_cursor :]:
+            for resource, selector in KOPF_WATCHES:
+                event = watch_event(change, Target(API, None, resource, None, None), selector)
+                if event is not None:
+                    deliver_kopf_event(standby.op, resource, event["type"], event["object"])
+        await self._halt()
+        self.op, self._secret_watch, self._kopf_cursor = standby.op, standby.secret_watch, len(self.api.history)
+        await self.op.start()
+        await self.settle()
+
 
 def _collection_path(target: Target) -> str:
     ns = f"/namespaces/{target.namespace}" if target.namespace else ""
@@ -301,3 +341,12 @@ def ca_secret(name: str, namespace: str, ca: CAPair, *, ca_crt: bytes | None = N
         "metadata": {"name": name, "namespace": namespace},
         "data": {k: base64.b64encode(v).decode() for k, v in data.items()},
     }
+
+
+class Standby:
+    """A replica that watches but does not lead (:meth:`Harness.start_standby`)."""
+
+    def __init__(self, op: Operator, secret_watch: asyncio.Task[None], kopf_cursor: int) -> None:
+        self.op = op
+        self.secret_watch = secret_watch
+        self.kopf_cursor = kopf_cursor  # how far into the API's history its kopf watches have delivered
