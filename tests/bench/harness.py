@@ -176,6 +176,52 @@ class BenchOperator(OperatorProcess):
         )
         return round(time.monotonic() - started, 1)
 
+    def wait_leading(self, timeout: float, interval: float = 0.1) -> float:
+        """Poll ``certmint_leader`` every ``interval`` seconds until it is 1; returns time.monotonic() of that poll.
+
+        Meant for a standby waiting to take over: its /metrics carries no per-certificate series until it has
+        reconciled, so a fine interval costs it little.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            t0 = time.monotonic()
+            if self.metrics().value("certmint_leader") == 1:
+                return t0
+            if t0 > deadline:
+                raise BenchError(f"the operator did not become the leader in {timeout:.0f}s; log: {self.log_path}")
+            time.sleep(interval)
+
+    def wait_standby_synced(self, certificates: int, issuers: int, timeout: float) -> StandbyResult:
+        """Wait until this replica, not leading, has seen every one of ``certificates`` Certificates and
+        ``issuers`` Issuers/ClusterIssuers.
+
+        No metric says "standby synced". A standby's work queue is not started, so every object its watches
+        deliver stays queued as one key (a Secret's events land on its Certificate's key, a CA Secret's on its
+        issuer's): certmint_workqueue_depth counts the objects it has seen. Should a standby come to keep
+        timers instead (rebuilt from status as it goes), certmint_scheduled_timers counts its Certificates.
+        Either reaching the count is the signal; a standby that leads instead is an error.
+        """
+        started = time.monotonic()
+        deadline = started + timeout
+        polls = 0
+        while True:
+            t0 = time.monotonic()
+            m = self.metrics()
+            polls += 1
+            if m.value("certmint_leader") != 0:
+                raise BenchError(
+                    f"the standby leads (certmint_leader={m.value('certmint_leader')}); log: {self.log_path}"
+                )
+            depth, timers = m.value("certmint_workqueue_depth"), m.value("certmint_scheduled_timers")
+            if depth >= certificates + issuers or timers >= certificates:
+                return StandbyResult(t0 - started, t0, polls, depth, timers, m)
+            if t0 > deadline:
+                raise BenchError(
+                    f"the standby has not seen {certificates} Certificates and {issuers} issuers after "
+                    f"{timeout:.0f}s (queue depth {depth:g}, timers {timers:g}); log: {self.log_path}"
+                )
+            time.sleep(0.25)
+
     def _unexpected_failures(self) -> int:
         try:
             return self.log_path.read_text(errors="replace").count("failed unexpectedly")
@@ -195,6 +241,16 @@ class IdleResult:
     at: float  # time.monotonic() of that poll
     polls: int
     poll_interval_s: float
+    metrics: MetricSnapshot
+
+
+@dataclass(frozen=True)
+class StandbyResult:
+    after_s: float  # from the call until the poll that saw the count
+    at: float  # time.monotonic() of that poll
+    polls: int
+    queue_depth: float
+    scheduled_timers: float
     metrics: MetricSnapshot
 
 
@@ -627,6 +683,23 @@ class Kube(Certmint):
 
         self.pool_map(delete, namespaces)
 
+    def lease(self, namespace: str, name: str) -> dict[str, Any]:
+        """A Lease's spec: holder, lease duration, transitions, and acquire/renew times as Unix seconds (or None)."""
+        spec = client.CoordinationV1Api(self.api).read_namespaced_lease(name, namespace).spec
+        if spec is None:
+            raise BenchError(f"the Lease {namespace}/{name} has no spec")
+
+        def unix(t: datetime.datetime | None) -> float | None:
+            return t.timestamp() if t is not None else None
+
+        return {
+            "holder": spec.holder_identity,
+            "lease_duration_s": spec.lease_duration_seconds,
+            "transitions": spec.lease_transitions,
+            "acquire_time": unix(spec.acquire_time),
+            "renew_time": unix(spec.renew_time),
+        }
+
     def noise_secret(self, namespace: str, name: str, size: int) -> None:
         body = client.V1Secret(
             metadata=client.V1ObjectMeta(name=name),
@@ -641,10 +714,19 @@ class Kube(Certmint):
 
 
 def certificate_body(
-    name: str, namespace: str, *, issuer: str, set_name: str, key: dict[str, Any], duration: str | None = None
+    name: str,
+    namespace: str,
+    *,
+    issuer: str,
+    set_name: str,
+    key: dict[str, Any],
+    duration: str | None = None,
+    renew_before: str | None = None,
 ) -> dict[str, Any]:
     """A benchmark's Certificate: a Service's DNS name, the key asked for, labelled with its set."""
     spec: dict[str, Any] = {"dnsNames": [f"{name}.{namespace}.svc"], "privateKey": key}
     if duration:
         spec["duration"] = duration
+    if renew_before:
+        spec["renewBefore"] = renew_before
     return certificate(name, namespace, issuer_name=issuer, labels={SET_LABEL: set_name}, **spec)

@@ -10,6 +10,10 @@ throughput  N ECDSA P-256 Certificates (full: 1,000 then 5,000 over 50 namespace
 rsa         the same with RSA-2048 keys (full: 200; reduced: 20).
 memory      operator RSS with 10,000 (reduced: 200) Ready Certificates, then 10,000 (100) unrelated 100 KiB Secrets.
 restart     graceful stop and a new process: time until idle, re-issuances (target 0).
+takeover    a second operator process as a warm standby (the chart's default Lease settings), the leader SIGKILLed
+            3 s before 20 short-lived Certificates fall due: time from the kill to the standby leading, to the first
+            and the last of those renewals (each one's lag behind its due time) and to idle; re-issuances outside
+            the set (target 0), the new leader's API requests, CPU and memory.
 renewal     2,000 (reduced: 100) short-lived Certificates issued together: spread of renewal times, renewal lag.
 api-costs   with the operator stopped, each request of one issuance and of one renewal sent 1,000 (reduced: 50)
             times: the API server's, etcd's and the controller manager's CPU per request — the control plane's
@@ -170,6 +174,7 @@ def table(results: dict[str, Any]) -> str:
         add("memory", "operator CPU during phase (s)", m["operator_cpu_s_during"])
         add("memory", "  idle baseline, same window (s)", m["operator_cpu_s_idle_baseline_same_window"])
         add("memory", "phase window (s)", m["phase_cpu"]["window_s"])
+    _takeover_rows(add, scenarios.get("takeover"))
     r = scenarios.get("restart")
     if r and "error" not in r:
         add("restart", "certificates", r["certificates"])
@@ -228,6 +233,41 @@ def table(results: dict[str, Any]) -> str:
         f"Kubernetes {mach.get('kubernetes', {}).get('gitVersion')}, load {mach['loadavg_start']} at start"
     )
     return "\n".join(lines)
+
+
+def _takeover_rows(add: Any, t: dict[str, Any] | None) -> None:
+    if not t or "error" in t:
+        return
+    name = "takeover"
+    lease = t["lease_settings"]["used_by_both"]
+    add(name, "certificates", t["certificates"])
+    add(
+        name,
+        "Lease duration / renew / retry (s)",
+        " / ".join(
+            f"{lease[v]:g}"
+            for v in ("CERTMINT_LEASE_DURATION_SECONDS", "CERTMINT_LEASE_RENEW_SECONDS", "CERTMINT_LEASE_RETRY_SECONDS")
+        ),
+        "chart defaults",
+    )
+    add(name, "standby start → seen every Certificate (s)", t["standby_synced_after_start_s"])
+    add(name, "SIGKILL → Lease expiry (s)", t["lease_expiry_after_kill_s"])
+    add(name, "SIGKILL → standby leads (s)", t["kill_to_leader_s"])
+    due = t["due_after_kill_s"]
+    add(name, f"{t['due_set']['n']} renewals due after SIGKILL, first / last (s)", f"{due['min']} / {due['max']}")
+    add(name, "SIGKILL → first due renewal done (s)", t["kill_to_first_due_renewal_s"])
+    add(name, "SIGKILL → all due renewals done (s)", t["kill_to_all_due_renewed_s"])
+    lag = t["due_renewal_lag_s"]
+    add(name, "due renewals: lag (done minus due) p50 / max (s)", f"{lag['p50']} / {lag['max']}")
+    add(name, "SIGKILL → new leader idle (s)", t["kill_to_idle_s"])
+    add(name, "re-issuances outside the due set", t["reissues_outside_due_set"], "0")
+    add(name, "new leader API requests, SIGKILL → idle", t["new_leader_api_requests_kill_to_idle_total"])
+    add(name, "new leader CPU, SIGKILL → idle (s)", t["new_leader_cpu_s_kill_to_idle"])
+    add(
+        name,
+        "new leader RSS at idle / peak (MiB)",
+        f"{t['new_leader_rss_mib_at_idle']} / {t['new_leader_peak_rss_mib']}",
+    )
 
 
 def _issuance_rows(add: Any, name: str, r: dict[str, Any], target_rate: str) -> None:
@@ -309,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     cp = BenchControlPlane(workdir=workdir, bin_dir=bin_dir)
     kube: Kube | None = None
     operator: BenchOperator | None = None
+    ctx: Context | None = None
     failed = False
     try:
         cp.start()
@@ -356,6 +397,8 @@ def main(argv: list[str] | None = None) -> int:
         failed = True
     finally:
         results["machine"]["loadavg_end"] = os.getloadavg()
+        if ctx is not None and ctx.operator is not operator:
+            ctx.operator.stop()  # takeover hands the cluster to its standby
         if operator is not None:
             operator.stop()
         if kube is not None:

@@ -1,9 +1,10 @@
-"""The five benchmark scenarios. Each returns a JSON-ready dict and raises :class:`BenchError` when it cannot finish.
+"""The benchmark scenarios. Each returns a JSON-ready dict and raises :class:`BenchError` when it cannot finish.
 
 The cluster is cumulative: every scenario leaves its Certificates in place (except the short-lived ones of
-``renewal``, deleted at its end so that they stop renewing), and ``memory`` and ``restart`` top the cluster up to
-their target count with long-lived ECDSA Certificates. ``throughput`` and ``rsa`` measure a fresh operator process
-each, started (and idle) before the first create.
+``renewal`` and ``takeover``, deleted at their end so that they stop renewing), and ``memory``, ``restart`` and
+``takeover`` top the cluster up to their target count with long-lived ECDSA Certificates. ``throughput`` and ``rsa``
+measure a fresh operator process each, started (and idle) before the first create. ``takeover`` leaves its standby,
+now the leader, as the context's operator.
 """
 
 from __future__ import annotations
@@ -16,8 +17,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import yaml
+
+from certmint.controller.runtime import LEASE_NAME
 from certmint.core.conditions import rfc3339
 from certmint.core.renewal import renewal_time
 from certmint.pki.csr import CertificateTemplate, build_csr, parse_csr
@@ -65,6 +69,7 @@ class Scale:
     rsa_certificates: int
     settle_s: float  # observation window after the unrelated Secrets, and the idle-CPU baseline before them
     api_cost_requests: int  # requests of each kind in api-costs
+    takeover_certificates: int = 20  # the set that falls due while the standby takes over
 
 
 SCALES = {
@@ -95,12 +100,13 @@ SCALES = {
         api_cost_requests=1000,
     ),
 }
-SCENARIOS = ("throughput", "memory", "restart", "renewal", "rsa", "api-costs")
+SCENARIOS = ("throughput", "memory", "restart", "takeover", "renewal", "rsa", "api-costs")
 RUN_ORDER = (
     "throughput",
     "rsa",
     "memory",
     "restart",
+    "takeover",
     "api-costs",
     "renewal",
 )  # renewal last: its certificates keep renewing
@@ -434,23 +440,303 @@ def _serial(obj: dict[str, Any] | None) -> str | None:
     return str(serial) if serial else None
 
 
+# -- takeover ------------------------------------------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+#: The Lease settings the chart's deployment passes to the operator: (key under leaderElection in values.yaml,
+#: the environment variable it sets, the operator's own default when the variable is unset).
+LEASE_SETTINGS = (
+    ("leaseDurationSeconds", "CERTMINT_LEASE_DURATION_SECONDS", Settings.lease_duration),
+    ("renewSeconds", "CERTMINT_LEASE_RENEW_SECONDS", Settings.lease_renew),
+    ("retrySeconds", "CERTMINT_LEASE_RETRY_SECONDS", Settings.lease_retry),
+)
+TAKEOVER_SET = "takeover"
+TAKEOVER_DURATION = "1m"  # the CRD's minimum
+# With the default jitter (10 % of the lifetime) and minimum renewal interval (30 s), a renewal falls due
+# 30-35 s after notBefore: time to make the set Ready and see the standby take it in before the kill.
+TAKEOVER_RENEW_BEFORE = datetime.timedelta(seconds=25)
+KILL_BEFORE_DUE_S = 3.0  # the leader dies this long before the first of the set falls due
+LEADER_POLL_S = 0.1
+
+
+def chart_lease_values() -> dict[str, float]:
+    """The chart's default Lease settings (values.yaml), by environment variable."""
+    values = yaml.safe_load((REPO / "charts" / "certmint" / "values.yaml").read_text())["leaderElection"]
+    if values.get("enabled") is not True:
+        raise BenchError("takeover: the chart's default values turn leader election off")
+    return {var: float(values[key]) for key, var, _ in LEASE_SETTINGS}
+
+
+def lease_values(env: dict[str, str]) -> dict[str, float]:
+    """The Lease settings an operator started with ``env`` uses (the variable if set, else its default)."""
+    if env.get("CERTMINT_LEADER_ELECTION", "true").lower() not in ("1", "true", "yes", "on"):
+        raise BenchError("takeover: the operator runs without leader election (CERTMINT_LEADER_ELECTION)")
+    return {var: float(env.get(var, default)) for _, var, default in LEASE_SETTINGS}
+
+
+def _count_issuers(ctx: Context) -> int:
+    count = 0
+    for plural in ("clusterissuers", "issuers"):
+        listed = cast(dict[str, Any], ctx.kube.custom.list_cluster_custom_object(GROUP, VERSION, plural))
+        count += len(listed.get("items") or [])
+    return count
+
+
+def takeover(ctx: Context) -> dict[str, Any]:
+    """A warm standby beside the leader, the leader SIGKILLed just before a set of renewals falls due.
+
+    Measured from the SIGKILL: the standby becoming the leader, the first and the last renewal of the set that
+    fell due meanwhile (and each one's lag behind its due time), the new leader idle with every Certificate
+    scheduled; its API requests, CPU and memory until then, and any re-issuance outside the set (target 0).
+    """
+    s = ctx.scale
+    result: dict[str, Any] = {"top_up": ensure_certificates(ctx, s.memory_certificates)}
+    chart = chart_lease_values()
+    leader_env = lease_values(ctx.operator.extra_env)
+    result["lease_settings"] = {
+        "source": "charts/certmint/values.yaml leaderElection (the deployment sets them as these variables)",
+        "chart_defaults": chart,
+        "operator_defaults": {var: default for _, var, default in LEASE_SETTINGS},
+        "bench_operator_before": leader_env,
+    }
+    if leader_env != chart:
+        ctx.log(f"takeover: restarting the operator with the chart's Lease settings {chart} (it had {leader_env})")
+        ctx.operator.stop()
+        ctx.operator.extra_env.update({var: f"{v:g}" for var, v in chart.items()})
+        result["leader_restart_for_chart_settings"] = ctx.start_operator()
+    result["lease_settings"]["used_by_both"] = lease_values(ctx.operator.extra_env)
+    op = ctx.operator
+    jitter_fraction = float(op.extra_env.get("CERTMINT_JITTER_FRACTION", Settings.jitter_fraction))
+    min_interval_s = float(op.extra_env.get("CERTMINT_MIN_RENEWAL_INTERVAL_SECONDS", Settings.min_renewal_interval))
+    existing = ctx.count_certificates()
+    op.wait_idle(existing, timeout=300)
+    n = s.takeover_certificates
+    selector = f"{SET_LABEL}={TAKEOVER_SET}"
+    namespace = ctx.namespaces(TAKEOVER_SET, 1)[0]
+    standby = BenchOperator(
+        kubeconfig=op.kubeconfig,
+        log_dir=op.log_dir / "takeover-standby",
+        namespace=op.namespace,
+        extra_env=dict(op.extra_env),
+        python=op.python,
+    )
+    standby.log_dir.mkdir(parents=True, exist_ok=True)
+    killed = False
+    w = CertificateWatch(ctx.kube.watch_api, selector).start()
+    try:
+        ctx.log(f"takeover: starting a standby beside the leader ({existing} Certificates)")
+        standby.start()
+        issuers = _count_issuers(ctx)
+        synced = standby.wait_standby_synced(existing, issuers, timeout=120 + existing * 0.05)
+        leading = op.metrics().value("certmint_leader")
+        if leading != 1:
+            raise BenchError(f"takeover: the bench operator is not the leader (certmint_leader={leading:g})")
+        result.update(
+            {
+                "standby_synced_after_start_s": round(synced.at - standby.started_at, 2),
+                "standby_synced_signal": (
+                    f"standby certmint_leader=0 and certmint_workqueue_depth >= Certificates + issuers "
+                    f"({existing} + {issuers}; seen: depth {synced.queue_depth:g}, timers {synced.scheduled_timers:g})"
+                ),
+            }
+        )
+
+        renew_before = f"{TAKEOVER_RENEW_BEFORE.total_seconds():g}s"
+        bodies = [
+            certificate_body(
+                f"t-{i:03d}",
+                namespace,
+                issuer=CA_ISSUER,
+                set_name=TAKEOVER_SET,
+                key=ECDSA_P256,
+                duration=TAKEOVER_DURATION,
+                renew_before=renew_before,
+            )
+            for i in range(n)
+        ]
+        keys = [(b["metadata"]["namespace"], b["metadata"]["name"]) for b in bodies]
+        due_set = set(keys)
+        ctx.kube.pool_map(ctx.kube.create, bodies)
+        w.wait_for(lambda: all(k in w.ready_at for k in keys), f"the {n} takeover Certificates to be Ready", 60 + n)
+        items = {(c["metadata"]["namespace"], c["metadata"]["name"]): c for c in ctx.kube.list_certificates(selector)}
+        scheduled: dict[tuple[str, str], float] = {}
+        revision: dict[tuple[str, str], int] = {}
+        mismatches = 0
+        for key in keys:
+            st = items[key]["status"]
+            exact = scheduled_renewal(
+                st,
+                items[key]["metadata"]["uid"],
+                jitter_fraction,
+                renew_before=TAKEOVER_RENEW_BEFORE,
+                min_interval_s=min_interval_s,
+            )
+            mismatches += rfc3339(exact) != st["renewalTime"]
+            scheduled[key] = exact.timestamp()
+            revision[key] = int(st["revision"])
+        if mismatches:
+            raise BenchError(
+                f"takeover: for {mismatches} of {n} Certificates the recomputed renewal time does not match "
+                "status.renewalTime (did the renewal formula or the jitter key change?)"
+            )
+        standby.wait_standby_synced(existing + n, issuers, timeout=60)
+        before = {(c["metadata"]["namespace"], c["metadata"]["name"]): c for c in ctx.kube.list_certificates()}
+        not_ready = [k for k, c in before.items() if ready_status(c) != "True"]
+        if not_ready:
+            raise BenchError(f"takeover: {len(not_ready)} Certificates not Ready before the kill, e.g. {not_ready[:3]}")
+        first_due, last_due = min(scheduled.values()), max(scheduled.values())
+        left = first_due - KILL_BEFORE_DUE_S - time.time()
+        if left < 0.5:
+            raise BenchError(
+                f"takeover: the first renewal of the set is due in {left + KILL_BEFORE_DUE_S:.1f}s, too soon to kill "
+                f"the leader {KILL_BEFORE_DUE_S:g}s before it (the set was issued, or the standby caught up, late)"
+            )
+        ctx.log(
+            f"takeover: {n} renewals due {first_due - time.time():.1f}-{last_due - time.time():.1f}s from now; "
+            f"killing the leader {KILL_BEFORE_DUE_S:g}s before the first"
+        )
+        time.sleep(left)  # not a wait for a signal: the moment of the kill is chosen relative to the due times
+        m0 = standby.metrics()
+        standby_before = proc_sample(standby.pid)
+        old_leader = proc_sample(op.pid)
+        lease_before = ctx.kube.lease(op.namespace, LEASE_NAME)
+        early = [k for k in keys if (k, revision[k] + 1) in w.revision_at]
+        if early:
+            raise BenchError(f"takeover: {len(early)} of the set were renewed before the kill, e.g. {early[:3]}")
+        t_kill, t_kill_wall = time.monotonic(), time.time()
+        op.kill()  # SIGKILL
+        killed = True
+        ctx.operator = standby  # from here on the standby is the cluster's only operator
+        lease_s = chart["CERTMINT_LEASE_DURATION_SECONDS"]
+        t_leader = standby.wait_leading(timeout=2 * lease_s + 60, interval=LEADER_POLL_S)
+        lease_after = ctx.kube.lease(op.namespace, LEASE_NAME)
+        w.wait_for(
+            lambda: all((k, revision[k] + 1) in w.revision_at for k in keys),
+            f"the {n} Certificates due during the takeover to be renewed",
+            timeout=max(0.0, last_due - time.time()) + 120 + existing * 0.05,
+        )
+        done = {k: w.revision_at[(k, revision[k] + 1)] for k in keys}
+        total = ctx.count_certificates()
+        idle = standby.wait_idle(total, timeout=120 + total * 0.05)
+        at_idle = proc_sample(standby.pid)
+        after = {(c["metadata"]["namespace"], c["metadata"]["name"]): c for c in ctx.kube.list_certificates()}
+    finally:
+        w.stop()
+        if not killed:
+            standby.stop()
+        with contextlib.suppress(Exception):  # clean-up only: they would keep renewing
+            ctx.kube.delete_certificates([namespace], selector)
+
+    delta = idle.metrics - m0
+    changed = [k for k, c in after.items() if k not in due_set and _serial(c) != _serial(before.get(k))]
+    gained = {k: int(after[k]["status"]["revision"]) - revision[k] for k in keys if k in after}
+    requests = {k: int(v) for k, v in sorted(delta.by("certmint_api_requests_total", "verb", "resource").items()) if v}
+    lag_metric = delta.histogram("certmint_renewal_lag_seconds")
+    lags = [done[k] - scheduled[k] for k in keys]
+    renew_time = lease_before["renew_time"]
+    result.update(
+        {
+            "certificates": total,
+            "due_set": {
+                "n": n,
+                "namespace": namespace,
+                "duration": TAKEOVER_DURATION,
+                "renewBefore": renew_before,
+                "jitter_fraction": jitter_fraction,
+                "min_renewal_interval_s": min_interval_s,
+            },
+            "kill_before_first_due_s": KILL_BEFORE_DUE_S,
+            "old_leader_rss_mib_at_kill": round(old_leader.rss_mib, 1),
+            "standby_rss_mib_at_kill": round(standby_before.rss_mib, 1),
+            "standby_cpu_s_before_kill": round(standby_before.cpu_s, 2),
+            "lease_before_kill": {
+                "holder": lease_before["holder"],
+                "lease_duration_s": lease_before["lease_duration_s"],
+                "last_renewal_before_kill_s": round(t_kill_wall - renew_time, 3) if renew_time else None,
+            },
+            "lease_expiry_after_kill_s": (
+                round(renew_time + float(lease_before["lease_duration_s"] or lease_s) - t_kill_wall, 3)
+                if renew_time
+                else None
+            ),
+            "lease_after": {k: lease_after[k] for k in ("holder", "transitions")},
+            "kill_to_lease_acquired_s": (
+                round(lease_after["acquire_time"] - t_kill_wall, 3) if lease_after["acquire_time"] else None
+            ),
+            "kill_to_leader_s": round(t_leader - t_kill, 3),
+            "leader_poll_interval_s": LEADER_POLL_S,
+            "due_after_kill_s": summary([scheduled[k] - t_kill_wall for k in keys]),
+            "kill_to_first_due_renewal_s": round(min(done.values()) - t_kill_wall, 3),
+            "kill_to_all_due_renewed_s": round(max(done.values()) - t_kill_wall, 3),
+            "due_renewal_lag_s": summary(lags),
+            "due_renewals": [
+                {
+                    "name": f"{k[0]}/{k[1]}",
+                    "due_s": round(scheduled[k] - t_kill_wall, 3),
+                    "renewed_s": round(done[k] - t_kill_wall, 3),
+                    "lag_s": round(done[k] - scheduled[k], 3),
+                }
+                for k in sorted(keys, key=lambda k: scheduled[k])
+            ],
+            "due_set_revisions_gained": sum(gained.values()),
+            "kill_to_idle_s": round(idle.at - t_kill, 2),
+            "idle_poll_interval_s": idle.poll_interval_s,
+            "reissues_outside_due_set": len(changed),
+            "new_leader_issuances_by_trigger": {
+                k: int(v) for k, v in sorted(delta.by("certmint_issuances_total", "trigger").items()) if v
+            },
+            "new_leader_renewal_lag_metric_max": bound_text(lag_metric.max_bound()),
+            "new_leader_api_requests_kill_to_idle": requests,
+            "new_leader_api_requests_kill_to_idle_total": sum(requests.values()),
+            "new_leader_cpu_s_kill_to_idle": round(at_idle.cpu_s - standby_before.cpu_s, 2),
+            "new_leader_rss_mib_at_idle": round(at_idle.rss_mib, 1),
+            "new_leader_peak_rss_mib": round(at_idle.hwm_mib, 1),
+            "measure_note": (
+                "times in seconds after the SIGKILL (client clock = the operators' clock, one machine); leader: "
+                f"the standby's certmint_leader polled every {LEADER_POLL_S:g}s, cross-checked by the Lease's "
+                "acquireTime; renewals: a watch on the set, the moment status.revision+1 was seen (includes the whole "
+                "issuance and watch delivery); due: the exact renewal time recomputed from each certificate; "
+                "idle: certmint_leader=1, empty queue, a timer per Certificate on two polls; api requests, CPU: the "
+                "new leader's counters from just before the kill to idle (including its Lease requests)"
+            ),
+        }
+    )
+    if changed:
+        ctx.log(f"takeover: {len(changed)} Certificates outside the due set were re-issued, e.g. {changed[:3]}")
+    r, lag = result, result["due_renewal_lag_s"]
+    ctx.log(
+        f"takeover: after the SIGKILL: leader {r['kill_to_leader_s']}s, first due renewal "
+        f"{r['kill_to_first_due_renewal_s']}s, all {r['kill_to_all_due_renewed_s']}s (lag p50/max {lag['p50']}/"
+        f"{lag['max']}s), idle {r['kill_to_idle_s']}s"
+    )
+    return result
+
+
 # -- renewal -------------------------------------------------------------------------------------------------------
 
 
-def scheduled_renewal(status: dict[str, Any], uid: str, jitter_fraction: float) -> datetime.datetime:
+def scheduled_renewal(
+    status: dict[str, Any],
+    uid: str,
+    jitter_fraction: float,
+    *,
+    renew_before: datetime.timedelta | None = None,
+    min_interval_s: float = Settings.min_renewal_interval,
+) -> datetime.datetime:
     """The exact moment the operator scheduled (status.renewalTime is rounded down to the second).
 
     The operator's own pure function on the certificate's validity (whole seconds in X.509, as in status) and the
-    jitter key it uses ("<uid>/<serial>"), for Certificates without renewBefore/renewBeforePercentage.
+    jitter key it uses ("<uid>/<serial>"), for Certificates with ``renew_before`` or neither renewBefore nor
+    renewBeforePercentage.
     """
     return renewal_time(
         datetime.datetime.fromtimestamp(parse_time(status["notBefore"]), datetime.UTC),
         datetime.datetime.fromtimestamp(parse_time(status["notAfter"]), datetime.UTC),
-        renew_before=None,
+        renew_before=renew_before,
         renew_before_percentage=None,
         jitter_key=f"{uid}/{status['serialNumber']}",
         max_jitter_fraction=jitter_fraction,
-        min_interval=datetime.timedelta(seconds=Settings.min_renewal_interval),
+        min_interval=datetime.timedelta(seconds=min_interval_s),
     )
 
 
@@ -738,6 +1024,7 @@ RUNNERS: dict[str, Callable[[Context], dict[str, Any]]] = {
     "throughput": throughput,
     "memory": memory,
     "restart": restart,
+    "takeover": takeover,
     "renewal": renewal,
     "rsa": rsa,
     "api-costs": api_costs,

@@ -1,8 +1,8 @@
-"""The benchmark command keeps working: ``python -m tests.bench.run --scale reduced``, all five scenarios.
+"""The benchmark command keeps working: ``python -m tests.bench.run --scale reduced``, every scenario.
 
 Asserts that every scenario finished and that its numbers are consistent (every Certificate Ready, counts that
-must agree do agree, zero re-issuances on restart), never how fast anything was: timings belong in the
-benchmark's report, not in pass/fail.
+must agree do agree, zero re-issuances on restart and takeover), never how fast anything was: timings belong in
+the benchmark's report, not in pass/fail.
 """
 
 from __future__ import annotations
@@ -85,6 +85,23 @@ def test_reduced_benchmark_runs_end_to_end(tmp_path: Path) -> None:
     assert restart["reissues"] == 0, "a restart must not re-issue Ready certificates"
     assert restart["serials_changed"] == 0
     assert 0 < restart["readyz_s"] <= restart["time_to_idle_s"]
+
+    takeover = scenarios["takeover"]
+    due = takeover["due_set"]["n"]
+    assert due == scale.takeover_certificates
+    assert takeover["certificates"] == restart["certificates"] + due
+    assert takeover["lease_settings"]["used_by_both"] == takeover["lease_settings"]["chart_defaults"]
+    assert takeover["lease_after"]["holder"] != takeover["lease_before_kill"]["holder"], "the standby took the Lease"
+    assert takeover["reissues_outside_due_set"] == 0, "a takeover must not re-issue Ready certificates"
+    assert takeover["due_after_kill_s"]["min"] > 0, "nothing was due before the leader died"
+    # Order, not speed: the standby takes the Lease before it renews, and renews none before it fell due.
+    assert takeover["kill_to_leader_s"] > 0
+    assert 0 < takeover["kill_to_lease_acquired_s"] <= takeover["kill_to_first_due_renewal_s"]
+    assert takeover["kill_to_first_due_renewal_s"] <= takeover["kill_to_all_due_renewed_s"]
+    assert len(takeover["due_renewals"]) == due and all(r["lag_s"] >= 0 for r in takeover["due_renewals"])
+    assert takeover["due_set_revisions_gained"] >= due
+    assert takeover["new_leader_issuances_by_trigger"].get("Renewed", 0) >= due
+    assert takeover["new_leader_api_requests_kill_to_idle_total"] > 0
 
     costs = scenarios["api-costs"]
     assert costs["n_per_request_kind"] == scale.api_cost_requests
