@@ -664,6 +664,12 @@ def takeover(ctx: Context) -> dict[str, Any]:
                 round(lease_after["acquire_time"] - t_kill_wall, 3) if lease_after["acquire_time"] else None
             ),
             "kill_to_leader_s": round(t_leader - t_kill, 3),
+            # The Lease runs out lease-renew..lease s after the kill (where the kill falls between two renewals),
+            # and the standby looks every retry s.
+            "kill_to_leader_expected_range_s": [
+                round(lease_s - chart["CERTMINT_LEASE_RENEW_SECONDS"], 3),
+                round(lease_s + chart["CERTMINT_LEASE_RETRY_SECONDS"], 3),
+            ],
             "leader_poll_interval_s": LEADER_POLL_S,
             "due_after_kill_s": summary([scheduled[k] - t_kill_wall for k in keys]),
             "kill_to_first_due_renewal_s": round(min(done.values()) - t_kill_wall, 3),
