@@ -91,6 +91,10 @@ def runtime_python(repo: Path) -> str:
     return str(python)
 
 
+#: What wait_idle polls (the whole of /metrics is scraped once, when idle: IdleResult.metrics).
+IDLE_GAUGES = ("certmint_leader", "certmint_workqueue_depth", "certmint_scheduled_timers")
+
+
 @dataclass
 class BenchOperator(OperatorProcess):
     """``OperatorProcess`` at INFO (debug logging would be part of what we measure), polled finely for start-up."""
@@ -104,8 +108,11 @@ class BenchOperator(OperatorProcess):
             raise BenchError(f"the operator is not running; log: {self.log_path}")
         return self.proc.pid
 
-    def metrics(self) -> MetricSnapshot:
-        status, text = self.get("/metrics")
+    def metrics(self, *names: str) -> MetricSnapshot:
+        """The operator's metrics; with ``names`` only those (``/metrics?name[]=...``): an operator that serves
+        the filter does not collect its per-certificate series for such a poll, one that does not sends all."""
+        query = "&".join(f"name[]={name}" for name in names)
+        status, text = self.get(f"/metrics?{query}" if query else "/metrics")
         if status != 200:
             raise BenchError(f"operator /metrics answered {status}; log: {self.log_path}")
         # Per-certificate gauges are the bulk of the text and nothing here needs them.
@@ -116,7 +123,9 @@ class BenchOperator(OperatorProcess):
 
         The signal is the operator's own gauges (certmint_leader, certmint_workqueue_depth,
         certmint_scheduled_timers), polled from /metrics. A scrape costs the operator CPU that grows with the
-        number of certificates (per-certificate series), so the interval is a multiple of the scrape time.
+        number of certificates (per-certificate series), so the interval is a multiple of the scrape time; the polls
+        ask for those three gauges only, which an operator that serves ``name[]`` answers without collecting
+        the per-certificate series.
         """
         started = time.monotonic()
         polls = 0
@@ -127,7 +136,7 @@ class BenchOperator(OperatorProcess):
         stuck = (-1.0, started)  # (timers, since): the queue empty and the timer count not moving
         while True:
             t0 = time.monotonic()
-            last = self.metrics()
+            last = self.metrics(*IDLE_GAUGES)
             scrape = time.monotonic() - t0
             polls += 1
             idle = (
@@ -139,7 +148,7 @@ class BenchOperator(OperatorProcess):
                 if first_idle is None:
                     first_idle = t0
                 else:  # idle on two consecutive polls: not a momentary gap between batches
-                    return IdleResult(first_idle - started, first_idle, polls, interval, last)
+                    return IdleResult(first_idle - started, first_idle, polls, interval, self.metrics())
             else:
                 first_idle = None
             timers = last.value("certmint_scheduled_timers")

@@ -267,6 +267,7 @@ class FakeKube(KubeClient):
         body: JSON | None = None,
         content_type: str = "application/json",
         verb: str | None = None,
+        accept: str | None = None,
     ) -> JSON:
         verb = verb or _VERBS[method]
         self._count(verb, path)
@@ -276,7 +277,10 @@ class FakeKube(KubeClient):
         self.health.succeeded()
         params = params or {}
         if verb == "list":
-            return self._list(target, params)
+            listed = self._list(target, params)
+            if _metadata_only(accept):
+                listed["items"] = [partial_metadata(item) for item in listed["items"]]
+            return listed
         if method == "GET":
             return copy.deepcopy(self._get(target))
         if method == "POST":
@@ -289,7 +293,9 @@ class FakeKube(KubeClient):
             return self._delete(target)
         raise NotImplementedError(f"{method} {path}")
 
-    async def stream(self, path: str, *, params: Mapping[str, str], read_timeout: float) -> AsyncIterator[JSON]:
+    async def stream(
+        self, path: str, *, params: Mapping[str, str], read_timeout: float, accept: str | None = None
+    ) -> AsyncIterator[JSON]:
         """A watch from ``params['resourceVersion']``; it never ends on its own (no server timeout is modelled)."""
         self._count("watch", path)
         target = parse_path(path)
@@ -307,6 +313,8 @@ class FakeKube(KubeClient):
                     watcher.cursor += 1
                     event = watch_event(change, target, selector)
                     if event is not None:
+                        if _metadata_only(accept):
+                            event = {**event, "object": partial_metadata(event["object"])}
                         yield event
                 watcher.wake.clear()
                 watcher.waiting = True
@@ -443,6 +451,15 @@ class FakeKube(KubeClient):
         gone["metadata"]["resourceVersion"] = self._next_rv()
         self._record("DELETED", target, current, gone)
         return {"kind": "Status", "apiVersion": "v1", "status": "Success"}
+
+
+def _metadata_only(accept: str | None) -> bool:
+    return bool(accept) and accept.split(",")[0].startswith("application/json;as=PartialObjectMetadata")
+
+
+def partial_metadata(obj: JSON) -> JSON:
+    """What the API server sends for an object when asked for its metadata only (PartialObjectMetadata)."""
+    return {"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata", "metadata": copy.deepcopy(obj["metadata"])}
 
 
 def watch_event(change: Change, watched: Target, selector: str | None) -> JSON | None:

@@ -30,8 +30,8 @@ from tests.integration.builders import certificate
 #: Packed bytes of each real status, measured with the current dictionary (see the docstring), plus 3.
 #: Without the dictionary they pack to about 320, 350, 220 and 220 bytes; as JSON they are 520-800 bytes.
 BOUNDS = {
-    "issued": 130 + 3,
-    "renewed": 147 + 3,
+    "issued": 153 + 3,  # 130 before status.verified (issue 18): its digest and resourceVersion do not compress
+    "renewed": 168 + 3,
     "failed": 100 + 3,
     "failed again": 106 + 3,
 }

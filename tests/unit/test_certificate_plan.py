@@ -21,12 +21,14 @@ from certmint.controller.certificate_plan import (
     IssuerView,
     Keep,
     ReadSecret,
+    Resume,
     Snapshot,
     UnreadSecret,
     Wait,
     plan,
     renewal_time_for,
     secret_metadata,
+    verified_status,
 )
 from certmint.controller.signers import KINDS
 from certmint.controller.state import IssuerRecord, Kind, Signed
@@ -42,6 +44,8 @@ from tests.unit.builders import NOW, build_ca, certificate_spec, issue_for
 UID = "uid-web"
 ROOT = build_ca("Plan Root CA")
 AUTHORITY = SigningAuthority.from_pem(ROOT.cert_pem, ROOT.key_pem, now=NOW)
+OTHER_ROOT = build_ca("Another Root CA")
+OTHER_AUTHORITY = SigningAuthority.from_pem(OTHER_ROOT.cert_pem, OTHER_ROOT.key_pem, now=NOW)
 OPEN_POLICY: dict[str, Any] = {}
 
 
@@ -149,10 +153,12 @@ def _good(spec: CertificateSpec | None = None, **secret: Any) -> tuple[Certifica
 
 
 def _status_of(spec: CertificateSpec, secret: SecretData, **extra: Any) -> dict[str, Any]:
-    """The status a settled pass wrote for the certificate in ``secret``."""
+    """The status a settled pass wrote for the certificate in ``secret``, verified at Secret version 41."""
     facts = certificate_facts(_load(secret))
-    renewal_time = renewal_time_for(_snapshot(spec), facts)
+    snapshot = _snapshot(spec)
+    renewal_time = renewal_time_for(snapshot, facts)
     return {
+        "verified": verified_status(snapshot, "41", snapshot.issuer.token),
         "notBefore": rfc3339(facts.not_before),
         "notAfter": rfc3339(facts.not_after),
         "renewalTime": rfc3339(renewal_time),
@@ -388,7 +394,46 @@ def test_a_secret_of_another_certificate_is_refused_for_good() -> None:
     assert (decision.failure.reason, decision.failure.retry) == ("SecretInUse", False)
 
 
-# -- a timer fired: renew without reading the Secret, or ask for it -----------------------------------------
+# -- planned from the status: resume or renew without reading the Secret, or ask for it ---------------------
+
+
+def test_a_status_verified_at_this_secret_version_resumes_without_reading_it() -> None:
+    """A restart or a standby's takeover: the status names this Secret version, generation and issuer."""
+    spec, secret = _good()
+    status = _status_of(spec, secret)
+    decision = plan(_snapshot(spec, secret=UnreadSecret("41"), status=status))
+    assert decision == Resume(_renewal(spec, secret), certificate_facts(_load(secret)).not_after)
+
+
+@pytest.mark.parametrize(
+    ("version", "status_change", "issuer_change"),
+    [
+        pytest.param("42", {}, {}, id="another-secret-version"),
+        pytest.param("41", {"verified": None}, {}, id="never-verified"),
+        pytest.param("41", {"generation": 2}, {}, id="another-generation"),
+        pytest.param("41", {}, {"generation": 2}, id="issuer-edited"),
+        pytest.param("41", {}, {"authority": OTHER_AUTHORITY}, id="another-ca"),
+        pytest.param("41", {"renewalTime": "2030-01-01T00:00:00Z"}, {}, id="renewal-time-edited"),
+        pytest.param("41", {"conditions": [{"type": "Ready", "status": "False"}]}, {}, id="not-ready"),
+    ],
+)
+def test_a_status_not_verified_as_things_are_asks_for_the_secret(
+    version: str, status_change: dict[str, Any], issuer_change: dict[str, Any]
+) -> None:
+    spec, secret = _good()
+    status = _status_of(spec, secret)
+    if "generation" in status_change:
+        status["verified"] = {**status["verified"], "generation": status_change.pop("generation")}
+    status.update(status_change)
+    issuer = dataclasses.replace(_issuer(), **issuer_change)
+    assert isinstance(plan(_snapshot(spec, secret=UnreadSecret(version), status=status, issuer=issuer)), ReadSecret)
+
+
+def test_an_unread_secret_waits_for_its_issuers_first_check_instead_of_being_read() -> None:
+    spec, secret = _good()
+    unchecked = dataclasses.replace(_issuer(ready=False), checked=False, reason="Pending")  # as after a start
+    decision = plan(_snapshot(spec, secret=UnreadSecret("41"), status=_status_of(spec, secret), issuer=unchecked))
+    assert isinstance(decision, Wait)
 
 
 def test_a_due_renewal_with_an_unchanged_secret_is_planned_without_reading_it() -> None:
@@ -403,7 +448,6 @@ def test_a_due_renewal_with_an_unchanged_secret_is_planned_without_reading_it() 
 @pytest.mark.parametrize(
     ("spec_overrides", "status_extra", "at"),
     [
-        pytest.param({}, {}, "before", id="not-due-yet"),
         pytest.param({"privateKey": {"rotationPolicy": "Never"}}, {}, "due", id="key-kept-so-needs-the-secret"),
         pytest.param({}, {"failedIssuanceAttempts": 2}, "due", id="after-failures"),
         pytest.param({}, {"notAfter": "garbage"}, "due", id="status-unreadable"),

@@ -436,7 +436,9 @@ def test_certificate_status_fields() -> None:
         "failedIssuanceAttempts",
         "lastFailureTime",
         "observedGeneration",
+        "verified",
     }
+    assert set(status["verified"]["required"]) == {"generation", "secretResourceVersion", "issuer"}
     for f in ["notBefore", "notAfter", "renewalTime", "lastFailureTime"]:
         assert status[f]["format"] == "date-time", f
 

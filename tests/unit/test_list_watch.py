@@ -40,7 +40,7 @@ class ScriptedApi(KubeClient):
         return {"items": list(answer), "metadata": {"resourceVersion": "100", "continue": ""}}
 
     async def stream(
-        self, path: str, *, params: Mapping[str, str], read_timeout: float
+        self, path: str, *, params: Mapping[str, str], read_timeout: float, accept: str | None = None
     ) -> AsyncIterator[dict[str, Any]]:
         self.watched_from.append(params["resourceVersion"])
         self.watch_started[len(self.watched_from) - 1].set()

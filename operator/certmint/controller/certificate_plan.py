@@ -8,8 +8,11 @@ tests/unit/test_certificate_plan.py rather than an API server scenario:
 - :class:`Keep`: the Secret's certificate is good; maybe repair its metadata or ca.crt; set the timer.
 - :class:`Issue`: sign a new certificate (with the reason, the revision, where the key comes from).
 - :class:`Fail`: a condition and, unless permanent, when to try again.
-- :class:`ReadSecret`: a timer fired and the status alone cannot tell: read the Secret, then plan again.
+- :class:`ReadSecret`: the status alone cannot tell (it was not verified as things are): read the Secret, then
+  plan again.
 - :class:`Wait`: the issuer has not been checked yet (applied together, or at a start); its check wakes us.
+- :class:`Resume`: the status was verified against this very Secret version, spec and issuer (a restart, a
+  standby taking over): nothing to read or write, only the renewal timer to set.
 """
 
 from __future__ import annotations
@@ -17,14 +20,15 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import enum
+import hashlib
 from dataclasses import dataclass
 from typing import Final
 
 from certmint.controller.signers import Refusal
 from certmint.controller.state import IssuerToken, Signed
-from certmint.controller.status import CertificateStatus
+from certmint.controller.status import CertificateStatus, VerifiedStatus
 from certmint.core import renewal
-from certmint.core.conditions import condition_status, parse_rfc3339
+from certmint.core.conditions import condition_status, parse_rfc3339, rfc3339
 from certmint.core.decisions import (
     HANDOVER_TO,
     RENEWING,
@@ -50,6 +54,11 @@ from certmint.pki.keys import PKIError, PrivateKey, key_algorithm, load_private_
 #: A Secret that is not certmint's is looked at again at least this often (it is not labelled, so
 #: its handover or deletion reaches no watch of ours).
 NOT_OWNED_RECHECK: Final = datetime.timedelta(minutes=2)
+
+#: Part of every status.verified.issuer digest. Bump it when plan() would judge an unchanged Secret differently
+#: than the released version does (a new check, a new repair): statuses verified under the old judgement are
+#: then not trusted, and the first pass of the new version reads every Secret again.
+JUDGEMENT: Final = 1
 
 
 class CertificateReason(enum.StrEnum):
@@ -171,7 +180,34 @@ class Wait:
     issuer: str  # which issuer's first check is awaited
 
 
-Plan = Keep | Issue | Fail | ReadSecret | Wait
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """The status describes the Secret as it is (status.verified names this Secret version, generation and
+    issuer): nothing to read, repair or write; set the renewal timer and the metrics from the status."""
+
+    renewal_time: datetime.datetime
+    not_after: datetime.datetime
+
+
+Plan = Keep | Issue | Fail | ReadSecret | Wait | Resume
+
+
+def issuer_digest(token: IssuerToken) -> str | None:
+    """What status.verified.issuer records of a ready, checked issuer: a digest of its CA, its trust anchor, its
+    generation (policy) and :data:`JUDGEMENT`; None for any other issuer (nothing is verified against it)."""
+    ready, ca_fingerprint, anchor_fingerprint, generation, checked = token
+    if not (ready and checked and ca_fingerprint):
+        return None
+    text = f"{JUDGEMENT}|{ca_fingerprint}|{anchor_fingerprint}|{generation}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def verified_status(s: Snapshot, secret_version: str, issuer: IssuerToken) -> VerifiedStatus | None:
+    """status.verified for a Secret at ``secret_version`` found (or written) good for this spec and ``issuer``."""
+    digest = issuer_digest(issuer)
+    if digest is None:
+        return None
+    return {"generation": s.generation, "secretResourceVersion": secret_version, "issuer": digest}
 
 
 def plan(s: Snapshot) -> Plan:
@@ -205,18 +241,23 @@ def plan(s: Snapshot) -> Plan:
 
 
 def _plan_unread(s: Snapshot, secret: UnreadSecret) -> Plan:
-    """A timer fired for a Certificate whose Secret is unchanged since the last pass: renew without reading it
-    when the status shows a valid certificate whose renewal time has come and a new key is wanted anyway.
+    """Plan from the status, without reading the Secret (it is at ``secret.resource_version`` in our watch), when
+    status.verified says a pass found (or wrote) this very Secret version good for this generation and issuer;
+    otherwise (another version, spec or issuer, a failure, no such record) the Secret is read.
 
-    After a pass settled with unchanged inputs, the status is what that pass saw in the Secret: notBefore,
-    notAfter and serialNumber are the certificate's own (whole seconds), so the renewal time is the same. The
-    Secret write is guarded by the version we saw, so a change not seen yet fails it and the next pass reads.
+    Then the status is what that pass saw in the Secret: notBefore, notAfter and serialNumber are the
+    certificate's own (whole seconds), so the renewal time is the same. Before it: :class:`Resume` (a restart, a
+    standby taking over, any pass with nothing changed). At it: renew without reading the Secret when a new key
+    is wanted anyway; the Secret write is guarded by the version we saw, so a change not seen yet fails it and
+    the next pass reads.
     """
-    if s.spec.private_key.rotation_policy != "Always":
-        return ReadSecret()  # rotationPolicy Never reuses the Secret's key
+    if s.issuer.found and not s.issuer.checked:
+        return Wait(s.issuer.description)  # its check wakes us: a Secret read now would be read again then
     status = s.status
-    conditions = status.get("conditions") or []
-    if status.get("failedIssuanceAttempts") or condition_status(conditions, "Ready") != "True":
+    verified = verified_status(s, secret.resource_version, s.issuer.token)
+    if verified is None or status.get("verified") != verified:
+        return ReadSecret()
+    if status.get("failedIssuanceAttempts") or condition_status(status.get("conditions") or [], "Ready") != "True":
         return ReadSecret()
     try:
         not_before = parse_rfc3339(status["notBefore"])
@@ -225,8 +266,11 @@ def _plan_unread(s: Snapshot, secret: UnreadSecret) -> Plan:
     except (KeyError, TypeError, ValueError):
         return ReadSecret()
     renewal_time = _renewal_time(s, not_before, not_after, serial)
-    if not renewal_time <= s.now < not_after:
-        return ReadSecret()
+    if s.now < renewal_time:
+        # A renewalTime that is not this one (an edited status, changed jitter settings) is put right by a full pass.
+        return Resume(renewal_time, not_after) if status.get("renewalTime") == rfc3339(renewal_time) else ReadSecret()
+    if s.now >= not_after or s.spec.private_key.rotation_policy != "Always":
+        return ReadSecret()  # expired: the Secret decides; rotationPolicy Never reuses the Secret's key
     blocked = _blocked(s, valid=True)
     if blocked is not None:
         return blocked

@@ -33,12 +33,14 @@ from certmint.controller.certificate_plan import (
     Keep,
     Plan,
     ReadSecret,
+    Resume,
     Snapshot,
     UnreadSecret,
     Wait,
     plan,
     renewal_time_for,
     secret_metadata,
+    verified_status,
 )
 from certmint.controller.runtime import Operator
 from certmint.controller.signers import SigningJob, signer_for
@@ -76,13 +78,11 @@ async def reconcile_certificate(op: Operator, namespace: str, name: str) -> None
         return
     inputs = _inputs(op, rec)
     settled = rec.settled
-    timer_only = False
     if settled is not None and settled.inputs == inputs:
         due = op.queue.due_at(key)
         if not settled.waits_for_timer or (due is not None and due > op.clock()):
             # Nothing we act on changed since the last outcome (often this event is our own status write).
             return
-        timer_only = True  # here with the same inputs only because the timer fired: only the time has changed
     if rec.spec is None:
         await _write_status(
             op,
@@ -94,7 +94,7 @@ async def reconcile_certificate(op: Operator, namespace: str, name: str) -> None
         metrics.set_ready(namespace, name, "False")
         rec.settled = Settled(inputs, False)
         return
-    snapshot = await _gather(op, rec, rec.spec, unread=timer_only)
+    snapshot = await _gather(op, rec, rec.spec)
     decision = plan(snapshot)
     if isinstance(decision, ReadSecret):  # the same snapshot, with the Secret as it is now
         snapshot = dataclasses.replace(snapshot, secret=await _read_secret(op, rec.namespace, rec.spec.secret_name))
@@ -136,14 +136,14 @@ def _version_of(secret: SecretData | UnreadSecret | None) -> str | None:
 # -- gather --------------------------------------------------------------------------------------------------
 
 
-async def _gather(op: Operator, rec: CertificateRecord, spec: CertificateSpec, *, unread: bool) -> Snapshot:
-    """Everything this pass decides on, read once. ``unread``: a timer fired with unchanged inputs, so the
-    Secret is left unread when our watch has not seen it change (plan asks for it when it must)."""
+async def _gather(op: Operator, rec: CertificateRecord, spec: CertificateSpec) -> Snapshot:
+    """Everything this pass decides on, read once; the Secret only when our watch does not know its version (or
+    saw it deleted or relabelled): otherwise plan decides from the status whether it must be read."""
     namespace = rec.namespace
     secret_key = (namespace, spec.secret_name)
     secret: SecretData | UnreadSecret | None
     version = op.state.secret_versions.get(secret_key)
-    if unread and version is not None and secret_key not in op.state.secrets_to_read:
+    if version is not None and secret_key not in op.state.secrets_to_read:
         secret = UnreadSecret(version)
     else:
         secret = await _read_secret(op, namespace, spec.secret_name)
@@ -228,6 +228,10 @@ async def _act(op: Operator, rec: CertificateRecord, s: Snapshot, decision: Plan
     if isinstance(decision, Wait):
         log.debug("Certificate %s/%s: waiting for the first check of %s", rec.namespace, rec.name, decision.issuer)
         return False  # the check changes the issuer's identity token, which wakes this Certificate
+    if isinstance(decision, Resume):
+        _observe_metrics(rec, s.spec, decision.not_after, decision.renewal_time, "True")
+        op.schedule((Kind.CERTIFICATE, rec.namespace, rec.name), decision.renewal_time)
+        return True
     raise AssertionError(f"unplanned outcome {decision!r}")
 
 
@@ -271,8 +275,10 @@ async def _keep(
         # wording from the issuance instead of rewriting every Certificate once.
         ready = _same_status_condition(s.status, ready)
         issuing = _same_status_condition(s.status, issuing)
+    assert seen.resource_version is not None  # the Secret as read, or as repaired just now
+    fields["verified"] = verified_status(s, seen.resource_version, s.issuer.token)
     await _write_status(op, rec, s.status, [ready, issuing], fields)
-    _observe_metrics(rec, s.spec, facts, renewal_time, "True")
+    _observe_metrics(rec, s.spec, facts.not_after, renewal_time, "True")
     op.schedule((Kind.CERTIFICATE, rec.namespace, rec.name), renewal_time)
 
 
@@ -298,14 +304,18 @@ def _same_status_condition(status: CertificateStatus, wanted: Condition) -> Cond
 
 
 def _observe_metrics(
-    rec: CertificateRecord, spec: CertificateSpec, facts: CertificateFacts, renewal_time: datetime.datetime, ready: str
+    rec: CertificateRecord,
+    spec: CertificateSpec,
+    not_after: datetime.datetime,
+    renewal_time: datetime.datetime,
+    ready: str,
 ) -> None:
     metrics.certificates.set_times(
         rec.namespace,
         rec.name,
         spec.issuer_ref.name,
         spec.issuer_ref.kind,
-        expiration=facts.not_after.timestamp(),
+        expiration=not_after.timestamp(),
         renewal=renewal_time.timestamp(),
     )
     metrics.set_ready(rec.namespace, rec.name, ready)
@@ -411,11 +421,13 @@ async def _issue(op: Operator, rec: CertificateRecord, s: Snapshot, issue: Issue
     )
     ready = Condition("Ready", "True", trigger, f"certificate is up to date and valid until {rfc3339(facts.not_after)}")
     issuing = Condition("Issuing", "False", trigger, message)
-    await _write_status(op, rec, s.status, [ready, issuing], _certificate_fields(facts, renewal_time, revision))
+    fields = _certificate_fields(facts, renewal_time, revision)
+    fields["verified"] = verified_status(s, written.resource_version, signed.issuer)
+    await _write_status(op, rec, s.status, [ready, issuing], fields)
     op.schedule((Kind.CERTIFICATE, rec.namespace, rec.name), renewal_time)
     metrics.issuances.labels(spec.issuer_ref.kind, trigger).inc()
     metrics.issuance_seconds.observe(time.perf_counter() - started)
-    _observe_metrics(rec, spec, facts, renewal_time, "True")
+    _observe_metrics(rec, spec, facts.not_after, renewal_time, "True")
     log.info("Certificate %s/%s: %s", rec.namespace, rec.name, message)
     await _event(op, rec, "Normal", trigger, message)
     if revision > spec.revision_history_limit:
@@ -568,6 +580,7 @@ async def _fail(
         {
             "failedIssuanceAttempts": attempts,
             "lastFailureTime": rfc3339(now),
+            "verified": None,  # what failed is no longer what a pass found good
         },
     )
     metrics.set_ready(rec.namespace, rec.name, "True" if valid else "False")

@@ -40,6 +40,8 @@ from certmint.settings import Settings
 
 log = logging.getLogger("certmint")
 LEASE_NAME = "certmint-operator"
+#: How long a new leader waits for the first list of our Secrets before it starts reconciling anyway.
+SECRETS_LISTED_WAIT_S = 60.0
 
 Reconcile = Callable[["Operator", str, str], Awaitable[None]]  # (operator, namespace or "", name)
 ReconcileIssuer = Callable[["Operator", Kind, str, str], Awaitable[None]]
@@ -98,6 +100,8 @@ class Operator:
                     retry_period=settings.lease_retry,
                 ),
             )
+        # Set once every watched namespace's Secrets have been listed (their versions are in state).
+        self.secrets_listed = asyncio.Event()
         self._process_pool: concurrent.futures.ProcessPoolExecutor | None = None
         self.events_seen = 0  # watch events observed (all kinds), for housekeeping
         api.on_request = lambda verb, resource: metrics.api_requests.labels(verb, resource).inc()
@@ -151,12 +155,21 @@ class Operator:
                 assert_never(kind)
 
     async def start(self) -> None:
-        """Start reconciling, once the issuers are known.
+        """Start reconciling, once the issuers are known and our Secrets listed.
 
         Certificates and issuers arrive on separate watches in no set order; a Certificate reconciled
         before its issuer was seen would report a spurious "issuer not found". One list of each issuer
-        kind before the workers start settles that.
+        kind before the workers start settles that. A Certificate reconciled before the Secret list
+        arrived would read its Secret (one request each, 10,000 at a restart at that scale) where the
+        list's versions let it resume from its status; a standby has them already.
         """
+        if not self.secrets_listed.is_set():
+            try:
+                await asyncio.wait_for(self.secrets_listed.wait(), timeout=SECRETS_LISTED_WAIT_S)
+            except TimeoutError:
+                log.warning(
+                    "Secrets not listed after %.0f s: reconciling anyway (reading each Secret)", SECRETS_LISTED_WAIT_S
+                )
         paths = [(Kind.CLUSTER_ISSUER, resources.object_path("ClusterIssuer", None))]
         namespaces = self.settings.watch_namespaces or (None,)
         paths += [(Kind.ISSUER, resources.object_path("Issuer", ns)) for ns in namespaces]
@@ -299,6 +312,7 @@ class Operator:
             listed.add(namespace)
             if len(listed) == len(namespaces):
                 self.state.secrets_listed = True
+                self.secrets_listed.set()
 
         watches = [
             ListWatch(
@@ -307,6 +321,7 @@ class Operator:
                 label_selector=resources.CERTIFICATE_NAME_LABEL,
                 on_event=self.observe_secret,
                 on_listed=functools.partial(on_listed, ns),
+                metadata_only=True,
             )
             for ns in namespaces
         ]

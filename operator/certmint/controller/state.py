@@ -75,6 +75,7 @@ _STATUS_DICTIONARY: bytes = json.dumps(
         ],
         "failedIssuanceAttempts": 1,
         "lastFailureTime": "2026-01-01T00:00:00Z",
+        "verified": {"generation": 1, "secretResourceVersion": "", "issuer": ""},
     },
     separators=(",", ":"),
 ).encode()

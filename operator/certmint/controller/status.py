@@ -27,6 +27,14 @@ class ConditionStatus(TypedDict, total=False):
     observedGeneration: int
 
 
+class VerifiedStatus(TypedDict):
+    """status.verified: the last pass that found (or wrote) the Secret good, and for what."""
+
+    generation: int  # the Certificate's metadata.generation
+    secretResourceVersion: str  # the Secret's, as found or written
+    issuer: str  # certificate_plan.issuer_digest of the issuer then
+
+
 class CertificateStatus(TypedDict, total=False):
     """A Certificate's status (crds/certmint.dev_certificates.yaml): what the Secret holds, and how issuing goes.
 
@@ -42,6 +50,7 @@ class CertificateStatus(TypedDict, total=False):
     conditions: list[ConditionStatus]
     failedIssuanceAttempts: int | None
     lastFailureTime: str | None
+    verified: VerifiedStatus | None
 
 
 async def write_status(

@@ -337,10 +337,13 @@ class KubeClient:
         body: JSON | None = None,
         content_type: str = "application/json",
         verb: str | None = None,
+        accept: str | None = None,
     ) -> JSON:
         verb = verb or {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}[method]
         self._count(verb, path)
         headers = self._headers()
+        if accept:
+            headers["Accept"] = accept
         data = None
         if body is not None:
             headers["Content-Type"] = content_type
@@ -373,16 +376,19 @@ class KubeClient:
         self.health.failed(text, sent_at=sent_at)
         return ApiUnavailable(f"API server unavailable: {text}", status=status)
 
-    async def stream(self, path: str, *, params: Mapping[str, str], read_timeout: float) -> AsyncIterator[JSON]:
+    async def stream(
+        self, path: str, *, params: Mapping[str, str], read_timeout: float, accept: str | None = None
+    ) -> AsyncIterator[JSON]:
         """A watch: the server's events, one JSON object per line, until it ends the stream."""
         self._count("watch", path)
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=read_timeout)
         session = self._get_session()
         sent_at = self.health.now()
+        headers = self._headers()
+        if accept:
+            headers["Accept"] = accept
         try:
-            async with session.get(
-                self._creds.server + path, params=params, headers=self._headers(), timeout=timeout
-            ) as resp:
+            async with session.get(self._creds.server + path, params=params, headers=headers, timeout=timeout) as resp:
                 if unavailable_status(resp.status):
                     raise self._refused(resp.status, await resp.read(), sent_at)
                 self.health.succeeded()
@@ -404,13 +410,15 @@ class KubeClient:
                 return None
             raise
 
-    async def pages(self, path: str, *, label_selector: str | None = None, page_size: int = 500) -> AsyncIterator[JSON]:
+    async def pages(
+        self, path: str, *, label_selector: str | None = None, page_size: int = 500, accept: str | None = None
+    ) -> AsyncIterator[JSON]:
         """A list in pages of ``page_size``, one response at a time; the last page carries the list's version."""
         params = {"limit": str(page_size)}
         if label_selector:
             params["labelSelector"] = label_selector
         while True:
-            page = await self.request("GET", path, params=params, verb="list")
+            page = await self.request("GET", path, params=params, verb="list", accept=accept)
             yield page
             cont = page.get("metadata", {}).get("continue")
             if not cont:
@@ -437,6 +445,12 @@ class KubeClient:
                 return False
             raise
         return True
+
+
+#: Accept headers that ask the API server for objects' metadata only (PartialObjectMetadata, as metadata
+#: informers do): a list or watch of Secrets then carries no data, which the server need not send nor we parse.
+METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+METADATA_OBJECT = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
 
 
 async def json_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[JSON]:

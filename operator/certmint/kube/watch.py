@@ -2,12 +2,13 @@
 
 kopf keeps a memory record for every object it watches (about 1 KB each) and runs its whole event
 machinery per event. For the operator's Secrets — one per Certificate — only the name, labels and
-resourceVersion matter between reconciles, so they are watched here instead: a paginated list, then a
-watch from the list's resourceVersion with bookmarks; a relist when the server answers 410 Gone
-(the version fell out of its window); back-off on any other failure. An unavailable API server is
-reported once per outage by the client (ApiHealth), so here it is logged at DEBUG only. Every object
-goes to ``on_event`` and is dropped. After each (re)list ``on_listed`` receives the keys present, so
-that a deletion missed while disconnected is still noticed.
+resourceVersion matter between reconciles, so they are watched here instead (``metadata_only``: the
+server sends only the metadata, not the data): a paginated list, then a watch from the list's
+resourceVersion with bookmarks; a relist when the server answers 410 Gone (the version fell out of its
+window); back-off on any other failure. An unavailable API server is reported once per outage by the
+client (ApiHealth), so here it is logged at DEBUG only. Every object goes to ``on_event`` and is
+dropped. After each (re)list ``on_listed`` receives the keys present, so that a deletion missed while
+disconnected is still noticed.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from certmint.kube.client import JSON, ApiError, ApiUnavailable, KubeClient
+from certmint.kube.client import JSON, METADATA_LIST, METADATA_OBJECT, ApiError, ApiUnavailable, KubeClient
 
 log = logging.getLogger("certmint.watch")
 
@@ -38,6 +39,7 @@ class ListWatch:
     on_event: Callable[[str, JSON], None]
     on_listed: Callable[[set[Key]], None]
     page_size: int = 500
+    metadata_only: bool = False  # objects as PartialObjectMetadata: no data, no spec
     watch_timeout_s: int = 300
     min_backoff_s: float = 0.5
     max_backoff_s: float = 30.0
@@ -65,7 +67,12 @@ class ListWatch:
         present: set[Key] = set()
         resource_version = ""
         try:
-            async for page in self.api.pages(self.path, label_selector=self.label_selector, page_size=self.page_size):
+            async for page in self.api.pages(
+                self.path,
+                label_selector=self.label_selector,
+                page_size=self.page_size,
+                accept=METADATA_LIST if self.metadata_only else None,
+            ):
                 for item in page.pop("items", None) or []:  # one page in memory at a time
                     meta = item["metadata"]
                     present.add((meta["namespace"], meta["name"]))
@@ -86,7 +93,10 @@ class ListWatch:
             "allowWatchBookmarks": "true",
             "timeoutSeconds": str(self.watch_timeout_s),
         }
-        async for event in self.api.stream(self.path, params=params, read_timeout=self.watch_timeout_s + 30):
+        accept = METADATA_OBJECT if self.metadata_only else None
+        async for event in self.api.stream(
+            self.path, params=params, read_timeout=self.watch_timeout_s + 30, accept=accept
+        ):
             kind = event.get("type")
             obj = event.get("object") or {}
             if kind == "ERROR":
