@@ -152,10 +152,10 @@ def _good(spec: CertificateSpec | None = None, **secret: Any) -> tuple[Certifica
     return spec, _secret(spec, issued, key, **secret)
 
 
-def _status_of(spec: CertificateSpec, secret: SecretData, **extra: Any) -> dict[str, Any]:
+def _status_of(spec: CertificateSpec, secret: SecretData, *, issuer: str = "ca", **extra: Any) -> dict[str, Any]:
     """The status a settled pass wrote for the certificate in ``secret``, verified at Secret version 41."""
     facts = certificate_facts(_load(secret))
-    snapshot = _snapshot(spec)
+    snapshot = _snapshot(spec, issuer=issuer)
     renewal_time = renewal_time_for(snapshot, facts)
     return {
         "verified": verified_status(snapshot, "41", snapshot.issuer.token),
@@ -397,12 +397,15 @@ def test_a_secret_of_another_certificate_is_refused_for_good() -> None:
 # -- planned from the status: resume or renew without reading the Secret, or ask for it ---------------------
 
 
-def test_a_status_verified_at_this_secret_version_resumes_without_reading_it() -> None:
+@pytest.mark.parametrize("kind", ["ca", "selfSigned"])
+def test_a_status_verified_at_this_secret_version_resumes_without_reading_it(kind: str) -> None:
     """A restart or a standby's takeover: the status names this Secret version, generation and issuer."""
     spec, secret = _good()
-    status = _status_of(spec, secret)
-    decision = plan(_snapshot(spec, secret=UnreadSecret("41"), status=status))
+    status = _status_of(spec, secret, issuer=kind)
+    decision = plan(_snapshot(spec, secret=UnreadSecret("41"), status=status, issuer=kind))
     assert decision == Resume(_renewal(spec, secret), certificate_facts(_load(secret)).not_after)
+    other = "selfSigned" if kind == "ca" else "ca"  # verified against another issuer: read
+    assert isinstance(plan(_snapshot(spec, secret=UnreadSecret("41"), status=status, issuer=other)), ReadSecret)
 
 
 @pytest.mark.parametrize(

@@ -193,10 +193,11 @@ Plan = Keep | Issue | Fail | ReadSecret | Wait | Resume
 
 
 def issuer_digest(token: IssuerToken) -> str | None:
-    """What status.verified.issuer records of a ready, checked issuer: a digest of its CA, its trust anchor, its
-    generation (policy) and :data:`JUDGEMENT`; None for any other issuer (nothing is verified against it)."""
+    """What status.verified.issuer records of a ready, checked issuer: a digest of its CA and trust anchor (none for
+    a selfSigned issuer), its generation (policy) and :data:`JUDGEMENT`; None for any other issuer (nothing is
+    verified against it)."""
     ready, ca_fingerprint, anchor_fingerprint, generation, checked = token
-    if not (ready and checked and ca_fingerprint):
+    if not (ready and checked):
         return None
     text = f"{JUDGEMENT}|{ca_fingerprint}|{anchor_fingerprint}|{generation}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
