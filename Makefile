@@ -70,7 +70,7 @@ test: setup binaries helm e2e-setup lint ## every tier: lint, unit, integration,
 bench: setup binaries ## benchmarks at full scale (30-35 min on 2 cores): table + bench-results/bench-*.json
 	$(BIN)/python -m tests.bench.run --scale full
 
-bench-reduced: setup binaries ## the benchmark's reduced run (~2.5 min), as make test runs it
+bench-reduced: setup binaries ## the benchmark's reduced run (~3.5 min), as make test runs it
 	$(BIN)/pytest -m bench tests/bench
 
 # CLUSTER=current is product use (the CRDs and this tree's operator on your kubeconfig's cluster) and runs
