@@ -417,9 +417,13 @@ def test_issuer_status_fields() -> None:
             "caNotAfter",
             "caChain",
             "trustAnchor",
+            "trustAnchors",
             "observedGeneration",
         }
         assert status["caNotAfter"]["format"] == "date-time"
+        assert {"subject", "fingerprint", "notAfter", "signsThisCA"} == set(
+            status["trustAnchors"]["items"]["properties"]
+        )
         assert status["caChain"]["items"]["properties"]["notAfter"]["format"] == "date-time"
         assert {"subject", "fingerprint"} <= set(status["trustAnchor"]["properties"])
 

@@ -190,14 +190,16 @@ SERVER_NAME = "web.default.svc"
 
 
 def _served(authority: SigningAuthority, key_of: Callable[[str, int], PrivateKey]) -> tuple[list[Any], Any]:
-    """Sign a leaf; return its tls.crt as certificates and its ca.crt, after a real path validation
-    (cryptography's RFC 5280 verifier) that trusts exactly ca.crt and is given the rest of tls.crt."""
+    """Sign a leaf; return its tls.crt as certificates and its ca.crt's root of the chain, after a real path
+    validation (cryptography's RFC 5280 verifier) that trusts exactly ca.crt and is given the rest of tls.crt."""
     issued = sign(_request(key_of("ECDSA", 256), LEAF, usages=SERVER_USAGES), authority, now=NOW)
     served = load_pem_chain(issued.chain_pem)
-    (anchor,) = load_pem_chain(issued.ca_pem)
+    anchors = load_pem_chain(issued.ca_pem)
+    assert anchors == list(authority.trust_anchors)
+    anchor = authority.trust_anchor
     verifier = (
         verification.PolicyBuilder()
-        .store(verification.Store([anchor]))
+        .store(verification.Store(anchors))
         .time(NOW)
         .build_server_verifier(x509.DNSName(SERVER_NAME))
     )
@@ -264,7 +266,7 @@ def test_hand_made_secret_without_the_root_in_tls_crt_takes_it_from_ca_crt(
 ) -> None:
     middle = make_ca("Middle", parent=root_ca)
     intermediate = make_ca("Test Intermediate", parent=middle)
-    # tls.crt in any order above the CA; ca.crt a bundle that also holds an unrelated root
+    # tls.crt in any order above the CA; ca.crt a bundle that also holds another root (e.g. the next one)
     other_root = make_ca("Other Root")
     authority = SigningAuthority.from_pem(
         intermediate.cert_pem + middle.cert_pem,
@@ -275,6 +277,8 @@ def test_hand_made_secret_without_the_root_in_tls_crt_takes_it_from_ca_crt(
     assert authority.chain == (middle.cert, root_ca.cert)
     served, anchor = _served(authority, key_of)
     assert (served[1:], anchor) == ([intermediate.cert, middle.cert], root_ca.cert)
+    # Both roots reach the certificates' ca.crt, in ca.crt's order: the other root is a trust anchor too.
+    assert authority.trust_anchors == (other_root.cert, root_ca.cert)
 
 
 def test_the_rest_of_tls_crt_may_come_in_any_order(
@@ -596,3 +600,43 @@ def test_certificate_path_still_signs_the_same_subject(
     key = key_of("ECDSA", 256)
     cert = sign(_request(key, template), authority, now=NOW).certificate
     assert cert.subject == x509.load_pem_x509_csr(build_csr(key, template)).subject
+
+
+# -- trust anchors as a set -------------------------------------------------------------------------------
+
+
+def test_other_roots_of_ca_crt_become_trust_anchors_in_its_order(
+    root_ca: Any, make_ca: Callable[..., Any], key_of: Callable[[str, int], PrivateKey]
+) -> None:
+    """A root rotated in (or out) sits beside the current one in the CA Secret's ca.crt: both are in every issued
+    certificate's ca.crt, so peers trust leaves of either; the chain and the served tls.crt do not change."""
+    next_root = make_ca("Next Root")
+    alone = SigningAuthority.from_pem(root_ca.cert_pem, root_ca.key_pem, ca_crt=root_ca.cert_pem, now=NOW)
+    before = SigningAuthority.from_pem(
+        root_ca.cert_pem, root_ca.key_pem, ca_crt=root_ca.cert_pem + next_root.cert_pem, now=NOW
+    )
+    after = SigningAuthority.from_pem(
+        root_ca.cert_pem, root_ca.key_pem, ca_crt=next_root.cert_pem + root_ca.cert_pem, now=NOW
+    )
+    assert alone.trust_anchors == (root_ca.cert,) and alone.trust_bundle_pem == root_ca.cert_pem
+    assert alone.trust_bundle_fingerprint == alone.trust_anchor_fingerprint  # as recorded before anchors were a set
+    assert before.trust_anchors == (root_ca.cert, next_root.cert)
+    assert after.trust_anchors == (next_root.cert, root_ca.cert)
+    assert before.trust_bundle_pem == root_ca.cert_pem + next_root.cert_pem
+    fingerprints = {a.trust_bundle_fingerprint for a in (alone, before, after)}
+    assert len(fingerprints) == 3  # every change of the set is a change certificates must follow
+    assert before.chain == alone.chain == ()
+    served, anchor = _served(before, key_of)
+    assert anchor == root_ca.cert and served[1:] == []
+
+
+def test_only_valid_self_signed_cas_of_ca_crt_become_anchors(
+    root_ca: Any, make_ca: Callable[..., Any], key_of: Callable[[str, int], PrivateKey]
+) -> None:
+    """An intermediate of another chain, an expired root or a root not valid yet in ca.crt is no trust anchor."""
+    other_intermediate = make_ca("Other Intermediate", parent=make_ca("Other Root"))
+    expired = make_ca("Expired Root", not_before=NOW - timedelta(days=30), not_after=NOW - timedelta(days=1))
+    future = make_ca("Future Root", not_before=NOW + timedelta(days=1), not_after=NOW + timedelta(days=30))
+    bundle = other_intermediate.cert_pem + expired.cert_pem + root_ca.cert_pem + future.cert_pem
+    authority = SigningAuthority.from_pem(root_ca.cert_pem, root_ca.key_pem, ca_crt=bundle, now=NOW)
+    assert authority.trust_anchors == (root_ca.cert,)

@@ -92,7 +92,7 @@ class IssuerView:
     policy: Policy | None = None
     own_key_only: bool = False
     refusal: Refusal | None = None  # the kind cannot sign this Certificate as specified
-    trust_anchor_pem: bytes | None = None  # what ca.crt must hold (a CA issuer)
+    trust_anchor_pem: bytes | None = None  # what ca.crt must hold (a CA issuer): its trust anchors, as a PEM bundle
 
     @property
     def description(self) -> str:

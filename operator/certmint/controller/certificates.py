@@ -181,7 +181,7 @@ def _issuer_view(spec: CertificateSpec, issuer: IssuerRecord | None) -> IssuerVi
     if issuer is None:
         return IssuerView(ref, found=False, ready=False, checked=False, detail="not found", token=NO_ISSUER)
     authority = issuer.authority
-    anchor = authority.trust_anchor_pem if authority is not None else None
+    anchor = authority.trust_bundle_pem if authority is not None else None
     detail = f"{issuer.reason}: {issuer.message}"
     if not issuer.ready or issuer.spec is None:
         return IssuerView(

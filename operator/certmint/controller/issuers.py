@@ -81,6 +81,7 @@ async def _publish(op: Operator, rec: IssuerRecord, now: datetime.datetime) -> N
         "caNotAfter": rfc3339(authority.not_after) if authority else None,
         "caChain": chain_status(authority) if authority else None,
         "trustAnchor": anchor_status(authority) if authority else None,
+        "trustAnchors": anchors_status(authority) if authority else None,
     }
     written = await write_status(
         op.api,
@@ -107,6 +108,20 @@ def chain_status(authority: SigningAuthority) -> list[dict[str, str]]:
             "notAfter": rfc3339(cert.not_valid_after_utc),
         }
         for cert in (authority.certificate, *authority.chain)
+    ]
+
+
+def anchors_status(authority: SigningAuthority) -> list[dict[str, Any]]:
+    """status.trustAnchors: every root its certificates get in ca.crt, in that order (the chain's root, and the
+    other self-signed CA certificates of the CA Secret's ca.crt: a root being rotated in or out)."""
+    return [
+        {
+            "subject": anchor.subject.rfc4514_string(),
+            "fingerprint": fingerprint_sha256(anchor),
+            "notAfter": rfc3339(anchor.not_valid_after_utc),
+            "signsThisCA": anchor == authority.trust_anchor,
+        }
+        for anchor in authority.trust_anchors
     ]
 
 

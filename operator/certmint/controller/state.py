@@ -193,7 +193,7 @@ class IssuerRecord:
             (
                 self.ready,
                 authority.fingerprint_sha256 if authority else None,
-                authority.trust_anchor_fingerprint if authority else None,
+                authority.trust_bundle_fingerprint if authority else None,
                 self.generation,
                 self.checked,
             )

@@ -24,8 +24,13 @@ Choices, all deliberate:
 * tls.crt (``chain_pem``) = the leaf, then the issuing CA, then the
   certificates above it, leaving out the trust anchor when it is a
   self-signed root (clients must already have it, and RFC 8446 lets servers
-  omit it). ca.crt (``ca_pem``) = that trust anchor, the root a client should
-  trust.
+  omit it). ca.crt (``ca_pem``) = the trust anchors a client should trust: that
+  root, plus every other self-signed CA certificate the CA Secret's ca.crt holds
+  and that is valid now (``SigningAuthority.trust_bundle_pem``; in ca.crt's
+  order, the chain's root first when ca.crt lacks it). A root placed next to
+  the current one in the CA Secret's ca.crt (the next one before a rotation,
+  the previous one after it) so reaches every certificate's ca.crt without a
+  re-issue.
 * The chain above the CA is built, not copied (SigningAuthority.from_pem):
   from the rest of the CA Secret's tls.crt, completed from its ca.crt, each
   certificate the verified issuer of the one before (subject, key
@@ -90,6 +95,11 @@ class SigningAuthority:
     certificate: x509.Certificate
     key: PrivateKey
     chain: tuple[x509.Certificate, ...] = ()
+    # Self-signed CA certificates of the CA Secret's ca.crt besides the chain's root, valid when loaded, in
+    # ca.crt's order: trust anchors that certificates get in ca.crt too (see trust_anchors).
+    other_anchors: tuple[x509.Certificate, ...] = ()
+    # Where the chain's root stands among them (its place in ca.crt; 0 when ca.crt does not hold it).
+    anchor_position: int = 0
 
     @classmethod
     def from_pem(
@@ -121,7 +131,18 @@ class SigningAuthority:
         above = _unique([c for c in certs[1:] if c != ca])
         known = above + [c for c in _unique(anchors) if c != ca and c not in above]
         chain, _ = chain_above(ca, known)
-        authority = cls(certificate=ca, key=key, chain=tuple(chain))
+        top = chain[-1] if chain else ca
+        listed = _unique(anchors)
+        others = tuple(
+            a
+            for a in listed
+            if a != top
+            and self_signed(a)
+            and _not_a_ca(a) is None
+            and a.not_valid_before_utc <= now < a.not_valid_after_utc
+        )
+        position = sum(1 for a in listed[: listed.index(top)] if a in others) if top in listed else 0
+        authority = cls(certificate=ca, key=key, chain=tuple(chain), other_anchors=others, anchor_position=position)
         authority.validate(now=now)
         authority.check_chain(outside_tls_crt=[c for c in above if c not in chain], anchors=anchors)
         return authority
@@ -257,6 +278,25 @@ class SigningAuthority:
         """PEM of trust_anchor."""
         return self.trust_anchor.public_bytes(Encoding.PEM)
 
+    @property
+    def trust_anchors(self) -> tuple[x509.Certificate, ...]:
+        """Every root certificates of this CA get in ca.crt: the chain's, and other_anchors, in ca.crt's order."""
+        others = self.other_anchors
+        return (*others[: self.anchor_position], self.trust_anchor, *others[self.anchor_position :])
+
+    @functools.cached_property  # read on every reconcile of every certificate it signs
+    def trust_bundle_pem(self) -> bytes:
+        """What certificates get in ca.crt: the PEM of each of trust_anchors, concatenated."""
+        return b"".join(a.public_bytes(Encoding.PEM) for a in self.trust_anchors)
+
+    @functools.cached_property
+    def trust_bundle_fingerprint(self) -> str:
+        """Changes when trust_bundle_pem does: trust_anchor_fingerprint while the chain's root is the only anchor
+        (so nothing that recorded it before anchors became a set sees a change), else a SHA-256 of the bundle."""
+        if not self.other_anchors:
+            return self.trust_anchor_fingerprint
+        return "bundle:" + hashlib.sha256(self.trust_bundle_pem).hexdigest()
+
 
 @dataclass(frozen=True)
 class SigningRequest:
@@ -298,7 +338,7 @@ def sign(request: SigningRequest, authority: SigningAuthority, *, now: datetime)
         not_after=not_after,
     )
     chain_pem = b"".join(c.public_bytes(Encoding.PEM) for c in (cert, *authority.served_chain))
-    return _issued(cert, chain_pem=chain_pem, ca_pem=authority.trust_anchor_pem)
+    return _issued(cert, chain_pem=chain_pem, ca_pem=authority.trust_bundle_pem)
 
 
 def self_sign(request: SigningRequest, key: PrivateKey, *, now: datetime) -> IssuedCertificate:

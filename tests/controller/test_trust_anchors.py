@@ -1,0 +1,133 @@
+"""Trust anchors as a set: every root in a CA Secret's ca.crt reaches each certificate's ca.crt, in place.
+
+That is what lets a person rotate a root without one refused handshake (issue 14): put the next root beside
+the current one in the CA Secret's ca.crt (every Secret's ca.crt then holds both, rewritten without a
+re-issue), switch the CA Secret's key pair to the new CA (the certificates are re-issued under it, and their
+peers already trust it), drop the old root once nothing signed under it is left. At every step, each
+certificate must verify under the ca.crt its peers held one step earlier (the kubelet refreshes volumes
+late): that is checked here with an RFC 5280 path validation.
+"""
+
+from __future__ import annotations
+
+import base64
+
+from cryptography import x509
+from cryptography.x509 import verification
+
+from certmint.pki.inspect import load_pem_chain
+from tests.controller.conftest import CA_ISSUER, CA_SECRET
+from tests.controller.harness import OPERATOR_NAMESPACE, Harness
+from tests.unit.builders import CAPair, build_ca
+
+PEERS = ("web", "api")
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def secret_of(name: str) -> str:
+    return f"{name}-tls"
+
+
+def trusts(ca_crt: bytes, tls_crt: bytes, name: str, harness: Harness) -> bool:
+    """Whether a peer holding ``ca.crt`` accepts the chain ``tls.crt`` served for ``name``'s Service name."""
+    served = load_pem_chain(tls_crt)
+    verifier = (
+        verification.PolicyBuilder()
+        .store(verification.Store(load_pem_chain(ca_crt)))
+        .time(harness.clock.now())
+        .build_server_verifier(x509.DNSName(f"{name}.apps.svc"))
+    )
+    try:
+        verifier.verify(served[0], served[1:])
+    except verification.VerificationError:
+        return False
+    return True
+
+
+def snapshot(harness: Harness) -> dict[str, dict[str, bytes]]:
+    return {name: harness.secret_data(secret_of(name)) for name in PEERS}
+
+
+def assert_mutual_trust(harness: Harness, held: dict[str, dict[str, bytes]], now: dict[str, dict[str, bytes]]) -> None:
+    """Every certificate as it is now is accepted by every peer holding the ca.crt of ``held`` (a late volume),
+    and by every peer holding the current one."""
+    for peer in PEERS:
+        for name in PEERS:
+            for ca_crt in (held[peer]["ca.crt"], now[peer]["ca.crt"]):
+                assert trusts(ca_crt, now[name]["tls.crt"], name, harness), (peer, name)
+
+
+async def test_a_root_rotated_by_hand_through_ca_crt_never_leaves_a_peer_untrusted(
+    harness: Harness, root_ca: CAPair
+) -> None:
+    first = {name: await harness.issued(name, issuer=CA_ISSUER) for name in PEERS}
+    start = snapshot(harness)
+    recheck = harness.settings.issuer_recheck_seconds
+    next_root = build_ca("Next Root CA")
+
+    # 1. Announce: the next root joins the CA Secret's ca.crt. Every ca.crt gets both, nothing is re-issued.
+    mark = harness.mark()
+    harness.patch(
+        "Secret", OPERATOR_NAMESPACE, CA_SECRET, {"data": {"ca.crt": b64(root_ca.cert_pem + next_root.cert_pem)}}
+    )
+    await harness.advance(recheck)
+    announced = snapshot(harness)
+    for name in PEERS:
+        assert announced[name]["ca.crt"] == root_ca.cert_pem + next_root.cert_pem
+        assert announced[name]["tls.crt"] == start[name]["tls.crt"]
+        assert harness.certificate(name)["status"]["serialNumber"] == first[name]["serialNumber"]
+    assert harness.requests() == [] or all(r["metadata"]["name"].endswith("-1") for r in harness.requests())
+    writes = harness.since(mark, reads=False)
+    assert writes.get(("patch", "secrets")) == len(PEERS), writes  # one in-place patch per Secret
+    anchors = harness.get("ClusterIssuer", None, CA_ISSUER)["status"]["trustAnchors"]
+    assert [(a["subject"], a["signsThisCA"]) for a in anchors] == [
+        (root_ca.cert.subject.rfc4514_string(), True),
+        (next_root.cert.subject.rfc4514_string(), False),
+    ]
+    assert_mutual_trust(harness, start, announced)
+
+    # 2. Switch: the CA Secret's key pair becomes the new root's; the old root stays in ca.crt. Every certificate
+    # is re-issued under the new CA, and a peer whose volume still holds the announced ca.crt accepts it.
+    harness.patch(
+        "Secret",
+        OPERATOR_NAMESPACE,
+        CA_SECRET,
+        {"data": {"tls.crt": b64(next_root.cert_pem), "tls.key": b64(next_root.key_pem)}},
+    )
+    await harness.advance(recheck)
+    switched = snapshot(harness)
+    for name in PEERS:
+        assert load_pem_chain(switched[name]["tls.crt"])[0].issuer == next_root.cert.subject
+        assert switched[name]["ca.crt"] == root_ca.cert_pem + next_root.cert_pem  # ca.crt's order, unchanged
+        assert harness.certificate(name)["status"]["revision"] == 2
+    assert_mutual_trust(harness, announced, switched)
+
+    # 3. Retire: the old root leaves ca.crt. Nothing is re-issued; the certificates were all signed under the new
+    # root, which every peer already trusts.
+    harness.patch("Secret", OPERATOR_NAMESPACE, CA_SECRET, {"data": {"ca.crt": b64(next_root.cert_pem)}})
+    await harness.advance(recheck)
+    retired = snapshot(harness)
+    for name in PEERS:
+        assert retired[name]["ca.crt"] == next_root.cert_pem
+        assert retired[name]["tls.crt"] == switched[name]["tls.crt"]
+        assert harness.certificate(name)["status"]["revision"] == 2
+    assert_mutual_trust(harness, switched, retired)
+    assert not trusts(root_ca.cert_pem, retired["web"]["tls.crt"], "web", harness)  # the old root alone would not
+
+
+async def test_an_expired_root_in_ca_crt_is_left_out_of_every_certificates_ca_crt(
+    harness: Harness, root_ca: CAPair
+) -> None:
+    await harness.issued("web", issuer=CA_ISSUER)
+    now = harness.clock.now()
+    old = build_ca(
+        "Retired Root CA", not_before=now.replace(year=now.year - 2), not_after=now.replace(year=now.year - 1)
+    )
+    harness.patch("Secret", OPERATOR_NAMESPACE, CA_SECRET, {"data": {"ca.crt": b64(root_ca.cert_pem + old.cert_pem)}})
+    await harness.advance(harness.settings.issuer_recheck_seconds)
+    assert harness.secret_data(secret_of("web"))["ca.crt"] == root_ca.cert_pem
+    anchors = harness.get("ClusterIssuer", None, CA_ISSUER)["status"]["trustAnchors"]
+    assert [a["subject"] for a in anchors] == [root_ca.cert.subject.rfc4514_string()]
