@@ -179,16 +179,44 @@ class Kube(Certmint):
         return None if secret is None else x509.load_pem_x509_certificate(base64.b64decode(secret.data["tls.crt"]))
 
     def log_records(self, pod: str, namespace: str) -> list[dict[str, Any]]:
-        """The pod's JSON log lines (raw read: the client would json-decode a one-line log into a dict)."""
+        """The pod's JSON log records (raw read: the client would json-decode a one-line log into a dict)."""
         resp = self.core.read_namespaced_pod_log(pod, namespace, _preload_content=False)
-        records = []
-        for line in resp.data.decode().splitlines():
-            if line.startswith("{"):
-                records.append(json.loads(line))
-        return records
+        return json_records(resp.data.decode())
 
     def pod(self, name: str, namespace: str) -> client.V1Pod:
         return self.core.read_namespaced_pod(name, namespace)
+
+
+_DECODER = json.JSONDecoder()
+
+
+def json_records(log: str) -> list[dict[str, Any]]:
+    """Every JSON object of a workload's log, in order.
+
+    The server logs from one thread per connection, and print() writes the text and the newline separately, so
+    under concurrent handshakes one line can hold two records (``{...}{...}``, then an empty line). Each object is
+    read. Only the log's last line may be cut short (the record being written as the log is read): it is left for
+    the next read. Lines that do not start with ``{`` are not records (a traceback); anything else that does not
+    decode is an error, never a record silently lost.
+    """
+    records: list[dict[str, Any]] = []
+    lines = log.splitlines()
+    for n, line in enumerate(lines):
+        i = 0
+        while line.startswith("{", i):
+            try:
+                record, i = _DECODER.raw_decode(line, i)
+            except json.JSONDecodeError:
+                if n == len(lines) - 1 and not log.endswith("\n"):
+                    break
+                raise
+            records.append(record)
+            while line.startswith(" ", i):
+                i += 1
+        else:
+            if i and i < len(line):
+                raise ValueError(f"not a JSON record after {i} characters of a log line: {line!r}")
+    return records
 
 
 def serial(cert: x509.Certificate) -> str:
