@@ -21,9 +21,11 @@ Certificates and talk mutual TLS over the cluster network (scripts in ``e2e/work
 6. root-rotation  a chain of its own (bootstrap -> root CA Certificate ``e2e-rotation-root-ca`` -> CA
              ClusterIssuer ``e2e-rotation-ca``), a server and four clients on it talking mTLS every 150 ms;
              the root is re-issued with a new key the way a user would (a spec change). Counts the
-             failed handshakes until both sides hold leaves from the new root. Today that is > 0 (each
-             side refuses the other while only one pod's Secret volume holds the new root): marked
-             xfail(strict) until issue 14 makes a root rotation a non-event.
+             failed handshakes until both sides hold leaves from the new root: 0. (Before issue 14
+             every leaf was re-issued at once with the new root alone in ca.crt, and each side refused
+             the other while only one pod's Secret volume held it: 13 failures on 2026-11-30.) The
+             operator stages the new root in every ca.crt first and switches trustPropagationSeconds
+             (20 s here, for the node's 5 s kubelet sync) later.
 
 Each scenario prints ``e2e: scenario=<name> handshakes=N failures=M``.
 
@@ -268,6 +270,7 @@ def operator(provider: ClusterProvider, kube: Kube) -> Iterator[Installed]:
     args += ["--set", "image.pullPolicy=Never"]
     # The chart's own hook makes the self-signed bootstrap issuer the CA chain starts from.
     args += ["--set", "clusterIssuer.create=true", "--set", f"clusterIssuer.name={BOOTSTRAP}"]
+    args += ["--set", f"operator.trustPropagationSeconds={TRUST_PROPAGATION_S}"]  # this node's kubelet: 5 s sync
     args += ["--wait", "--timeout", "180s"]
     if not provider.cluster_dns:
         api_ip = kube.core.read_namespaced_service("kubernetes", "default").spec.cluster_ip
@@ -934,16 +937,19 @@ ROTATION_CLIENTS = ("rot-client-a", "rot-client-b", "rot-client-c", "rot-client-
 ROTATION_INTERVAL_S = 0.15
 ROTATION_STEADY = 10  # successful handshakes of each client before the rotation starts
 ROTATION_MARGIN = 50  # successful handshakes of each client with both new leaves before the counting ends
-# From the spec change until both sides hold leaves from the new root. Today that is seconds (everything is
-# re-issued at once, then the kubelet's 5 s sync); a phased rotation (issue 14) must fit its phases in here.
+# From the spec change until both sides hold leaves from the new root: the staged root's propagation delay
+# (TRUST_PROPAGATION_S), the re-issue, then the kubelet's 5 s sync.
 ROTATION_TIMEOUT_S = 300
+# The operator's CERTMINT_TRUST_PROPAGATION_SECONDS here: the node's kubelet syncs every 5 s (a pod is due 5-7.5 s
+# after its last sync), the workloads reload at their next connection; 20 s covers both with margin.
+TRUST_PROPAGATION_S = 20
 
 
 class ScenarioError(RuntimeError):
     """The root-rotation scenario could not run as designed: not the failed handshakes it counts.
 
-    The test is xfail(raises=AssertionError) until issue 14 is done: only its final assertions about failed
-    handshakes may raise AssertionError; anything else that goes wrong must fail the run.
+    Only the test's final assertions about failed handshakes raise AssertionError; anything else that goes
+    wrong is this error, which says the scenario could not count.
     """
 
 
@@ -961,9 +967,8 @@ def rotation_pair(request: pytest.FixtureRequest) -> Iterator[RotationPair]:
     """bootstrap -> a root CA Certificate -> a CA ClusterIssuer of this scenario's own; a server and four clients
     with leaves from it, the clients connecting every 150 ms. Removed afterwards (the namespace goes later).
 
-    pytest applies the test's xfail(raises=AssertionError) to its setup too: an AssertionError from here (a wait
-    that timed out; the shared fixtures' own, when this test runs alone) would pass for the expected failure. So
-    every setup problem is raised as a ScenarioError.
+    Every setup problem is raised as a ScenarioError (a wait that timed out; the shared fixtures' own, when this
+    test runs alone), so that it reads as "could not run", never as a failed handshake.
     """
     try:
         provider: ClusterProvider = request.getfixturevalue("provider")
@@ -1073,18 +1078,13 @@ def _seconds_after(t: float | None, t0: float) -> str:
     return "none" if t is None else f"{t - t0:.1f}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 14: a root rotation today re-issues every leaf at once and switches each Secret's ca.crt to the "
-    "new root alone, so while the kubelet has swapped one pod's Secret volume and not yet its peer's (each pod at "
-    "its own sync: 5 s here, about a minute by default) each side refuses the other's certificate",
-)
 def test_root_rotation_under_load_without_one_failed_handshake(rotation_pair: RotationPair) -> None:
     # Only this fixture (no AssertionError escapes its setup): see rotation_pair.
+    # 13 failed handshakes here before issue 14 (2026-11-30): each side refused the other's new leaf while only
+    # one pod's volume held the new root.
     pair = rotation_pair
     kube, ns = pair.kube, pair.ns
-    poll = functools.partial(wait_for, error=ScenarioError)  # a timeout here is the scenario's failure, not xfail
+    poll = functools.partial(wait_for, error=ScenarioError)  # a timeout here: the scenario could not count
     server_secret, client_secret = f"{ROTATION_SERVER}-tls", f"{ROTATION_CLIENT_CERT}-tls"
     old_root = kube.secret_cert(ROTATION_ROOT, OPERATOR_NS)
     old_server, old_client = kube.secret_cert(server_secret, ns), kube.secret_cert(client_secret, ns)
@@ -1150,7 +1150,7 @@ def test_root_rotation_under_load_without_one_failed_handshake(rotation_pair: Ro
     failed_at = sorted(r["t"] for r in failures + refused)
     # When each pod's kubelet swapped in the new Secret (the workload's first context from it, at its next connection).
     swapped = {pair.server.name: _first_loaded(server_log, new_server_serial, t0)}
-    anchors = _secret_certs(kube, client_secret, ns, "ca.crt")  # today: the new root alone
+    anchors = _secret_certs(kube, client_secret, ns, "ca.crt")  # old and new root until the old one is retired
     for name in ROTATION_CLIENTS:
         swapped[name] = _first_loaded(kube.log_records(name, ns), new_client_serial, t0)
     # The client's view: "certificate verify failed" is its own refusal of the server's certificate; an alert is

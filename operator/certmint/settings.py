@@ -15,6 +15,10 @@ CERTMINT_JITTER_FRACTION      (default 0.1)
     so that certificates issued together do not renew together. A herd of certificates is issued
     at the rate the control plane allows; a renewal costs it more than a first issuance (a replace
     instead of a create), so the jitter window must be wider than the herd's issuance.
+CERTMINT_TRUST_PROPAGATION_SECONDS (default 120)
+    How long a root's next one stays in ca.crt before it replaces the current one, and twice this long
+    the old one stays after: time for the kubelet to refresh Secret volumes (its default sync period
+    is 1 minute, plus jitter) and for applications to reload them. 0 replaces a root at once.
 CERTMINT_MIN_RENEWAL_INTERVAL_SECONDS (default 30)
     No certificate is renewed sooner than this after it was issued (at most half its lifetime): a
     floor under the time between two issuances of one Certificate, whatever its renewBefore says.
@@ -70,6 +74,7 @@ class Settings:
     http_port: int = 8080
     jitter_fraction: float = 0.1
     min_renewal_interval: float = 30.0
+    trust_propagation_seconds: float = 120.0
     issuer_recheck_seconds: float = 60.0
     post_events: bool = True
     keygen_processes: int = 1
@@ -91,6 +96,9 @@ class Settings:
                 http_port=int(e.get("CERTMINT_HTTP_PORT", cls.http_port)),
                 jitter_fraction=float(e.get("CERTMINT_JITTER_FRACTION", cls.jitter_fraction)),
                 min_renewal_interval=float(e.get("CERTMINT_MIN_RENEWAL_INTERVAL_SECONDS", cls.min_renewal_interval)),
+                trust_propagation_seconds=float(
+                    e.get("CERTMINT_TRUST_PROPAGATION_SECONDS", cls.trust_propagation_seconds)
+                ),
                 issuer_recheck_seconds=float(e.get("CERTMINT_ISSUER_RECHECK_SECONDS", cls.issuer_recheck_seconds)),
                 post_events=_bool(e.get("CERTMINT_POST_EVENTS", "true")),
                 keygen_processes=int(e.get("CERTMINT_KEYGEN_PROCESSES", cls.keygen_processes)),

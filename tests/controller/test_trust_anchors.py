@@ -11,13 +11,16 @@ late): that is checked here with an RFC 5280 path validation.
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 from cryptography import x509
 from cryptography.x509 import verification
 
+from certmint.controller.certificate_plan import NEXT_CRT, NEXT_KEY
 from certmint.pki.inspect import load_pem_chain
-from tests.controller.conftest import CA_ISSUER, CA_SECRET
-from tests.controller.harness import OPERATOR_NAMESPACE, Harness
+from tests.controller.conftest import CA_ISSUER, CA_SECRET, SELF_SIGNED
+from tests.controller.harness import OPERATOR_NAMESPACE, Harness, condition
+from tests.integration.builders import certificate, cluster_issuer
 from tests.unit.builders import CAPair, build_ca
 
 PEERS = ("web", "api")
@@ -131,3 +134,125 @@ async def test_an_expired_root_in_ca_crt_is_left_out_of_every_certificates_ca_cr
     assert harness.secret_data(secret_of("web"))["ca.crt"] == root_ca.cert_pem
     anchors = harness.get("ClusterIssuer", None, CA_ISSUER)["status"]["trustAnchors"]
     assert [a["subject"] for a in anchors] == [root_ca.cert.subject.rfc4514_string()]
+
+
+# -- certmint's own root, rotated in phases -------------------------------------------------------------------
+
+ROOT = "mesh-root"
+ROOT_SECRET = "mesh-root-tls"
+MESH = "mesh-ca"
+
+
+async def _mesh(harness: Harness) -> dict[str, dict[str, bytes]]:
+    """A root CA Certificate of certmint's (selfSigned issuer), a CA ClusterIssuer on its Secret, two leaves."""
+    harness.create(
+        certificate(
+            ROOT,
+            OPERATOR_NAMESPACE,
+            issuer_name=SELF_SIGNED,
+            isCA=True,
+            commonName="Mesh Root CA",
+            dnsNames=None,
+            duration="720h",
+            secretName=ROOT_SECRET,
+        )
+    )
+    await harness.settle()
+    harness.create(cluster_issuer(MESH, ca_secret=ROOT_SECRET))
+    await harness.settle()
+    for name in PEERS:
+        await harness.issued(name, issuer=MESH)
+    return snapshot(harness)
+
+
+def _root(harness: Harness) -> dict[str, Any]:
+    return harness.get("Certificate", OPERATOR_NAMESPACE, ROOT)
+
+
+def _root_data(harness: Harness) -> dict[str, bytes]:
+    return harness.secret_data(ROOT_SECRET, OPERATOR_NAMESPACE)
+
+
+async def test_certmints_own_root_is_staged_switched_and_retired_without_a_peer_untrusted(harness: Harness) -> None:
+    start = await _mesh(harness)
+    old_root = _root_data(harness)["tls.crt"]
+    propagation = harness.settings.trust_propagation_seconds
+    assert propagation > 0
+
+    # A change that re-issues the root with a new key (as a person would make it).
+    harness.patch("Certificate", OPERATOR_NAMESPACE, ROOT, {"spec": {"duration": "700h"}})
+    await harness.settle()
+    staged = _root_data(harness)
+    next_root = staged[NEXT_CRT]
+    assert staged["tls.crt"] == old_root and staged["ca.crt"] == old_root + next_root
+    root = _root(harness)
+    assert condition(root, "Issuing")["reason"] == "RootStaged" and condition(root, "Ready")["status"] == "True"
+    assert root["status"]["revision"] == 1
+    announced = snapshot(harness)
+    for name in PEERS:  # the next root reached every certificate's ca.crt, nothing re-issued
+        assert announced[name]["ca.crt"] == old_root + next_root
+        assert announced[name]["tls.crt"] == start[name]["tls.crt"]
+    assert_mutual_trust(harness, start, announced)
+
+    # A restart in the middle of the phase resumes it: same switch time, nothing signed twice.
+    await harness.restart()
+    assert _root_data(harness)[NEXT_CRT] == next_root
+
+    await harness.advance(propagation)
+    switched_root = _root_data(harness)
+    assert switched_root["tls.crt"] == next_root and NEXT_CRT not in switched_root and NEXT_KEY not in switched_root
+    assert switched_root["ca.crt"] == old_root + next_root
+    root = _root(harness)
+    assert root["status"]["revision"] == 2 and condition(root, "Ready")["reason"] == "Renewed"
+    assert "RootSwitched" in harness.event_reasons(ROOT, OPERATOR_NAMESPACE)
+    switched = snapshot(harness)
+    new_root_cert = load_pem_chain(next_root)[0]
+    for name in PEERS:  # re-issued under the new root, which their peers trust since it was staged
+        assert load_pem_chain(switched[name]["tls.crt"])[0].issuer == new_root_cert.subject
+        assert harness.certificate(name)["status"]["revision"] == 2
+        assert switched[name]["ca.crt"] == old_root + next_root
+    assert_mutual_trust(harness, announced, switched)
+
+    await harness.advance(2 * propagation)
+    assert _root_data(harness)["ca.crt"] == next_root
+    retired = snapshot(harness)
+    for name in PEERS:
+        assert retired[name]["ca.crt"] == next_root
+        assert retired[name]["tls.crt"] == switched[name]["tls.crt"]
+    assert_mutual_trust(harness, switched, retired)
+    assert "RootRetired" in harness.event_reasons(ROOT, OPERATOR_NAMESPACE)
+    assert _root(harness)["status"]["revision"] == 2
+
+
+async def test_an_intermediate_of_certmints_is_replaced_at_once_without_a_trust_change(
+    harness: Harness, root_ca: CAPair
+) -> None:
+    """The root is unchanged, so nothing needs to be announced: the intermediate is re-issued and switched at once,
+    every certificate's ca.crt stays as it was, and its certificates are re-issued under the new intermediate."""
+    harness.create(cluster_issuer("root-of-intermediates", ca_secret=CA_SECRET, policy={"allowCA": True}))
+    harness.create(
+        certificate(
+            "mesh-intermediate",
+            OPERATOR_NAMESPACE,
+            issuer_name="root-of-intermediates",
+            isCA=True,
+            commonName="Mesh Intermediate CA",
+            dnsNames=None,
+            duration="720h",
+            secretName="mesh-intermediate-tls",
+        )
+    )
+    await harness.settle()
+    harness.create(cluster_issuer(MESH, ca_secret="mesh-intermediate-tls"))
+    await harness.settle()
+    for name in PEERS:
+        await harness.issued(name, issuer=MESH)
+    before = snapshot(harness)
+    harness.patch("Certificate", OPERATOR_NAMESPACE, "mesh-intermediate", {"spec": {"duration": "700h"}})
+    await harness.settle()
+    assert NEXT_CRT not in harness.secret_data("mesh-intermediate-tls", OPERATOR_NAMESPACE)
+    after = snapshot(harness)
+    for name in PEERS:
+        assert after[name]["ca.crt"] == before[name]["ca.crt"] == root_ca.cert_pem
+        assert after[name]["tls.crt"] != before[name]["tls.crt"]
+    assert_mutual_trust(harness, before, after)

@@ -13,6 +13,19 @@ tests/unit/test_certificate_plan.py rather than an API server scenario:
 - :class:`Wait`: the issuer has not been checked yet (applied together, or at a start); its check wakes us.
 - :class:`Resume`: the status was verified against this very Secret version, spec and issuer (a restart, a
   standby taking over): nothing to read or write, only the renewal timer to set.
+- :class:`Stage`, :class:`Staged`, :class:`Switch`: a self-signed CA (a root) is renewed in phases, so that
+  certificates signed under it stay trusted throughout (see "Root rotation" below).
+
+Root rotation. A root that certificates chain to cannot be swapped at once: peers holding the old ca.crt
+would refuse leaves of the new root, and the other way round. When a valid self-signed CA certificate is
+to be replaced by one with a new key, the new root is first *staged* (Stage): signed, stored in the Secret
+as next-tls.crt / next-tls.key, and appended to the Secret's ca.crt, which every ``ca`` issuer of that
+Secret hands on to its certificates' ca.crt (trust anchors as a set). After ``trust_propagation`` (the
+time a kubelet and an application need to pick up a changed ca.crt) the Secret's key pair *switches* to
+it (Switch): the issuers re-issue their certificates under the new root, which every peer already trusts.
+The old root stays in ca.crt for two more propagation delays (while those certificates are re-issued and
+reach the peers), then it is *retired* (a Keep that rewrites ca.crt). Each phase is one Secret write
+guarded by resourceVersion; the phase and its time are in the Secret's annotations, so a restart resumes it.
 """
 
 from __future__ import annotations
@@ -23,6 +36,8 @@ import enum
 import hashlib
 from dataclasses import dataclass
 from typing import Final
+
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from certmint.controller.signers import Refusal
 from certmint.controller.state import IssuerToken, Signed
@@ -55,6 +70,13 @@ from certmint.pki.keys import PKIError, PrivateKey, key_algorithm, load_private_
 #: its handover or deletion reaches no watch of ours).
 NOT_OWNED_RECHECK: Final = datetime.timedelta(minutes=2)
 
+#: A staged next root (Stage) waits in the CA Certificate's Secret under these keys until the switch.
+NEXT_CRT: Final = "next-tls.crt"
+NEXT_KEY: Final = "next-tls.key"
+#: When the staged root becomes the Secret's key pair; when the old root leaves its ca.crt (RFC 3339).
+SWITCH_AT: Final = "certmint.dev/root-switch-at"
+RETIRE_AT: Final = "certmint.dev/root-retire-at"
+
 #: Part of every status.verified.issuer digest. Bump it when plan() would judge an unchanged Secret differently
 #: than the released version does (a new check, a new repair): statuses verified under the old judgement are
 #: then not trusted, and the first pass of the new version reads every Secret again.
@@ -76,6 +98,9 @@ class CertificateReason(enum.StrEnum):
     REQUEST_FAILED = "RequestFailed"
     SIGNING_FAILED = "SigningFailed"
     SECRET_WRITE_FAILED = "SecretWriteFailed"
+    ROOT_STAGED = "RootStaged"  # a root's next one is in ca.crt, waiting for the switch
+    ROOT_SWITCHED = "RootSwitched"
+    ROOT_RETIRED = "RootRetired"
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +145,7 @@ class Snapshot:
     now: datetime.datetime
     jitter_fraction: float
     min_renewal_interval: datetime.timedelta
+    trust_propagation: datetime.timedelta = datetime.timedelta(0)  # 0: a root is replaced at once (no Stage)
 
     @property
     def where(self) -> str:
@@ -144,10 +170,12 @@ class Keep:
     ca_crt: bytes | None  # the issuer's trust anchor, when the Secret's ca.crt is another one
     add_owner: bool  # secretDeletionPolicy Delete and our owner reference is missing
     takeover: str | None = None  # the Secret becomes this Certificate's now: how (SecretClaim.via), for the log
+    retire: bool = False  # a rotated root's old root leaves ca.crt now (ca_crt is the new one alone)
+    wake_at: datetime.datetime | None = None  # look again then, before the renewal time (a retirement due)
 
     @property
     def repairs(self) -> bool:
-        return bool(self.labels or self.annotations or self.ca_crt is not None or self.add_owner)
+        return bool(self.labels or self.annotations or self.ca_crt is not None or self.add_owner or self.retire)
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +217,37 @@ class Resume:
     not_after: datetime.datetime
 
 
-Plan = Keep | Issue | Fail | ReadSecret | Wait | Resume
+@dataclass(frozen=True, slots=True)
+class Stage:
+    """Sign the next root like ``issue`` would, but stage it (next-tls.*, appended to ca.crt) until ``switch_at``."""
+
+    issue: Issue
+    current_pem: bytes  # the root the Secret holds now, kept as tls.crt and first in ca.crt
+    switch_at: datetime.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Staged:
+    """A next root is staged and its switch time has not come: keep the current one, look again then."""
+
+    facts: CertificateFacts  # the current root's
+    renewal_time: datetime.datetime
+    switch_at: datetime.datetime
+    next_serial: str
+
+
+@dataclass(frozen=True, slots=True)
+class Switch:
+    """The staged root becomes the Secret's key pair; the old one stays in ca.crt until ``retire_at``."""
+
+    facts: CertificateFacts  # the staged root's
+    chain_pem: bytes
+    key_pem: bytes
+    revision: int
+    retire_at: datetime.datetime
+
+
+Plan = Keep | Issue | Fail | ReadSecret | Wait | Resume | Stage | Staged | Switch
 
 
 def issuer_digest(token: IssuerToken) -> str | None:
@@ -213,8 +271,17 @@ def verified_status(s: Snapshot, secret_version: str, issuer: IssuerToken) -> Ve
 
 def plan(s: Snapshot) -> Plan:
     if isinstance(s.secret, UnreadSecret):
+        if _rotates_roots(s):
+            return ReadSecret()  # a root's phases are in its Secret (few such Certificates: always read)
         return _plan_unread(s, s.secret)
     secret = s.secret
+    decision = _plan_read(s, secret)
+    if secret is None or not _rotates_roots(s):
+        return decision
+    return _root_phase(s, secret, decision)
+
+
+def _plan_read(s: Snapshot, secret: SecretData | None) -> Plan:
     facts = secret_facts(secret)
     takeover = None
     if secret is not None:
@@ -239,6 +306,63 @@ def plan(s: Snapshot) -> Plan:
     renewing = renewal_time if facts is not None and reason.code == RENEWING else None
     decision = _issue(s, secret, reason, renewing)
     return dataclasses.replace(decision, takeover=takeover) if isinstance(decision, Issue) else decision
+
+
+def _rotates_roots(s: Snapshot) -> bool:
+    """A self-signed CA Certificate: its certificate is a root that others may chain to."""
+    return s.spec.is_ca and s.issuer.own_key_only and s.trust_propagation > datetime.timedelta(0)
+
+
+def _root_phase(s: Snapshot, secret: SecretData, decision: Plan) -> Plan:
+    """Turn ``decision`` for a root into its rotation phase (see the module docs)."""
+    current = secret_facts(secret)
+    switch_at = _annotation_time(secret, SWITCH_AT)
+    staged = _staged_next(s, secret) if switch_at is not None else None
+    if staged is not None and current is not None and switch_at is not None:
+        next_facts, chain_pem, key_pem = staged
+        if s.now >= switch_at:
+            revision = max(int(s.status.get("revision") or 0), stored_revision(None, secret.annotations)) + 1
+            return Switch(next_facts, chain_pem, key_pem, revision, s.now + 2 * s.trust_propagation)
+        renewal_time = renewal_time_for(s, current)
+        if isinstance(decision, Keep | Issue) and s.now < current.not_after:
+            return Staged(current, renewal_time, switch_at, next_facts.serial_number)
+    if (
+        isinstance(decision, Issue)
+        and decision.key is None  # a new key: a new root (rotationPolicy Never keeps the root's key: no change)
+        and current is not None
+        and current.self_issued
+        and current.is_ca  # a root: something may chain to it
+        and s.now < current.not_after  # an expired root protects nothing: replaced at once
+        and "tls.crt" in secret.data
+    ):
+        current_pem = load_pem_chain(secret.data["tls.crt"])[0].public_bytes(Encoding.PEM)
+        return Stage(decision, current_pem, s.now + s.trust_propagation)
+    retire_at = _annotation_time(secret, RETIRE_AT)
+    if isinstance(decision, Keep) and retire_at is not None:
+        if s.now >= retire_at:
+            own = load_pem_chain(secret.data["tls.crt"])[0].public_bytes(Encoding.PEM)
+            return dataclasses.replace(decision, ca_crt=own, retire=True)
+        return dataclasses.replace(decision, wake_at=retire_at)
+    return decision
+
+
+def _annotation_time(secret: SecretData, key: str) -> datetime.datetime | None:
+    try:
+        return parse_rfc3339(secret.annotations[key]) if key in secret.annotations else None
+    except ValueError:
+        return None
+
+
+def _staged_next(s: Snapshot, secret: SecretData) -> tuple[CertificateFacts, bytes, bytes] | None:
+    """The staged next root, when it is a usable key pair that matches the spec (else it is not switched to)."""
+    chain_pem, key_pem = secret.data.get(NEXT_CRT), secret.data.get(NEXT_KEY)
+    if not chain_pem or not key_pem:
+        return None
+    staged = SecretSnapshot(exists=True, certificate_pem=chain_pem, key_pem=key_pem, labels={}, annotations={})
+    if issuance_reason(s.spec, staged, s.issuer.identity, now=s.now, renewal_time=None) is not None:
+        return None
+    facts = secret_facts(dataclasses.replace(secret, data={"tls.crt": chain_pem}))
+    return (facts, chain_pem, key_pem) if facts is not None else None
 
 
 def _plan_unread(s: Snapshot, secret: UnreadSecret) -> Plan:

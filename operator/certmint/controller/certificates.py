@@ -25,6 +25,10 @@ from typing import Any
 
 from certmint import metrics
 from certmint.controller.certificate_plan import (
+    NEXT_CRT,
+    NEXT_KEY,
+    RETIRE_AT,
+    SWITCH_AT,
     CertificateReason,
     Fail,
     Failure,
@@ -35,6 +39,9 @@ from certmint.controller.certificate_plan import (
     ReadSecret,
     Resume,
     Snapshot,
+    Stage,
+    Staged,
+    Switch,
     UnreadSecret,
     Wait,
     plan,
@@ -160,6 +167,7 @@ async def _gather(op: Operator, rec: CertificateRecord, spec: CertificateSpec) -
         now=op.now(),
         jitter_fraction=op.settings.jitter_fraction,
         min_renewal_interval=datetime.timedelta(seconds=op.settings.min_renewal_interval),
+        trust_propagation=datetime.timedelta(seconds=op.settings.trust_propagation_seconds),
     )
 
 
@@ -232,6 +240,14 @@ async def _act(op: Operator, rec: CertificateRecord, s: Snapshot, decision: Plan
         _observe_metrics(rec, s.spec, decision.not_after, decision.renewal_time, "True")
         op.schedule((Kind.CERTIFICATE, rec.namespace, rec.name), decision.renewal_time)
         return True
+    if isinstance(decision, Stage):
+        return await _issue(op, rec, s, decision.issue, seen, stage=decision)
+    if isinstance(decision, Staged):
+        await _staged(op, rec, s, decision)
+        return True
+    if isinstance(decision, Switch):
+        assert isinstance(s.secret, SecretData)
+        return await _switch(op, rec, s, s.secret, decision, seen)
     raise AssertionError(f"unplanned outcome {decision!r}")
 
 
@@ -248,6 +264,9 @@ async def _keep(
     """The Secret is good: repair what drifted (metadata, ca.crt, our owner reference), publish, set the timer."""
     facts, renewal_time = keep.facts, keep.renewal_time
     if keep.repairs:
+        annotations: dict[str, str | None] = {**keep.annotations}
+        if keep.retire:
+            annotations[RETIRE_AT] = None
         updated = await resources.update_secret(
             op.api,
             secret.namespace,
@@ -255,12 +274,17 @@ async def _keep(
             resource_version=secret.resource_version,
             data=None if keep.ca_crt is None else {"ca.crt": keep.ca_crt},  # a merge patch: tls.crt and tls.key stay
             labels=keep.labels,
-            annotations=keep.annotations,
+            annotations=annotations,
             owner=_ref(rec) if keep.add_owner else None,
         )
         op.secret_written(rec.namespace, s.spec.secret_name, updated.resource_version)
         seen.resource_version = updated.resource_version
         what = "ca.crt (the issuer's trust anchor changed)" if keep.ca_crt is not None else "metadata"
+        if keep.retire:
+            what = "ca.crt: the previous root is retired"
+            await _event(
+                op, rec, "Normal", CertificateReason.ROOT_RETIRED, f"the previous root left {s.where}'s ca.crt"
+            )
         log.info("Certificate %s/%s: repaired Secret %s without re-issuing", rec.namespace, rec.name, what)
     ready = Condition(
         "Ready",
@@ -279,7 +303,71 @@ async def _keep(
     fields["verified"] = verified_status(s, seen.resource_version, s.issuer.token)
     await _write_status(op, rec, s.status, [ready, issuing], fields)
     _observe_metrics(rec, s.spec, facts.not_after, renewal_time, "True")
-    op.schedule((Kind.CERTIFICATE, rec.namespace, rec.name), renewal_time)
+    wake = renewal_time if keep.wake_at is None else min(renewal_time, keep.wake_at)
+    op.schedule((Kind.CERTIFICATE, rec.namespace, rec.name), wake)
+
+
+# -- a root's rotation: staged, then switched (certificate_plan's module docs) ---------------------------
+
+
+async def _staged(op: Operator, rec: CertificateRecord, s: Snapshot, staged: Staged) -> None:
+    message = (
+        f"next root (serial {staged.next_serial}) is in {s.where}'s ca.crt and reaches the certificates of its "
+        f"issuers; it replaces the current one at {rfc3339(staged.switch_at)}"
+    )
+    ready = Condition(
+        "Ready", "True", CertificateReason.READY, f"certificate is valid until {rfc3339(staged.facts.not_after)}"
+    )
+    issuing = Condition("Issuing", "True", CertificateReason.ROOT_STAGED, message)
+    await _write_status(op, rec, s.status, [ready, issuing], {})
+    _observe_metrics(rec, s.spec, staged.facts.not_after, staged.renewal_time, "True")
+    op.schedule((Kind.CERTIFICATE, rec.namespace, rec.name), staged.switch_at)
+
+
+async def _switch(
+    op: Operator, rec: CertificateRecord, s: Snapshot, secret: SecretData, switch: Switch, seen: SeenSecret
+) -> bool | None:
+    facts, revision = switch.facts, switch.revision
+    labels, annotations = secret_metadata(s, facts, revision)
+    try:
+        written = await resources.update_secret(
+            op.api,
+            rec.namespace,
+            s.spec.secret_name,
+            resource_version=secret.resource_version,
+            data={"tls.crt": switch.chain_pem, "tls.key": switch.key_pem, NEXT_CRT: None, NEXT_KEY: None},
+            labels=labels,
+            annotations={**annotations, SWITCH_AT: None, RETIRE_AT: rfc3339(switch.retire_at)},
+        )
+    except ApiError as e:
+        if e.conflict or e.not_found:
+            op.state.secrets_to_read.add((rec.namespace, s.spec.secret_name))
+            op.queue.add((Kind.CERTIFICATE, rec.namespace, rec.name))
+            return None
+        return await _fail(op, rec, s.status, _secret_write_failure(s.spec, rec.namespace, e), valid=True)
+    op.secret_written(rec.namespace, s.spec.secret_name, written.resource_version)
+    seen.resource_version = written.resource_version
+    renewal_time = renewal_time_for(s, facts)
+    message = (
+        f"{CertificateReason.RENEWED} certificate serial {facts.serial_number} (revision {revision}): the staged "
+        f"root replaced the previous one, which stays in ca.crt until {rfc3339(switch.retire_at)}"
+    )
+    ready = Condition(
+        "Ready",
+        "True",
+        CertificateReason.RENEWED,
+        f"certificate is up to date and valid until {rfc3339(facts.not_after)}",
+    )
+    issuing = Condition("Issuing", "False", CertificateReason.RENEWED, message)
+    fields = _certificate_fields(facts, renewal_time, revision)
+    fields["verified"] = verified_status(s, written.resource_version, s.issuer.token)
+    await _write_status(op, rec, s.status, [ready, issuing], fields)
+    op.schedule((Kind.CERTIFICATE, rec.namespace, rec.name), min(renewal_time, switch.retire_at))
+    metrics.issuances.labels(s.spec.issuer_ref.kind, CertificateReason.RENEWED).inc()
+    _observe_metrics(rec, s.spec, facts.not_after, renewal_time, "True")
+    log.info("Certificate %s/%s: %s", rec.namespace, rec.name, message)
+    await _event(op, rec, "Normal", CertificateReason.ROOT_SWITCHED, message)
+    return True
 
 
 def _certificate_fields(facts: CertificateFacts, renewal_time: datetime.datetime, revision: int) -> CertificateStatus:
@@ -324,8 +412,12 @@ def _observe_metrics(
 # -- issuance ----------------------------------------------------------------------------------------------
 
 
-async def _issue(op: Operator, rec: CertificateRecord, s: Snapshot, issue: Issue, seen: SeenSecret) -> bool | None:
-    """Sign (or reuse what an earlier pass signed), store key and certificate in one write, publish."""
+async def _issue(
+    op: Operator, rec: CertificateRecord, s: Snapshot, issue: Issue, seen: SeenSecret, *, stage: Stage | None = None
+) -> bool | None:
+    """Sign (or reuse what an earlier pass signed), store key and certificate in one write, publish.
+
+    ``stage``: a root's next one is stored beside the current one instead (next-tls.*, appended to ca.crt)."""
     started = time.perf_counter()
     spec, revision = s.spec, issue.revision
     if issue.renewal_time is not None:  # how late, compared with the renewal time
@@ -375,18 +467,31 @@ async def _issue(op: Operator, rec: CertificateRecord, s: Snapshot, issue: Issue
     key, issued, request_name = signed.key, signed.issued, signed.request_name
 
     facts = certificate_facts(issued.certificate)
+    current = s.secret
+    if stage is not None:
+        assert isinstance(current, SecretData)
+        return await _stage(op, rec, s, current, stage, signed, seen)
     labels, annotations = secret_metadata(s, facts, revision)
-    data = {
+    data: dict[str, bytes | None] = {
         "tls.crt": issued.chain_pem,
         "tls.key": encode_private_key(key, spec.private_key.encoding),
         "ca.crt": issued.ca_pem,
     }
+    written_annotations: dict[str, str | None] = {**annotations}
+    if isinstance(current, SecretData):  # a root replaced at once: no phase of an earlier rotation stays behind
+        data.update({k: None for k in (NEXT_CRT, NEXT_KEY) if k in current.data})
+        written_annotations.update({k: None for k in (SWITCH_AT, RETIRE_AT) if k in current.annotations})
     owner = _ref(rec) if spec.secret_deletion_policy == "Delete" else None
-    current = s.secret
     try:
         if current is None:
             written = await resources.create_tls_secret(
-                op.api, rec.namespace, spec.secret_name, data=data, labels=labels, annotations=annotations, owner=owner
+                op.api,
+                rec.namespace,
+                spec.secret_name,
+                data={k: v for k, v in data.items() if v is not None},
+                labels=labels,
+                annotations=annotations,
+                owner=owner,
             )
         else:
             # An unread Secret: the last pass made sure of our owner reference (secretDeletionPolicy Delete), and
@@ -399,7 +504,7 @@ async def _issue(op: Operator, rec: CertificateRecord, s: Snapshot, issue: Issue
                 resource_version=current.resource_version,
                 data=data,
                 labels=labels,
-                annotations=annotations,
+                annotations=written_annotations,
                 owner=None if has_owner else owner,
             )
     except ApiError as e:
@@ -433,6 +538,52 @@ async def _issue(op: Operator, rec: CertificateRecord, s: Snapshot, issue: Issue
     if revision > spec.revision_history_limit:
         # Clean-up, not part of the issuance: it waits behind every renewal still queued.
         op.queue.add((Kind.PRUNE_REQUESTS, rec.namespace, rec.name), low=True)
+    return True
+
+
+async def _stage(
+    op: Operator,
+    rec: CertificateRecord,
+    s: Snapshot,
+    secret: SecretData,
+    stage: Stage,
+    signed: Signed,
+    seen: SeenSecret,
+) -> bool | None:
+    """Store a root's next one beside it: next-tls.*, and ca.crt = the current root and the next one."""
+    issued = signed.issued
+    try:
+        written = await resources.update_secret(
+            op.api,
+            rec.namespace,
+            s.spec.secret_name,
+            resource_version=secret.resource_version,
+            data={
+                NEXT_CRT: issued.chain_pem,
+                NEXT_KEY: encode_private_key(signed.key, s.spec.private_key.encoding),
+                "ca.crt": stage.current_pem + issued.certificate_pem,
+            },
+            labels={},
+            annotations={SWITCH_AT: rfc3339(stage.switch_at), RETIRE_AT: None},
+        )
+    except ApiError as e:
+        if e.conflict or e.not_found:
+            op.state.secrets_to_read.add((rec.namespace, s.spec.secret_name))
+            op.queue.add((Kind.CERTIFICATE, rec.namespace, rec.name))
+            return None
+        return await _fail(op, rec, s.status, _secret_write_failure(s.spec, rec.namespace, e), valid=True)
+    rec.signed = None
+    op.secret_written(rec.namespace, s.spec.secret_name, written.resource_version)
+    seen.resource_version = written.resource_version
+    message = (
+        f"next root (serial {issued.serial_number}, CertificateRequest {signed.request_name}) added to {s.where}'s "
+        f"ca.crt, so that every certificate it signs trusts it before it signs; it replaces the current root at "
+        f"{rfc3339(stage.switch_at)}; reason: {stage.issue.reason.message}"
+    )
+    log.info("Certificate %s/%s: %s", rec.namespace, rec.name, message)
+    await _write_status(op, rec, s.status, [Condition("Issuing", "True", CertificateReason.ROOT_STAGED, message)], {})
+    await _event(op, rec, "Normal", CertificateReason.ROOT_STAGED, message)
+    op.schedule((Kind.CERTIFICATE, rec.namespace, rec.name), stage.switch_at)
     return True
 
 

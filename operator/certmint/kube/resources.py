@@ -91,8 +91,9 @@ async def read_secret(api: KubeClient, namespace: str, name: str) -> SecretData 
     return _decode_secret(obj) if obj else None
 
 
-def _b64(data: Mapping[str, bytes]) -> dict[str, str]:
-    return {k: base64.b64encode(v).decode() for k, v in data.items()}
+def _b64(data: Mapping[str, bytes | None]) -> dict[str, str | None]:
+    """Base64 for the API; None stays None (a merge patch removes that key)."""
+    return {k: None if v is None else base64.b64encode(v).decode() for k, v in data.items()}
 
 
 async def create_tls_secret(
@@ -118,14 +119,15 @@ async def update_secret(
     name: str,
     *,
     resource_version: str,
-    data: Mapping[str, bytes] | None,
+    data: Mapping[str, bytes | None] | None,
     labels: Mapping[str, str],
-    annotations: Mapping[str, str],
+    annotations: Mapping[str, str | None],
     owner: ObjectRef | None = None,
 ) -> SecretData:
     """One merge patch, guarded by resourceVersion: key and certificate change together or not at all.
 
     ``owner``: an owner reference to set (the caller knows it is missing), or None to leave them alone.
+    A None value in ``data`` or ``annotations`` removes that key.
     """
     meta: JSON = {"resourceVersion": resource_version, "labels": dict(labels), "annotations": dict(annotations)}
     if owner is not None:
