@@ -16,10 +16,10 @@ from typing import Any
 from cryptography import x509
 from cryptography.x509 import verification
 
-from certmint.controller.certificate_plan import NEXT_CRT, NEXT_KEY
+from certmint.controller.certificate_plan import NEXT_CRT, NEXT_KEY, SWITCH_AT
 from certmint.pki.inspect import load_pem_chain
 from tests.controller.conftest import CA_ISSUER, CA_SECRET, SELF_SIGNED
-from tests.controller.harness import OPERATOR_NAMESPACE, Harness, condition
+from tests.controller.harness import OPERATOR_NAMESPACE, Harness, condition, controller_settings
 from tests.integration.builders import certificate, cluster_issuer
 from tests.unit.builders import CAPair, build_ca
 
@@ -256,3 +256,50 @@ async def test_an_intermediate_of_certmints_is_replaced_at_once_without_a_trust_
         assert after[name]["ca.crt"] == before[name]["ca.crt"] == root_ca.cert_pem
         assert after[name]["tls.crt"] != before[name]["tls.crt"]
     assert_mutual_trust(harness, before, after)
+
+
+async def test_a_root_is_replaced_at_once_when_nothing_can_trust_it_meanwhile_or_it_keeps_its_key(
+    harness: Harness,
+) -> None:
+    """No phases where they would protect nothing: rotationPolicy Never (the same key: leaves stay valid under the
+    new root certificate), and an expired root (it is trusted by nobody any more)."""
+    await _mesh(harness)
+    old_root = _root_data(harness)["tls.crt"]
+    harness.patch(
+        "Certificate",
+        OPERATOR_NAMESPACE,
+        ROOT,
+        {"spec": {"duration": "700h", "privateKey": {"rotationPolicy": "Never"}}},
+    )
+    await harness.settle()
+    data = _root_data(harness)
+    assert NEXT_CRT not in data and data["tls.crt"] != old_root and _root(harness)["status"]["revision"] == 2
+    assert data["tls.key"] == harness.secret_data(ROOT_SECRET, OPERATOR_NAMESPACE)["tls.key"]
+
+    harness.patch("Certificate", OPERATOR_NAMESPACE, ROOT, {"spec": {"privateKey": {"rotationPolicy": "Always"}}})
+    await harness.settle()
+    # The operator was down until after the root expired: it is replaced at once, with nothing staged.
+    await harness.stop()
+    expiry = load_pem_chain(_root_data(harness)["tls.crt"])[0].not_valid_after_utc
+    harness.clock.t = expiry.timestamp() + 60
+    await harness.restart()
+    data = _root_data(harness)
+    assert NEXT_CRT not in data and load_pem_chain(data["tls.crt"])[0].not_valid_after_utc > harness.clock.now()
+    annotations = (harness.secret(ROOT_SECRET, OPERATOR_NAMESPACE) or {})["metadata"].get("annotations") or {}
+    assert SWITCH_AT not in annotations
+
+
+async def test_with_no_propagation_delay_a_root_is_replaced_at_once() -> None:
+    harness = Harness(controller_settings(trust_propagation_seconds=0))
+    harness.create(cluster_issuer(SELF_SIGNED))
+    await harness.start()
+    try:
+        start = await _mesh(harness)
+        harness.patch("Certificate", OPERATOR_NAMESPACE, ROOT, {"spec": {"duration": "700h"}})
+        await harness.settle()
+        data = _root_data(harness)
+        assert NEXT_CRT not in data and data["ca.crt"] == data["tls.crt"]
+        for name in PEERS:  # re-issued at once, ca.crt the new root alone: the hole phases exist to close
+            assert snapshot(harness)[name]["ca.crt"] == data["tls.crt"] != start[name]["ca.crt"]
+    finally:
+        await harness.stop()
