@@ -93,7 +93,8 @@ async def test_a_root_rotated_by_hand_through_ca_crt_never_leaves_a_peer_untrust
     assert_mutual_trust(harness, start, announced)
 
     # 2. Switch: the CA Secret's key pair becomes the new root's; the old root stays in ca.crt. Every certificate
-    # is re-issued under the new CA, and a peer whose volume still holds the announced ca.crt accepts it.
+    # is re-issued under the new CA (spread over the propagation time: their old certificates are still trusted),
+    # and a peer whose volume still holds the announced ca.crt accepts it.
     harness.patch(
         "Secret",
         OPERATOR_NAMESPACE,
@@ -101,6 +102,7 @@ async def test_a_root_rotated_by_hand_through_ca_crt_never_leaves_a_peer_untrust
         {"data": {"tls.crt": b64(next_root.cert_pem), "tls.key": b64(next_root.key_pem)}},
     )
     await harness.advance(recheck)
+    await harness.advance(harness.settings.trust_propagation_seconds)
     switched = snapshot(harness)
     for name in PEERS:
         assert load_pem_chain(switched[name]["tls.crt"])[0].issuer == next_root.cert.subject
@@ -199,12 +201,22 @@ async def test_certmints_own_root_is_staged_switched_and_retired_without_a_peer_
     assert _root_data(harness)[NEXT_CRT] == next_root
 
     await harness.advance(propagation)
+    switched_at = harness.clock()
     switched_root = _root_data(harness)
     assert switched_root["tls.crt"] == next_root and NEXT_CRT not in switched_root and NEXT_KEY not in switched_root
     assert switched_root["ca.crt"] == old_root + next_root
     root = _root(harness)
     assert root["status"]["revision"] == 2 and condition(root, "Ready")["reason"] == "Renewed"
     assert "RootSwitched" in harness.event_reasons(ROOT, OPERATOR_NAMESPACE)
+    # The leaves are re-issued spread over the next propagation time (their old ones are still trusted meanwhile).
+    reissued_at = {}
+    while len(reissued_at) < len(PEERS) and harness.clock() < switched_at + propagation:
+        await harness.advance(1)
+        for name in PEERS:
+            if name not in reissued_at and harness.certificate(name)["status"]["revision"] == 2:
+                reissued_at[name] = harness.clock() - switched_at
+                assert_mutual_trust(harness, announced, snapshot(harness))  # half old, half new: all trusted
+    assert set(reissued_at) == set(PEERS), reissued_at
     switched = snapshot(harness)
     new_root_cert = load_pem_chain(next_root)[0]
     for name in PEERS:  # re-issued under the new root, which their peers trust since it was staged
@@ -213,7 +225,7 @@ async def test_certmints_own_root_is_staged_switched_and_retired_without_a_peer_
         assert switched[name]["ca.crt"] == old_root + next_root
     assert_mutual_trust(harness, announced, switched)
 
-    await harness.advance(2 * propagation)
+    await harness.advance(2 * propagation - (harness.clock() - switched_at))
     assert _root_data(harness)["ca.crt"] == next_root
     retired = snapshot(harness)
     for name in PEERS:
@@ -303,3 +315,40 @@ async def test_with_no_propagation_delay_a_root_is_replaced_at_once() -> None:
             assert snapshot(harness)[name]["ca.crt"] == data["tls.crt"] != start[name]["ca.crt"]
     finally:
         await harness.stop()
+
+
+async def test_after_a_root_switch_the_certificates_are_reissued_spread_over_the_propagation_time(
+    harness: Harness,
+) -> None:
+    """Not all at once: each certificate signed by the previous root (still trusted) at its own time within the
+    propagation delay, so the switch is no burst for the API server and is done before that root is retired.
+    A restart in the middle neither resumes a deferred certificate from its status nor re-issues early: the new
+    process spreads what is left over the propagation time from its start, still before the retirement."""
+    await _mesh(harness)
+    many = [f"svc-{i:02d}" for i in range(20)]
+    for name in many:
+        await harness.issued(name, issuer=MESH)
+    propagation = harness.settings.trust_propagation_seconds
+    harness.patch("Certificate", OPERATOR_NAMESPACE, ROOT, {"spec": {"duration": "700h"}})
+    await harness.settle()
+    await harness.advance(propagation)  # the switch
+    switched_at = harness.clock()
+    deferred = [n for n in many if condition(harness.certificate(n), "Issuing")["reason"] == "ReissueScheduled"]
+    assert len(deferred) >= len(many) - 2, deferred  # at most a couple drew a time of (almost) zero
+    assert all("verified" not in harness.certificate(n)["status"] for n in deferred)
+    times: dict[str, float] = {}
+    restarted_after: float | None = None
+    while len(times) < len(many) and harness.clock() <= switched_at + 2 * propagation:
+        await harness.advance(2)
+        for name in many:
+            if name not in times and harness.certificate(name)["status"]["revision"] == 2:
+                times[name] = harness.clock() - switched_at
+        if restarted_after is None and harness.clock() >= switched_at + propagation / 2:
+            await harness.restart()
+            restarted_after = harness.clock() - switched_at
+    assert restarted_after is not None
+    assert set(times) == set(many), sorted(set(many) - set(times))
+    assert max(times.values()) <= restarted_after + propagation + 2 < 2 * propagation  # before the retirement
+    assert _root_data(harness)["ca.crt"].count(b"BEGIN CERTIFICATE") == 2  # the previous root not retired yet
+    buckets = {int(t // (propagation / 4)) for t in times.values()}
+    assert len(buckets) >= 3, times  # spread over the window, not one burst

@@ -16,6 +16,7 @@ import pytest
 
 from certmint.controller.certificate_plan import (
     NOT_OWNED_RECHECK,
+    RETIRE_AT,
     Fail,
     Issue,
     IssuerView,
@@ -25,6 +26,7 @@ from certmint.controller.certificate_plan import (
     Snapshot,
     UnreadSecret,
     Wait,
+    _root_phase,
     plan,
     renewal_time_for,
     secret_metadata,
@@ -478,3 +480,33 @@ def test_issuer_view_matches_gather() -> None:
     assert not missing.found and missing.identity is None
     self_signed = _view(spec, _issuer("selfSigned"))
     assert self_signed.own_key_only == KINDS["selfSigned"].own_key_only is True
+
+
+# -- a root's phases ----------------------------------------------------------------------------------------
+
+
+def test_the_previous_root_is_retired_only_when_no_certificate_signed_under_it_is_left() -> None:
+    """``pending_reissues``: certificates of the issuers on this root's Secret still waiting for their spread
+    re-issue (still signed by the previous root). While there are any, the retirement waits."""
+    previous, current = build_ca("Previous Root"), build_ca("Current Root")
+    spec = certificate_spec(isCA=True, commonName="Current Root")
+    secret = SecretData(
+        name="root-tls",
+        namespace="default",
+        resource_version="7",
+        type="kubernetes.io/tls",
+        data={"tls.crt": current.cert_pem, "tls.key": current.key_pem, "ca.crt": previous.cert_pem + current.cert_pem},
+        labels={},
+        annotations={RETIRE_AT: rfc3339(NOW - datetime.timedelta(seconds=1))},
+        owner_uids=frozenset(),
+    )
+    facts = certificate_facts(current.cert)
+    keep = Keep(facts, NOW + datetime.timedelta(days=30), 2, {}, {}, None, False)
+    base = dataclasses.replace(
+        _snapshot(spec, secret=secret, issuer="selfSigned"), trust_propagation=datetime.timedelta(seconds=120)
+    )
+    waiting = _root_phase(dataclasses.replace(base, pending_reissues=3), secret, keep)
+    assert isinstance(waiting, Keep) and not waiting.retire and waiting.ca_crt is None
+    assert waiting.wake_at == NOW + datetime.timedelta(seconds=30)
+    retired = _root_phase(base, secret, keep)
+    assert isinstance(retired, Keep) and retired.retire and retired.ca_crt == current.cert_pem

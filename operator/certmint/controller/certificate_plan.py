@@ -46,6 +46,7 @@ from certmint.core import renewal
 from certmint.core.conditions import condition_status, parse_rfc3339, rfc3339
 from certmint.core.decisions import (
     HANDOVER_TO,
+    INCORRECT_ISSUER,
     RENEWING,
     IssuerIdentity,
     Ownership,
@@ -101,6 +102,7 @@ class CertificateReason(enum.StrEnum):
     ROOT_STAGED = "RootStaged"  # a root's next one is in ca.crt, waiting for the switch
     ROOT_SWITCHED = "RootSwitched"
     ROOT_RETIRED = "RootRetired"
+    REISSUE_SPREAD = "ReissueScheduled"  # signed by the previous CA, still trusted: re-issued at a spread time
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +120,8 @@ class IssuerView:
     own_key_only: bool = False
     refusal: Refusal | None = None  # the kind cannot sign this Certificate as specified
     trust_anchor_pem: bytes | None = None  # what ca.crt must hold (a CA issuer): its trust anchors, as a PEM bundle
+    anchor_key_ids: frozenset[str] = frozenset()  # key ids of those anchors
+    ca_since: datetime.datetime | None = None  # when the current CA was first seen (IssuerRecord.ca_since)
 
     @property
     def description(self) -> str:
@@ -146,6 +150,8 @@ class Snapshot:
     jitter_fraction: float
     min_renewal_interval: datetime.timedelta
     trust_propagation: datetime.timedelta = datetime.timedelta(0)  # 0: a root is replaced at once (no Stage)
+    # A root's: certificates of issuers on its Secret still signed by the previous root (ReissueScheduled).
+    pending_reissues: int = 0
 
     @property
     def where(self) -> str:
@@ -171,6 +177,7 @@ class Keep:
     add_owner: bool  # secretDeletionPolicy Delete and our owner reference is missing
     takeover: str | None = None  # the Secret becomes this Certificate's now: how (SecretClaim.via), for the log
     retire: bool = False  # a rotated root's old root leaves ca.crt now (ca_crt is the new one alone)
+    deferred: str | None = None  # a re-issue waits until wake_at (why, for the Issuing condition): nothing verified
     wake_at: datetime.datetime | None = None  # look again then, before the renewal time (a retirement due)
 
     @property
@@ -303,9 +310,33 @@ def _plan_read(s: Snapshot, secret: SecretData | None) -> Plan:
         assert secret is not None
         return dataclasses.replace(_keep(s, secret, facts, renewal_time), takeover=takeover)
     assert reason is not None
+    spread_at = _spread_reissue(s, reason, facts, renewal_time)
+    if spread_at is not None and facts is not None and renewal_time is not None and secret is not None:
+        kept = _keep(s, secret, facts, renewal_time)
+        why = f"{reason.message}; its peers still trust it: re-issued at {rfc3339(spread_at)}, after the CA change"
+        return dataclasses.replace(kept, takeover=takeover, wake_at=spread_at, deferred=why)
     renewing = renewal_time if facts is not None and reason.code == RENEWING else None
     decision = _issue(s, secret, reason, renewing)
     return dataclasses.replace(decision, takeover=takeover) if isinstance(decision, Issue) else decision
+
+
+def _spread_reissue(
+    s: Snapshot, reason: Reason, facts: CertificateFacts | None, renewal_time: datetime.datetime | None
+) -> datetime.datetime | None:
+    """When a certificate signed by the issuer's previous CA is re-issued, if later than now: only while its peers
+    still trust it (signed by one of the issuer's trust anchors: a rotated root kept in ca.crt) and no renewal is
+    due; then spread over the trust propagation time after the CA changed, by a hash of the certificate, so that
+    a rotation does not re-issue everything at once and is done before the previous root is retired."""
+    issuer = s.issuer
+    if reason.code != INCORRECT_ISSUER or facts is None or renewal_time is None or issuer.ca_since is None:
+        return None
+    if s.trust_propagation <= datetime.timedelta(0) or not s.now < min(renewal_time, facts.not_after):
+        return None
+    if facts.issuer_key_id is None or facts.issuer_key_id not in issuer.anchor_key_ids:
+        return None
+    digest = hashlib.sha256(f"{s.uid}/{facts.serial_number}".encode()).digest()
+    at = issuer.ca_since + s.trust_propagation * (int.from_bytes(digest[:4], "big") / 2**32)
+    return at if s.now < at else None
 
 
 def _rotates_roots(s: Snapshot) -> bool:
@@ -339,6 +370,8 @@ def _root_phase(s: Snapshot, secret: SecretData, decision: Plan) -> Plan:
         return Stage(decision, current_pem, s.now + s.trust_propagation)
     retire_at = _annotation_time(secret, RETIRE_AT)
     if isinstance(decision, Keep) and retire_at is not None:
+        if s.now >= retire_at and s.pending_reissues:  # not while a certificate signed under the old root is left
+            return dataclasses.replace(decision, wake_at=s.now + s.trust_propagation / 4)
         if s.now >= retire_at:
             own = load_pem_chain(secret.data["tls.crt"])[0].public_bytes(Encoding.PEM)
             return dataclasses.replace(decision, ca_crt=own, retire=True)

@@ -168,7 +168,21 @@ async def _gather(op: Operator, rec: CertificateRecord, spec: CertificateSpec) -
         jitter_fraction=op.settings.jitter_fraction,
         min_renewal_interval=datetime.timedelta(seconds=op.settings.min_renewal_interval),
         trust_propagation=datetime.timedelta(seconds=op.settings.trust_propagation_seconds),
+        pending_reissues=_pending_reissues(op, namespace, spec) if spec.is_ca else 0,
     )
+
+
+def _pending_reissues(op: Operator, namespace: str, spec: CertificateSpec) -> int:
+    """For a CA Certificate: how many certificates of the issuers on its Secret wait for their spread re-issue
+    after a CA change (still signed by the previous CA). Decodes those certificates' statuses: CA Certificates
+    are few, and this runs once per pass of one."""
+    pending = 0
+    for issuer in op.state.issuers_with_ca_secret(namespace, spec.secret_name, op.settings.namespace):
+        for key in op.state.certificates_using(issuer):
+            rec = op.state.certificates.get(key)
+            issuing = _condition_reason(rec.read_status(), "Issuing") if rec is not None else None
+            pending += issuing == CertificateReason.REISSUE_SPREAD
+    return pending
 
 
 async def _read_secret(op: Operator, namespace: str, name: str) -> SecretData | None:
@@ -214,6 +228,8 @@ def _issuer_view(spec: CertificateSpec, issuer: IssuerRecord | None) -> IssuerVi
         own_key_only=signer.own_key_only,
         refusal=signer.refusal(spec, f"{ref.kind} {ref.name!r}"),
         trust_anchor_pem=anchor,
+        anchor_key_ids=authority.anchor_key_ids if authority is not None else frozenset(),
+        ca_since=issuer.ca_since,
     )
 
 
@@ -293,6 +309,8 @@ async def _keep(
         f"certificate is up to date and valid until {rfc3339(facts.not_after)}",
     )
     issuing = Condition("Issuing", "False", CertificateReason.UP_TO_DATE, f"next renewal at {rfc3339(renewal_time)}")
+    if keep.deferred is not None:
+        issuing = Condition("Issuing", "True", CertificateReason.REISSUE_SPREAD, keep.deferred)
     fields = _certificate_fields(facts, renewal_time, keep.revision)
     if all(s.status.get(k) == v for k, v in fields.items()):
         # Same certificate as the status already describes (e.g. after a restart): keep the conditions'
@@ -300,7 +318,8 @@ async def _keep(
         ready = _same_status_condition(s.status, ready)
         issuing = _same_status_condition(s.status, issuing)
     assert seen.resource_version is not None  # the Secret as read, or as repaired just now
-    fields["verified"] = verified_status(s, seen.resource_version, s.issuer.token)
+    # A deferred re-issue is not "found good": a restart must judge the Secret again, not resume from the status.
+    fields["verified"] = None if keep.deferred else verified_status(s, seen.resource_version, s.issuer.token)
     await _write_status(op, rec, s.status, [ready, issuing], fields)
     _observe_metrics(rec, s.spec, facts.not_after, renewal_time, "True")
     wake = renewal_time if keep.wake_at is None else min(renewal_time, keep.wake_at)

@@ -59,6 +59,9 @@ async def _check(op: Operator, rec: IssuerRecord, now: datetime.datetime) -> Ver
             cluster_scoped=rec.kind is Kind.CLUSTER_ISSUER,
             now=now,
         )
+    previous = rec.authority.fingerprint_sha256 if rec.authority is not None else None
+    if verdict.authority is not None and verdict.authority.fingerprint_sha256 != previous:
+        rec.ca_since = now
     rec.ready, rec.reason, rec.message, rec.authority, rec.checked = (
         verdict.ready,
         verdict.reason,

@@ -181,6 +181,9 @@ class IssuerRecord:
     authority: SigningAuthority | None = None
     # False until the first check: a Certificate waits for it instead of reporting "not ready".
     checked: bool = False
+    # When this process first saw the current CA (its fingerprint changed): certificates signed by the previous
+    # one that their peers still trust are re-issued spread over the trust propagation time from then.
+    ca_since: datetime.datetime | None = None
 
     @property
     def identity_token(self) -> IssuerToken:
