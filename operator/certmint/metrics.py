@@ -7,6 +7,7 @@ Gauge child costs about 700 bytes (an object, a lock, a value holder), three per
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
@@ -134,6 +135,24 @@ memory_releases = Counter(
 )
 queue_depth = Gauge("certmint_workqueue_depth", "Keys waiting or being reconciled.", registry=REGISTRY)
 scheduled_timers = Gauge("certmint_scheduled_timers", "Keys with a pending timer.", registry=REGISTRY)
+
+
+root_rotation = Gauge(
+    "certmint_root_rotation_next_step_timestamp_seconds",
+    "A root CA Certificate in rotation: when its next step happens (step: switch, then retire; Unix time).",
+    ["namespace", "name", "step"],
+    registry=REGISTRY,
+)
+
+
+def set_rotation_step(namespace: str, name: str, step: str | None, when: float = 0.0) -> None:
+    """The root's rotation step to come (None: none in progress)."""
+    for other in ("switch", "retire"):
+        if other != step:
+            with contextlib.suppress(KeyError):  # no such series
+                root_rotation.remove(namespace, name, other)
+    if step is not None:
+        root_rotation.labels(namespace, name, step).set(when)
 
 
 def set_ready(namespace: str, name: str, status: str) -> None:

@@ -16,7 +16,9 @@ from typing import Any
 from cryptography import x509
 from cryptography.x509 import verification
 
+from certmint import metrics
 from certmint.controller.certificate_plan import NEXT_CRT, NEXT_KEY, SWITCH_AT
+from certmint.core.conditions import parse_rfc3339
 from certmint.pki.inspect import load_pem_chain
 from tests.controller.conftest import CA_ISSUER, CA_SECRET, SELF_SIGNED
 from tests.controller.harness import OPERATOR_NAMESPACE, Harness, condition, controller_settings
@@ -171,6 +173,16 @@ def _root(harness: Harness) -> dict[str, Any]:
     return harness.get("Certificate", OPERATOR_NAMESPACE, ROOT)
 
 
+def _rotation_steps(name: str) -> dict[str, float]:
+    """certmint_root_rotation_next_step_timestamp_seconds of a root: step -> when."""
+    return {
+        sample.labels["step"]: sample.value
+        for family in metrics.root_rotation.collect()
+        for sample in family.samples
+        if sample.labels["name"] == name and sample.labels["namespace"] == OPERATOR_NAMESPACE
+    }
+
+
 def _root_data(harness: Harness) -> dict[str, bytes]:
     return harness.secret_data(ROOT_SECRET, OPERATOR_NAMESPACE)
 
@@ -190,6 +202,11 @@ async def test_certmints_own_root_is_staged_switched_and_retired_without_a_peer_
     root = _root(harness)
     assert condition(root, "Issuing")["reason"] == "RootStaged" and condition(root, "Ready")["status"] == "True"
     assert root["status"]["revision"] == 1
+    rotation = harness.get("ClusterIssuer", None, MESH)["status"]["rotation"]
+    assert rotation["phase"] == "NextRootStaged"
+    switch_at = parse_rfc3339(rotation["nextStepAt"]).timestamp()
+    assert switch_at == harness.clock() + propagation
+    assert _rotation_steps(ROOT) == {"switch": switch_at}
     announced = snapshot(harness)
     for name in PEERS:  # the next root reached every certificate's ca.crt, nothing re-issued
         assert announced[name]["ca.crt"] == old_root + next_root
@@ -208,6 +225,10 @@ async def test_certmints_own_root_is_staged_switched_and_retired_without_a_peer_
     root = _root(harness)
     assert root["status"]["revision"] == 2 and condition(root, "Ready")["reason"] == "Renewed"
     assert "RootSwitched" in harness.event_reasons(ROOT, OPERATOR_NAMESPACE)
+    rotation = harness.get("ClusterIssuer", None, MESH)["status"]["rotation"]
+    assert rotation["phase"] == "PreviousRootRetiring"
+    assert parse_rfc3339(rotation["nextStepAt"]).timestamp() == switched_at + 2 * propagation
+    assert _rotation_steps(ROOT) == {"retire": switched_at + 2 * propagation}
     # The leaves are re-issued spread over the next propagation time (their old ones are still trusted meanwhile).
     reissued_at = {}
     while len(reissued_at) < len(PEERS) and harness.clock() < switched_at + propagation:
@@ -233,6 +254,8 @@ async def test_certmints_own_root_is_staged_switched_and_retired_without_a_peer_
         assert retired[name]["tls.crt"] == switched[name]["tls.crt"]
     assert_mutual_trust(harness, switched, retired)
     assert "RootRetired" in harness.event_reasons(ROOT, OPERATOR_NAMESPACE)
+    assert _rotation_steps(ROOT) == {}
+    assert "rotation" not in harness.get("ClusterIssuer", None, MESH)["status"]
     assert _root(harness)["status"]["revision"] == 2
 
 

@@ -418,6 +418,7 @@ def test_issuer_status_fields() -> None:
             "caChain",
             "trustAnchor",
             "trustAnchors",
+            "rotation",
             "observedGeneration",
         }
         assert status["caNotAfter"]["format"] == "date-time"

@@ -48,6 +48,8 @@ from certmint.core.decisions import (
     HANDOVER_TO,
     INCORRECT_ISSUER,
     RENEWING,
+    ROOT_RETIRE_AT,
+    ROOT_SWITCH_AT,
     IssuerIdentity,
     Ownership,
     Reason,
@@ -75,8 +77,8 @@ NOT_OWNED_RECHECK: Final = datetime.timedelta(minutes=2)
 NEXT_CRT: Final = "next-tls.crt"
 NEXT_KEY: Final = "next-tls.key"
 #: When the staged root becomes the Secret's key pair; when the old root leaves its ca.crt (RFC 3339).
-SWITCH_AT: Final = "certmint.dev/root-switch-at"
-RETIRE_AT: Final = "certmint.dev/root-retire-at"
+SWITCH_AT: Final = ROOT_SWITCH_AT
+RETIRE_AT: Final = ROOT_RETIRE_AT
 
 #: Part of every status.verified.issuer digest. Bump it when plan() would judge an unchanged Secret differently
 #: than the released version does (a new check, a new repair): statuses verified under the old judgement are

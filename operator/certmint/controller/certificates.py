@@ -298,6 +298,7 @@ async def _keep(
         what = "ca.crt (the issuer's trust anchor changed)" if keep.ca_crt is not None else "metadata"
         if keep.retire:
             what = "ca.crt: the previous root is retired"
+            metrics.set_rotation_step(rec.namespace, rec.name, None)
             await _event(
                 op, rec, "Normal", CertificateReason.ROOT_RETIRED, f"the previous root left {s.where}'s ca.crt"
             )
@@ -341,6 +342,7 @@ async def _staged(op: Operator, rec: CertificateRecord, s: Snapshot, staged: Sta
     await _write_status(op, rec, s.status, [ready, issuing], {})
     _observe_metrics(rec, s.spec, staged.facts.not_after, staged.renewal_time, "True")
     op.schedule((Kind.CERTIFICATE, rec.namespace, rec.name), staged.switch_at)
+    metrics.set_rotation_step(rec.namespace, rec.name, "switch", staged.switch_at.timestamp())
 
 
 async def _switch(
@@ -386,6 +388,7 @@ async def _switch(
     _observe_metrics(rec, s.spec, facts.not_after, renewal_time, "True")
     log.info("Certificate %s/%s: %s", rec.namespace, rec.name, message)
     await _event(op, rec, "Normal", CertificateReason.ROOT_SWITCHED, message)
+    metrics.set_rotation_step(rec.namespace, rec.name, "retire", switch.retire_at.timestamp())
     return True
 
 
@@ -603,6 +606,7 @@ async def _stage(
     await _write_status(op, rec, s.status, [Condition("Issuing", "True", CertificateReason.ROOT_STAGED, message)], {})
     await _event(op, rec, "Normal", CertificateReason.ROOT_STAGED, message)
     op.schedule((Kind.CERTIFICATE, rec.namespace, rec.name), stage.switch_at)
+    metrics.set_rotation_step(rec.namespace, rec.name, "switch", stage.switch_at.timestamp())
     return True
 
 

@@ -62,6 +62,7 @@ async def _check(op: Operator, rec: IssuerRecord, now: datetime.datetime) -> Ver
     previous = rec.authority.fingerprint_sha256 if rec.authority is not None else None
     if verdict.authority is not None and verdict.authority.fingerprint_sha256 != previous:
         rec.ca_since = now
+    rec.rotation = verdict.rotation
     rec.ready, rec.reason, rec.message, rec.authority, rec.checked = (
         verdict.ready,
         verdict.reason,
@@ -85,6 +86,7 @@ async def _publish(op: Operator, rec: IssuerRecord, now: datetime.datetime) -> N
         "caChain": chain_status(authority) if authority else None,
         "trustAnchor": anchor_status(authority) if authority else None,
         "trustAnchors": anchors_status(authority) if authority else None,
+        "rotation": rec.rotation,
     }
     written = await write_status(
         op.api,

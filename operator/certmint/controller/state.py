@@ -184,6 +184,7 @@ class IssuerRecord:
     # When this process first saw the current CA (its fingerprint changed): certificates signed by the previous
     # one that their peers still trust are re-issued spread over the trust propagation time from then.
     ca_since: datetime.datetime | None = None
+    rotation: dict[str, str] | None = None  # the CA Secret's root rotation in progress (Verdict.rotation)
 
     @property
     def identity_token(self) -> IssuerToken:

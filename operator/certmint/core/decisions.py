@@ -56,6 +56,10 @@ CERTIFICATE_UID: Final = "certmint.dev/certificate-uid"
 REVISION: Final = "certmint.dev/certificate-revision"
 #: Set by a person on an existing Secret to hand it over to the Certificate it names.
 HANDOVER_TO: Final = "certmint.dev/handover-to"
+#: A root CA Certificate's Secret during a rotation (controller.certificate_plan): when the staged next root
+#: becomes the key pair, and when the previous root leaves ca.crt (RFC 3339).
+ROOT_SWITCH_AT: Final = "certmint.dev/root-switch-at"
+ROOT_RETIRE_AT: Final = "certmint.dev/root-retire-at"
 
 #: Certificate times have one-second resolution; lifetimes compare within this.
 _LIFETIME_TOLERANCE: Final = timedelta(seconds=2)

@@ -26,6 +26,7 @@ class Verdict:
     reason: str
     message: str
     authority: SigningAuthority | None = None
+    rotation: dict[str, str] | None = None  # the CA Secret's root rotation in progress: status.rotation
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime
+from collections.abc import Mapping
 
 from certmint.controller.signers.base import Refusal, SigningJob, Verdict
 from certmint.core.conditions import rfc3339
-from certmint.core.decisions import IssuerIdentity
+from certmint.core.decisions import ROOT_RETIRE_AT, ROOT_SWITCH_AT, IssuerIdentity
 from certmint.core.spec import CertificateSpec, IssuerSpec
 from certmint.kube import resources
 from certmint.kube.client import KubeClient
@@ -39,7 +40,7 @@ class CA:
         message = f"signing with CA {authority.subject_text}, valid until {rfc3339(authority.not_after)}"
         if authority.chain_warning is not None:
             message += f"; {where}: {authority.chain_warning}"
-        return Verdict(True, "KeyPairVerified", message, authority)
+        return Verdict(True, "KeyPairVerified", message, authority, _rotation(secret.annotations))
 
     def recheck_at(
         self, verdict: Verdict, now: datetime.datetime, interval: datetime.timedelta
@@ -67,3 +68,12 @@ class CA:
         if job.authority is None:  # reconcilers sign only with a ready issuer, whose verdict carries the CA
             raise PKIError("the ca issuer has no verified CA")
         return sign(job.request, job.authority, now=job.now)
+
+
+def _rotation(annotations: Mapping[str, str]) -> dict[str, str] | None:
+    """status.rotation of a ca issuer whose CA Secret is a certmint root in rotation (certificate_plan's phases)."""
+    if ROOT_SWITCH_AT in annotations:
+        return {"phase": "NextRootStaged", "nextStepAt": annotations[ROOT_SWITCH_AT]}
+    if ROOT_RETIRE_AT in annotations:
+        return {"phase": "PreviousRootRetiring", "nextStepAt": annotations[ROOT_RETIRE_AT]}
+    return None
