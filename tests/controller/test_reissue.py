@@ -270,3 +270,26 @@ async def test_the_renewal_time_comes_from_the_certificate_not_from_an_edited_st
     await harness.advance(600)
     status = harness.certificate("web")["status"]
     assert (status["serialNumber"], status["revision"]) == (first["serialNumber"], 1)
+
+
+async def test_a_renew_request_annotation_reissues_once(harness: Harness) -> None:
+    """certmint.dev/renew-request: a new value asks for one re-issue, the spec untouched; a restart or an unrelated
+    change does not honour the same value twice; another value asks again."""
+    first = await harness.issued("web", issuer=CA_ISSUER)
+    request = {"metadata": {"annotations": {decisions.RENEW_REQUEST: "2030-01-01T12:00:00Z"}}}
+    harness.patch("Certificate", NAMESPACE, "web", request)
+    await harness.settle()
+    cert = harness.certificate("web")
+    assert cert["status"]["revision"] == 2 and cert["status"]["serialNumber"] != first["serialNumber"]
+    assert cert["status"]["lastRenewRequest"] == "2030-01-01T12:00:00Z"
+    assert cert["metadata"]["generation"] == 1  # the spec was not touched
+    assert decisions.RENEW_REQUEST in condition(cert, "Issuing")["message"]
+
+    await harness.restart()
+    harness.patch("Certificate", NAMESPACE, "web", {"metadata": {"labels": {"team": "a"}}})
+    await harness.settle()
+    assert harness.certificate("web")["status"]["revision"] == 2  # honoured once
+
+    harness.patch("Certificate", NAMESPACE, "web", {"metadata": {"annotations": {decisions.RENEW_REQUEST: "again"}}})
+    await harness.settle()
+    assert harness.certificate("web")["status"]["revision"] == 3

@@ -375,3 +375,18 @@ async def test_after_a_root_switch_the_certificates_are_reissued_spread_over_the
     assert _root_data(harness)["ca.crt"].count(b"BEGIN CERTIFICATE") == 2  # the previous root not retired yet
     buckets = {int(t // (propagation / 4)) for t in times.values()}
     assert len(buckets) >= 3, times  # spread over the window, not one burst
+
+
+async def test_a_renew_request_on_the_root_starts_a_rotation(harness: Harness) -> None:
+    await _mesh(harness)
+    harness.patch(
+        "Certificate", OPERATOR_NAMESPACE, ROOT, {"metadata": {"annotations": {"certmint.dev/renew-request": "now"}}}
+    )
+    await harness.settle()
+    assert NEXT_CRT in _root_data(harness)
+    root = _root(harness)
+    assert condition(root, "Issuing")["reason"] == "RootStaged" and root["status"]["lastRenewRequest"] == "now"
+    await harness.advance(harness.settings.trust_propagation_seconds)
+    assert _root(harness)["status"]["revision"] == 2
+    await harness.restart()
+    assert _root(harness)["status"]["revision"] == 2 and NEXT_CRT not in _root_data(harness)  # honoured once

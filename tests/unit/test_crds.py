@@ -442,6 +442,7 @@ def test_certificate_status_fields() -> None:
         "lastFailureTime",
         "observedGeneration",
         "verified",
+        "lastRenewRequest",
     }
     assert set(status["verified"]["required"]) == {"generation", "secretResourceVersion", "issuer"}
     for f in ["notBefore", "notAfter", "renewalTime", "lastFailureTime"]:

@@ -47,6 +47,8 @@ from certmint.core.conditions import condition_status, parse_rfc3339, rfc3339
 from certmint.core.decisions import (
     HANDOVER_TO,
     INCORRECT_ISSUER,
+    MANUALLY_TRIGGERED,
+    RENEW_REQUEST,
     RENEWING,
     ROOT_RETIRE_AT,
     ROOT_SWITCH_AT,
@@ -154,6 +156,12 @@ class Snapshot:
     trust_propagation: datetime.timedelta = datetime.timedelta(0)  # 0: a root is replaced at once (no Stage)
     # A root's: certificates of issuers on its Secret still signed by the previous root (ReissueScheduled).
     pending_reissues: int = 0
+    renew_request: str | None = None  # the Certificate's RENEW_REQUEST annotation
+
+    @property
+    def renewal_requested(self) -> bool:
+        """A person asked for a re-issue (RENEW_REQUEST) that the status does not record as honoured yet."""
+        return bool(self.renew_request) and self.renew_request != self.status.get("lastRenewRequest")
 
     @property
     def where(self) -> str:
@@ -308,6 +316,8 @@ def _plan_read(s: Snapshot, secret: SecretData | None) -> Plan:
         takeover = claim.via
     renewal_time = renewal_time_for(s, facts) if facts is not None else None
     reason = issuance_reason(s.spec, _snapshot(secret), s.issuer.identity, now=s.now, renewal_time=renewal_time)
+    if reason is None and s.renewal_requested:
+        reason = Reason(MANUALLY_TRIGGERED, f"re-issue requested: annotation {RENEW_REQUEST}={s.renew_request}")
     if reason is None and facts is not None and renewal_time is not None:
         assert secret is not None
         return dataclasses.replace(_keep(s, secret, facts, renewal_time), takeover=takeover)
@@ -317,7 +327,7 @@ def _plan_read(s: Snapshot, secret: SecretData | None) -> Plan:
         kept = _keep(s, secret, facts, renewal_time)
         why = f"{reason.message}; its peers still trust it: re-issued at {rfc3339(spread_at)}, after the CA change"
         return dataclasses.replace(kept, takeover=takeover, wake_at=spread_at, deferred=why)
-    renewing = renewal_time if facts is not None and reason.code == RENEWING else None
+    renewing = renewal_time if facts is not None and reason.code in (RENEWING, MANUALLY_TRIGGERED) else None
     decision = _issue(s, secret, reason, renewing)
     return dataclasses.replace(decision, takeover=takeover) if isinstance(decision, Issue) else decision
 
@@ -413,6 +423,8 @@ def _plan_unread(s: Snapshot, secret: UnreadSecret) -> Plan:
     """
     if s.issuer.found and not s.issuer.checked:
         return Wait(s.issuer.description)  # its check wakes us: a Secret read now would be read again then
+    if s.renewal_requested:
+        return ReadSecret()
     status = s.status
     verified = verified_status(s, secret.resource_version, s.issuer.token)
     if verified is None or status.get("verified") != verified:

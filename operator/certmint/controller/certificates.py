@@ -169,6 +169,7 @@ async def _gather(op: Operator, rec: CertificateRecord, spec: CertificateSpec) -
         min_renewal_interval=datetime.timedelta(seconds=op.settings.min_renewal_interval),
         trust_propagation=datetime.timedelta(seconds=op.settings.trust_propagation_seconds),
         pending_reissues=_pending_reissues(op, namespace, spec) if spec.is_ca else 0,
+        renew_request=rec.renew_request,
     )
 
 
@@ -550,6 +551,8 @@ async def _issue(
     issuing = Condition("Issuing", "False", trigger, message)
     fields = _certificate_fields(facts, renewal_time, revision)
     fields["verified"] = verified_status(s, written.resource_version, signed.issuer)
+    if s.renew_request:
+        fields["lastRenewRequest"] = s.renew_request  # honoured: once
     await _write_status(op, rec, s.status, [ready, issuing], fields)
     op.schedule((Kind.CERTIFICATE, rec.namespace, rec.name), renewal_time)
     metrics.issuances.labels(spec.issuer_ref.kind, trigger).inc()
@@ -603,7 +606,10 @@ async def _stage(
         f"{rfc3339(stage.switch_at)}; reason: {stage.issue.reason.message}"
     )
     log.info("Certificate %s/%s: %s", rec.namespace, rec.name, message)
-    await _write_status(op, rec, s.status, [Condition("Issuing", "True", CertificateReason.ROOT_STAGED, message)], {})
+    honoured: CertificateStatus = {"lastRenewRequest": s.renew_request} if s.renew_request else {}
+    await _write_status(
+        op, rec, s.status, [Condition("Issuing", "True", CertificateReason.ROOT_STAGED, message)], honoured
+    )
     await _event(op, rec, "Normal", CertificateReason.ROOT_STAGED, message)
     op.schedule((Kind.CERTIFICATE, rec.namespace, rec.name), stage.switch_at)
     metrics.set_rotation_step(rec.namespace, rec.name, "switch", stage.switch_at.timestamp())

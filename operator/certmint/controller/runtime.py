@@ -32,6 +32,7 @@ from certmint.controller.state import (
     parse_request,
 )
 from certmint.controller.workqueue import WorkQueue
+from certmint.core.decisions import RENEW_REQUEST
 from certmint.kube import resources
 from certmint.kube.client import ApiError, ApiUnavailable, Credentials, KubeClient
 from certmint.kube.leader import LeaderElector, LeaseConfig
@@ -226,6 +227,10 @@ class Operator:
                 # Status-only change (usually our own write): the parsed spec still holds.
                 current.resource_version = meta["resourceVersion"]
                 current.store_status(dict(body.get("status") or {}))
+                request = (meta.get("annotations") or {}).get(RENEW_REQUEST)
+                if request != current.renew_request:  # a metadata change asking for a re-issue: look again
+                    current.renew_request = request
+                    current.settled = None
             else:
                 self.state.certificates[key] = parse_certificate(body)
         self.queue.add((Kind.CERTIFICATE, *key))

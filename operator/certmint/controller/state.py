@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
 from certmint.controller.status import CertificateStatus
+from certmint.core.decisions import RENEW_REQUEST
 from certmint.core.spec import CertificateRequestSpec, CertificateSpec, IssuerRef, IssuerSpec, SpecError, shared
 from certmint.pki.keys import PrivateKey
 from certmint.pki.signing import IssuedCertificate, SigningAuthority
@@ -153,6 +154,8 @@ class CertificateRecord:
     settled: Settled | None = None
     # A signed certificate not stored yet (see Signed); None nearly always.
     signed: Signed | None = None
+    # The Certificate's RENEW_REQUEST annotation (core.decisions), None nearly always.
+    renew_request: str | None = None
 
     def read_status(self) -> CertificateStatus:
         """The status, decoded (20 µs): once per reconcile pass, which then passes it along. A fresh dict each
@@ -318,6 +321,7 @@ def parse_certificate(body: dict[str, Any]) -> CertificateRecord:
         spec=spec,
         spec_error=error,
         status_z=pack_status(body.get("status") or {}),
+        renew_request=(meta.get("annotations") or {}).get(RENEW_REQUEST),
     )
 
 

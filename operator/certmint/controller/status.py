@@ -51,6 +51,7 @@ class CertificateStatus(TypedDict, total=False):
     failedIssuanceAttempts: int | None
     lastFailureTime: str | None
     verified: VerifiedStatus | None
+    lastRenewRequest: str
 
 
 async def write_status(

@@ -35,7 +35,10 @@ SPEC_CHANGED: Final = "SpecChanged"
 INCORRECT_ISSUER: Final = "IncorrectIssuer"
 EXPIRED: Final = "Expired"
 RENEWING: Final = "Renewing"
-MANUALLY_TRIGGERED: Final = "ManuallyTriggered"  # for the caller (e.g. a future `certmint renew`)
+MANUALLY_TRIGGERED: Final = "ManuallyTriggered"  # a person asked for it (RENEW_REQUEST on the Certificate)
+#: A Certificate annotation: a new value asks for one re-issue now (the spec untouched); status.lastRenewRequest
+#: records the value honoured. For a root CA Certificate this starts a rotation (controller.certificate_plan).
+RENEW_REQUEST: Final = "certmint.dev/renew-request"
 
 # Secret metadata keys owned by the operator.
 CERTIFICATE_NAME: Final = "certmint.dev/certificate-name"
