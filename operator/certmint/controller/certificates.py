@@ -154,6 +154,8 @@ async def _gather(op: Operator, rec: CertificateRecord, spec: CertificateSpec) -
         secret = UnreadSecret(version)
     else:
         secret = await _read_secret(op, namespace, spec.secret_name)
+    issuer = _issuer_view(spec, op.state.issuer_for(namespace, spec.issuer_ref))
+    rotates = spec.is_ca and issuer.own_key_only and op.settings.trust_propagation_seconds > 0  # a root's phases
     return Snapshot(
         namespace=namespace,
         name=rec.name,
@@ -162,21 +164,21 @@ async def _gather(op: Operator, rec: CertificateRecord, spec: CertificateSpec) -
         spec=spec,
         status=rec.read_status(),
         secret=secret,
-        issuer=_issuer_view(spec, op.state.issuer_for(namespace, spec.issuer_ref)),
+        issuer=issuer,
         signed=rec.signed,
         now=op.now(),
         jitter_fraction=op.settings.jitter_fraction,
         min_renewal_interval=datetime.timedelta(seconds=op.settings.min_renewal_interval),
         trust_propagation=datetime.timedelta(seconds=op.settings.trust_propagation_seconds),
-        pending_reissues=_pending_reissues(op, namespace, spec) if spec.is_ca else 0,
+        pending_reissues=_pending_reissues(op, namespace, spec) if rotates else 0,
         renew_request=rec.renew_request,
     )
 
 
 def _pending_reissues(op: Operator, namespace: str, spec: CertificateSpec) -> int:
-    """For a CA Certificate: how many certificates of the issuers on its Secret wait for their spread re-issue
-    after a CA change (still signed by the previous CA). Decodes those certificates' statuses: CA Certificates
-    are few, and this runs once per pass of one."""
+    """For a root CA Certificate: how many certificates of the issuers on its Secret wait for their spread re-issue
+    after a CA change (still signed by the previous root). Decodes those certificates' statuses: roots are few,
+    and this runs once per pass of one (not for an intermediate, which has no phases)."""
     pending = 0
     for issuer in op.state.issuers_with_ca_secret(namespace, spec.secret_name, op.settings.namespace):
         for key in op.state.certificates_using(issuer):
@@ -362,11 +364,7 @@ async def _switch(
             annotations={**annotations, SWITCH_AT: None, RETIRE_AT: rfc3339(switch.retire_at)},
         )
     except ApiError as e:
-        if e.conflict or e.not_found:
-            op.state.secrets_to_read.add((rec.namespace, s.spec.secret_name))
-            op.queue.add((Kind.CERTIFICATE, rec.namespace, rec.name))
-            return None
-        return await _fail(op, rec, s.status, _secret_write_failure(s.spec, rec.namespace, e), valid=True)
+        return await _secret_write_refused(op, rec, s, e, valid=True)
     op.secret_written(rec.namespace, s.spec.secret_name, written.resource_version)
     seen.resource_version = written.resource_version
     renewal_time = renewal_time_for(s, facts)
@@ -531,12 +529,7 @@ async def _issue(
                 owner=None if has_owner else owner,
             )
     except ApiError as e:
-        if e.conflict or (current is not None and e.not_found):
-            # The Secret changed or went away under us, or exists without our label: start over from a fresh read.
-            op.state.secrets_to_read.add((rec.namespace, spec.secret_name))
-            op.queue.add((Kind.CERTIFICATE, rec.namespace, rec.name))
-            return None
-        return await _fail(op, rec, s.status, _secret_write_failure(spec, rec.namespace, e), valid=issue.still_valid)
+        return await _secret_write_refused(op, rec, s, e, valid=issue.still_valid, existed=current is not None)
     rec.signed = None
     op.secret_written(rec.namespace, spec.secret_name, written.resource_version)
     seen.resource_version = written.resource_version
@@ -592,11 +585,7 @@ async def _stage(
             annotations={SWITCH_AT: rfc3339(stage.switch_at), RETIRE_AT: None},
         )
     except ApiError as e:
-        if e.conflict or e.not_found:
-            op.state.secrets_to_read.add((rec.namespace, s.spec.secret_name))
-            op.queue.add((Kind.CERTIFICATE, rec.namespace, rec.name))
-            return None
-        return await _fail(op, rec, s.status, _secret_write_failure(s.spec, rec.namespace, e), valid=True)
+        return await _secret_write_refused(op, rec, s, e, valid=True)
     rec.signed = None
     op.secret_written(rec.namespace, s.spec.secret_name, written.resource_version)
     seen.resource_version = written.resource_version
@@ -621,6 +610,18 @@ async def prune_requests(op: Operator, namespace: str, name: str) -> None:
     rec = op.state.certificates.get((namespace, name))
     if rec is not None and rec.spec is not None:
         await _prune_requests(op, rec, rec.spec.revision_history_limit)
+
+
+async def _secret_write_refused(
+    op: Operator, rec: CertificateRecord, s: Snapshot, error: ApiError, *, valid: bool, existed: bool = True
+) -> bool | None:
+    """A Secret write the API server refused. A conflict, or not found for a Secret that existed: it changed or went
+    away under us (or exists without our label), so start over from a fresh read. Anything else is a failure."""
+    if error.conflict or (existed and error.not_found):
+        op.state.secrets_to_read.add((rec.namespace, s.spec.secret_name))
+        op.queue.add((Kind.CERTIFICATE, rec.namespace, rec.name))
+        return None
+    return await _fail(op, rec, s.status, _secret_write_failure(s.spec, rec.namespace, error), valid=valid)
 
 
 def _secret_write_failure(spec: CertificateSpec, namespace: str, error: ApiError) -> Failure:
