@@ -6,10 +6,12 @@ is a started operator with a selfSigned ClusterIssuer and a CA ClusterIssuer rea
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
 
+from certmint.settings import Settings
 from tests.controller.harness import OPERATOR_NAMESPACE, Harness, ca_secret
 from tests.integration.builders import cluster_issuer
 from tests.unit.builders import CAPair, build_ca, cached_key
@@ -35,9 +37,10 @@ def root_ca() -> CAPair:
     return build_ca("Controller Tier Root CA", key=cached_key("ECDSA", 256))
 
 
-@pytest.fixture
-async def harness(root_ca: CAPair) -> AsyncIterator[Harness]:
-    h = Harness()
+@contextlib.asynccontextmanager
+async def running_harness(root_ca: CAPair, settings: Settings | None = None) -> AsyncIterator[Harness]:
+    """A started Harness with the tier's issuers: the selfSigned ClusterIssuer and the internal-ca on ``root_ca``."""
+    h = Harness(settings)
     h.create(cluster_issuer(SELF_SIGNED))
     h.create(ca_secret(CA_SECRET, OPERATOR_NAMESPACE, root_ca))
     h.create(cluster_issuer(CA_ISSUER, ca_secret=CA_SECRET))
@@ -46,3 +49,9 @@ async def harness(root_ca: CAPair) -> AsyncIterator[Harness]:
         yield h
     finally:
         await h.stop()
+
+
+@pytest.fixture
+async def harness(root_ca: CAPair) -> AsyncIterator[Harness]:
+    async with running_harness(root_ca) as h:
+        yield h

@@ -23,7 +23,7 @@ from certmint.controller.state import Kind
 from certmint.core.conditions import parse_rfc3339
 from certmint.pki.inspect import certificate_facts, load_pem_chain
 from certmint.pki.keys import encode_private_key, generate_private_key, load_private_key, public_key_matches
-from tests.controller.conftest import CA_ISSUER, CA_SECRET, SELF_SIGNED
+from tests.controller.conftest import CA_ISSUER, CA_SECRET, running_harness
 from tests.controller.harness import (
     NAMESPACE,
     OPERATOR_NAMESPACE,
@@ -98,6 +98,13 @@ def assert_nothing_per_certificate(
     assert harness.since(mark, reads=False) == {}, f"{what} wrote: {harness.since(mark, reads=False)}"
 
 
+def assert_statuses_unchanged(harness: Harness, statuses: dict[str, dict[str, Any]], but: str | None = None) -> None:
+    """Every Certificate of ``statuses`` but ``but`` still has the status it had."""
+    for name, status in statuses.items():
+        if name != but:
+            assert harness.certificate(name)["status"] == status, name
+
+
 def assert_unchanged(harness: Harness, statuses: dict[str, dict[str, Any]], timers: dict[str, float | None]) -> None:
     """Every Certificate as before, with its renewal timer at the same time as before: its status' renewalTime (which
     is written in whole seconds)."""
@@ -169,18 +176,11 @@ async def test_a_standby_that_started_after_the_issuance_reads_and_writes_nothin
 
 async def restart_requests(root_ca: CAPair, count: int) -> Requests:
     """The requests of one restart over ``count`` settled Certificates, in a control plane of their own."""
-    h = Harness()
-    h.create(cluster_issuer(SELF_SIGNED))
-    h.create(ca_secret(CA_SECRET, OPERATOR_NAMESPACE, root_ca))
-    h.create(cluster_issuer(CA_ISSUER, ca_secret=CA_SECRET))
-    await h.start()
-    try:
+    async with running_harness(root_ca) as h:
         await issue_all(h, names(count))
         mark = h.mark()
         await h.restart()
         return h.since(mark)
-    finally:
-        await h.stop()
 
 
 async def test_the_requests_of_a_restart_do_not_grow_with_the_number_of_certificates(root_ca: CAPair) -> None:
@@ -263,9 +263,7 @@ async def test_a_secret_whose_key_was_replaced_while_down_is_read_and_reissued(h
     assert status["revision"] == 2 and status["serialNumber"] != statuses[changed]["serialNumber"]
     data = harness.secret_data(secret_of(changed))
     assert public_key_matches(load_private_key(data["tls.key"]), load_pem_chain(data["tls.crt"])[0])
-    for name in certificates:
-        if name != changed:
-            assert harness.certificate(name)["status"] == statuses[name], name
+    assert_statuses_unchanged(harness, statuses, but=changed)
 
 
 async def test_a_secret_deleted_while_down_is_issued_again(harness: Harness) -> None:
@@ -278,9 +276,7 @@ async def test_a_secret_deleted_while_down_is_issued_again(harness: Harness) -> 
     assert requests.get(("create", "secrets")) == 1, requests
     assert harness.certificate(gone)["status"]["revision"] == 2
     assert harness.secret(secret_of(gone)) is not None
-    for name in certificates:
-        if name != gone:
-            assert harness.certificate(name)["status"] == statuses[name], name
+    assert_statuses_unchanged(harness, statuses, but=gone)
 
 
 async def test_a_certificate_whose_spec_changed_while_down_is_read_and_judged_again(harness: Harness) -> None:
@@ -302,9 +298,7 @@ async def test_a_certificate_whose_spec_changed_while_down_is_read_and_judged_ag
     assert cert["status"]["revision"] == 2
     leaf = load_pem_chain(harness.secret_data(secret_of(changed))["tls.crt"])[0]
     assert new_name in certificate_facts(leaf).dns_names
-    for name in certificates:
-        if name != changed:
-            assert harness.certificate(name)["status"] == statuses[name], name
+    assert_statuses_unchanged(harness, statuses, but=changed)
 
 
 def crash() -> None:
@@ -331,8 +325,7 @@ async def test_a_certificate_whose_status_was_never_written_is_read_and_its_stat
     cert = harness.certificate(late)
     assert condition(cert, "Ready")["status"] == "True" and cert["status"]["revision"] == 1
     assert harness.secret_data(secret_of(late)) == stored
-    for name in certificates:
-        assert harness.certificate(name)["status"] == statuses[name], name
+    assert_statuses_unchanged(harness, statuses)
 
 
 async def test_a_certificate_that_is_not_ready_is_read_and_issued_once_its_issuer_can(
@@ -362,8 +355,7 @@ async def test_a_certificate_that_is_not_ready_is_read_and_issued_once_its_issue
     only_reads_of(reads, stale)
     cert = harness.certificate(stale)
     assert condition(cert, "Ready")["status"] == "True" and cert["status"]["revision"] == 2
-    for name in certificates:
-        assert harness.certificate(name)["status"] == statuses[name], name
+    assert_statuses_unchanged(harness, statuses)
 
 
 async def test_certificates_of_an_issuer_whose_ca_changed_while_down_are_issued_again(harness: Harness) -> None:

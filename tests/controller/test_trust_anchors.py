@@ -20,7 +20,7 @@ from certmint import metrics
 from certmint.controller.certificate_plan import NEXT_CRT, NEXT_KEY, SWITCH_AT
 from certmint.core.conditions import parse_rfc3339
 from certmint.pki.inspect import load_pem_chain
-from tests.controller.conftest import CA_ISSUER, CA_SECRET, SELF_SIGNED
+from tests.controller.conftest import CA_ISSUER, CA_SECRET, SELF_SIGNED, running_harness
 from tests.controller.harness import OPERATOR_NAMESPACE, Harness, condition, controller_settings
 from tests.integration.builders import certificate, cluster_issuer
 from tests.unit.builders import CAPair, build_ca
@@ -324,11 +324,8 @@ async def test_a_root_is_replaced_at_once_when_nothing_can_trust_it_meanwhile_or
     assert SWITCH_AT not in annotations
 
 
-async def test_with_no_propagation_delay_a_root_is_replaced_at_once() -> None:
-    harness = Harness(controller_settings(trust_propagation_seconds=0))
-    harness.create(cluster_issuer(SELF_SIGNED))
-    await harness.start()
-    try:
+async def test_with_no_propagation_delay_a_root_is_replaced_at_once(root_ca: CAPair) -> None:
+    async with running_harness(root_ca, controller_settings(trust_propagation_seconds=0)) as harness:
         start = await _mesh(harness)
         harness.patch("Certificate", OPERATOR_NAMESPACE, ROOT, {"spec": {"duration": "700h"}})
         await harness.settle()
@@ -336,8 +333,6 @@ async def test_with_no_propagation_delay_a_root_is_replaced_at_once() -> None:
         assert NEXT_CRT not in data and data["ca.crt"] == data["tls.crt"]
         for name in PEERS:  # re-issued at once, ca.crt the new root alone: the hole phases exist to close
             assert snapshot(harness)[name]["ca.crt"] == data["tls.crt"] != start[name]["ca.crt"]
-    finally:
-        await harness.stop()
 
 
 async def test_after_a_root_switch_the_certificates_are_reissued_spread_over_the_propagation_time(
