@@ -385,3 +385,39 @@ async def test_a_renew_request_on_the_root_starts_a_rotation(harness: Harness) -
     assert _root(harness)["status"]["revision"] == 2
     await harness.restart()
     assert _root(harness)["status"]["revision"] == 2 and NEXT_CRT not in _root_data(harness)  # honoured once
+
+
+async def test_a_staged_root_in_a_secret_certmint_does_not_own_is_never_switched_to(harness: Harness) -> None:
+    """An attacker's Secret dressed as a root's staged rotation (next-tls.* matching the spec, a switch time
+    passed) under the name a root Certificate asks for: certmint writes nothing into it (SecretNotOwned)."""
+    spec = {"isCA": True, "commonName": "Mesh Root CA", "dnsNames": None, "duration": "720h"}
+    harness.create(certificate("donor", OPERATOR_NAMESPACE, issuer_name=SELF_SIGNED, secretName="donor-tls", **spec))
+    await harness.settle()
+    donor = harness.secret_data("donor-tls", OPERATOR_NAMESPACE)
+    forged = {
+        "tls.crt": donor["tls.crt"],
+        "tls.key": donor["tls.key"],
+        "ca.crt": donor["tls.crt"],
+        NEXT_CRT: donor["tls.crt"],
+        NEXT_KEY: donor["tls.key"],
+    }
+    harness.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "kubernetes.io/tls",
+            "metadata": {
+                "name": "forged-tls",
+                "namespace": OPERATOR_NAMESPACE,
+                "annotations": {SWITCH_AT: "2000-01-01T00:00:00Z"},
+            },
+            "data": {k: b64(v) for k, v in forged.items()},
+        }
+    )
+    before = harness.secret("forged-tls", OPERATOR_NAMESPACE)
+    mark = harness.mark()
+    harness.create(certificate("victim", OPERATOR_NAMESPACE, issuer_name=SELF_SIGNED, secretName="forged-tls", **spec))
+    await harness.settle()
+    assert condition(harness.get("Certificate", OPERATOR_NAMESPACE, "victim"), "Ready")["reason"] == "SecretNotOwned"
+    assert harness.secret("forged-tls", OPERATOR_NAMESPACE) == before
+    assert ("patch", "secrets") not in harness.since(mark, reads=False)

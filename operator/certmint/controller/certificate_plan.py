@@ -358,6 +358,10 @@ def _rotates_roots(s: Snapshot) -> bool:
 
 def _root_phase(s: Snapshot, secret: SecretData, decision: Plan) -> Plan:
     """Turn ``decision`` for a root into its rotation phase (see the module docs)."""
+    if not isinstance(decision, Keep | Issue):
+        # A Fail (the Secret is not this Certificate's, the issuer cannot sign) or a Wait stands as it is: a phase
+        # writes into the Secret, which only a Secret found ours (Keep, Issue) may get.
+        return decision
     current = secret_facts(secret)
     switch_at = _annotation_time(secret, SWITCH_AT)
     staged = _staged_next(s, secret) if switch_at is not None else None
@@ -367,7 +371,7 @@ def _root_phase(s: Snapshot, secret: SecretData, decision: Plan) -> Plan:
             revision = max(int(s.status.get("revision") or 0), stored_revision(None, secret.annotations)) + 1
             return Switch(next_facts, chain_pem, key_pem, revision, s.now + 2 * s.trust_propagation)
         renewal_time = renewal_time_for(s, current)
-        if isinstance(decision, Keep | Issue) and s.now < current.not_after:
+        if s.now < current.not_after:
             return Staged(current, renewal_time, switch_at, next_facts.serial_number)
     if (
         isinstance(decision, Issue)
