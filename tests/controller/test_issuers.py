@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
+from certmint.controller.state import Kind
 from certmint.pki.signing import fingerprint_sha256
 from tests.controller.conftest import CA_ISSUER, SELF_SIGNED
 from tests.controller.harness import NAMESPACE, OPERATOR_NAMESPACE, Harness, ca_secret, condition
-from tests.integration.builders import cluster_issuer, issuer
+from tests.integration.builders import certificate, cluster_issuer, issuer
 from tests.unit.builders import NOW, CAPair, build_ca
 
 
@@ -176,3 +177,22 @@ async def test_an_idle_issuer_recheck_writes_nothing(harness: Harness) -> None:
     for _ in range(3):
         await harness.advance(harness.settings.issuer_recheck_seconds)
     assert harness.since(mark) == {("get", "secrets"): 3}  # the CA Secret, once per re-check; no status write
+
+
+async def test_a_certificate_whose_issuer_the_watch_has_not_delivered_yet_waits_instead_of_failing(
+    harness: Harness,
+) -> None:
+    """Applied together (kubectl apply -f, GitOps): the Certificate's event may come before its issuer's. The
+    issuer exists in the API, so the Certificate waits for its first check: no IssuerNotFound, no Warning."""
+    harness.create(cluster_issuer("late"))
+    await harness.settle()
+    key = (Kind.CLUSTER_ISSUER, "", "late")
+    late = harness.op.state.issuers.pop(key)  # as if its watch event had not arrived yet
+    harness.create(certificate("web", NAMESPACE, issuer_name="late"))
+    await harness.settle()
+    cert = harness.certificate("web")
+    assert "IssuerNotFound" not in str(cert.get("status")) and harness.event_reasons("web") == []
+    harness.op.observe_issuer(Kind.CLUSTER_ISSUER, "MODIFIED", harness.get("ClusterIssuer", None, "late"))
+    await harness.settle()
+    assert condition(harness.certificate("web"), "Ready")["status"] == "True"
+    assert late.uid == harness.op.state.issuers[key].uid

@@ -56,7 +56,7 @@ from certmint.controller.status import CertificateStatus, write_status
 from certmint.core.conditions import Condition, merge_conditions, rfc3339
 from certmint.core.decisions import RENEWING, certificate_label_value
 from certmint.core.renewal import retry_delay
-from certmint.core.spec import CertificateSpec, format_duration
+from certmint.core.spec import CertificateSpec, IssuerRef, format_duration
 from certmint.kube import resources
 from certmint.kube.client import ApiError
 from certmint.kube.resources import ObjectRef, SecretData
@@ -154,7 +154,12 @@ async def _gather(op: Operator, rec: CertificateRecord, spec: CertificateSpec) -
         secret = UnreadSecret(version)
     else:
         secret = await _read_secret(op, namespace, spec.secret_name)
-    issuer = _issuer_view(spec, op.state.issuer_for(namespace, spec.issuer_ref))
+    record = op.state.issuer_for(namespace, spec.issuer_ref)
+    issuer = _issuer_view(spec, record)
+    if record is None and await _issuer_exists(op, namespace, spec.issuer_ref):
+        # Applied together with this Certificate, and our watch has not delivered it yet: wait for its first
+        # check (which wakes this Certificate) instead of reporting it missing and retrying in 30 s.
+        issuer = dataclasses.replace(issuer, found=True, detail="not seen by the operator's watch yet")
     rotates = spec.is_ca and issuer.own_key_only and op.settings.trust_propagation_seconds > 0  # a root's phases
     return Snapshot(
         namespace=namespace,
@@ -173,6 +178,16 @@ async def _gather(op: Operator, rec: CertificateRecord, spec: CertificateSpec) -
         pending_reissues=_pending_reissues(op, namespace, spec) if rotates else 0,
         renew_request=rec.renew_request,
     )
+
+
+async def _issuer_exists(op: Operator, namespace: str, ref: IssuerRef) -> bool:
+    """Whether the API server has the issuer that our state lacks (one GET, only for a Certificate whose issuer
+    the watches have not delivered)."""
+    path = resources.object_path(ref.kind, None if ref.kind == "ClusterIssuer" else namespace, ref.name)
+    try:
+        return await op.api.get(path) is not None
+    except ApiError:
+        return False  # reported as missing, as before; the retry looks again
 
 
 def _pending_reissues(op: Operator, namespace: str, spec: CertificateSpec) -> int:
