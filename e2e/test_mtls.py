@@ -26,6 +26,11 @@ Certificates and talk mutual TLS over the cluster network (scripts in ``e2e/work
              the other while only one pod's Secret volume held it: 13 failures on 2026-11-30.) The
              operator stages the new root in every ca.crt first and switches trustPropagationSeconds
              (20 s here, for the node's 5 s kubelet sync) later.
+7. intermediate-rotation  the same load on a chain root ``e2e-root-ca`` -> intermediate isCA Certificate
+             ``e2e-rotation-intermediate-ca`` -> CA ClusterIssuer ``e2e-rotation-intermediate``; the intermediate
+             is re-issued with a new key by the ``certmint.dev/renew-request`` annotation. 0 failed handshakes,
+             and no trust change: every ca.crt (and the issuers' status.trustAnchors) stays byte-identical while
+             the leaves move to the new intermediate.
 
 Each scenario prints ``e2e: scenario=<name> handshakes=N failures=M``.
 
@@ -45,7 +50,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -54,7 +59,7 @@ import pytest
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from kubernetes import client, config
+from kubernetes import client, config, watch
 from tests.integration import kubeutil
 from tests.integration.builders import GROUP, ISOLATION_POLICY, VERSION, Certmint, resource
 
@@ -74,6 +79,11 @@ BOOTSTRAP = "e2e-bootstrap"  # the chart's hook ClusterIssuer (selfSigned)
 MESH_CA = "e2e-mesh-ca"
 ROGUE_CA = "e2e-rogue-ca"
 ROOT_SIGNER = "e2e-root-ca-signer"  # a ClusterIssuer on the root CA that signs intermediate CAs
+# Only the operator's namespace may obtain CA certificates from the root.
+ROOT_SIGNER_SPEC = {
+    "ca": {"secretName": "e2e-root-ca"},
+    "policy": {"allowCA": True, "allowedNamespaces": [OPERATOR_NS]},
+}
 INTERMEDIATE = "e2e-intermediate-ca"  # the isCA Certificate (and its Secret) under the root
 MESH_INTERMEDIATE_CA = "e2e-mesh-intermediate-ca"  # the CA ClusterIssuer on the intermediate
 PORT = 8443
@@ -330,8 +340,11 @@ def _operator_state(kube: Kube, provider: ClusterProvider) -> str:
     return "\n".join(lines)
 
 
-def _ca_chain(kube: Kube, cert_name: str, issuer_name: str, common_name: str) -> None:
-    """bootstrap (selfSigned) -> an isCA Certificate in the operator's namespace -> a CA ClusterIssuer."""
+def _ca_chain(
+    kube: Kube, cert_name: str, issuer_name: str, common_name: str, *, signer: str = BOOTSTRAP, duration: str = "24h"
+) -> None:
+    """``signer`` (by default bootstrap, selfSigned) -> an isCA Certificate in the operator's namespace -> a CA
+    ClusterIssuer."""
     kube.apply(
         "Certificate",
         cert_name,
@@ -339,8 +352,8 @@ def _ca_chain(kube: Kube, cert_name: str, issuer_name: str, common_name: str) ->
             "isCA": True,
             "commonName": common_name,
             "secretName": cert_name,
-            "duration": "24h",
-            "issuerRef": {"name": BOOTSTRAP, "kind": "ClusterIssuer"},
+            "duration": duration,
+            "issuerRef": {"name": signer, "kind": "ClusterIssuer"},
         },
         OPERATOR_NS,
     )
@@ -653,9 +666,7 @@ def intermediate_chain(provider: ClusterProvider, kube: Kube, setup: Setup) -> I
     """root -> isCA Certificate -> CA ClusterIssuer on it -> a server and a client Certificate; the server runs."""
     ns = setup.ns
     start = time.monotonic()
-    # Only the operator's namespace may obtain CA certificates from the root.
-    root_signer = {"ca": {"secretName": "e2e-root-ca"}, "policy": {"allowCA": True, "allowedNamespaces": [OPERATOR_NS]}}
-    kube.apply_ready("ClusterIssuer", {ROOT_SIGNER: root_signer})
+    kube.apply_ready("ClusterIssuer", {ROOT_SIGNER: ROOT_SIGNER_SPEC})
     intermediate = {
         "isCA": True,
         "commonName": "certmint e2e intermediate CA",
@@ -946,7 +957,7 @@ TRUST_PROPAGATION_S = 20
 
 
 class ScenarioError(RuntimeError):
-    """The root-rotation scenario could not run as designed: not the failed handshakes it counts.
+    """A rotation scenario could not run as designed: not the failed handshakes it counts.
 
     Only the test's final assertions about failed handshakes raise AssertionError; anything else that goes
     wrong is this error, which says the scenario could not count.
@@ -960,14 +971,19 @@ class RotationPair:
     server: Server
     client_ips: dict[str, str]  # client pod -> its pod IP (the server logs peers by address)
     steady: float  # wall-clock time (the pods' clock: same machine) when every client had ROTATION_STEADY successes
+    server_secret: str
+    client_secret: str  # the one Secret every client pod mounts
 
 
-@pytest.fixture(scope="module")
-def rotation_pair(request: pytest.FixtureRequest) -> Iterator[RotationPair]:
-    """bootstrap -> a root CA Certificate -> a CA ClusterIssuer of this scenario's own; a server and four clients
-    with leaves from it, the clients connecting every 150 ms. Removed afterwards (the namespace goes later).
+def _rotation_scenario(
+    request: pytest.FixtureRequest,
+    scenario: str,
+    start: Callable[[ClusterProvider, Kube, str], RotationPair],
+    stop: Callable[[Kube, str], None],
+) -> Iterator[RotationPair]:
+    """The shared fixtures, then ``start`` of a rotation scenario; ``stop`` afterwards (the namespace goes later).
 
-    Every setup problem is raised as a ScenarioError (a wait that timed out; the shared fixtures' own, when this
+    Every setup problem is raised as a ScenarioError (a wait that timed out; the shared fixtures' own, when the
     test runs alone), so that it reads as "could not run", never as a failed handshake.
     """
     try:
@@ -978,12 +994,20 @@ def rotation_pair(request: pytest.FixtureRequest) -> Iterator[RotationPair]:
         raise ScenarioError(f"the shared fixtures failed: {e}") from e
     try:
         try:
-            pair = _start_rotation_pair(provider, kube, ns)
+            pair = start(provider, kube, ns)
         except AssertionError as e:
-            raise ScenarioError(f"the root-rotation scenario could not be set up: {e}") from e
+            raise ScenarioError(f"the {scenario} scenario could not be set up: {e}") from e
         yield pair
     finally:
-        _stop_rotation_pair(kube, ns)
+        stop(kube, ns)
+
+
+@pytest.fixture(scope="module")
+def rotation_pair(request: pytest.FixtureRequest) -> Iterator[RotationPair]:
+    """bootstrap -> a root CA Certificate -> a CA ClusterIssuer of this scenario's own; a server and four clients
+    with leaves from it, the clients connecting every 150 ms. Removed afterwards (the namespace goes later)."""
+    stop = functools.partial(_stop_rotation_pair, clients=ROTATION_CLIENTS, issuer=ROTATION_CA, ca=ROTATION_ROOT)
+    yield from _rotation_scenario(request, "root-rotation", _start_rotation_pair, stop)
 
 
 def _start_rotation_pair(provider: ClusterProvider, kube: Kube, ns: str) -> RotationPair:
@@ -996,18 +1020,33 @@ def _start_rotation_pair(provider: ClusterProvider, kube: Kube, ns: str) -> Rota
     }
     kube.apply_ready("Certificate", {ROTATION_ROOT: root}, OPERATOR_NS)
     kube.apply_ready("ClusterIssuer", {ROTATION_CA: {"ca": {"secretName": ROTATION_ROOT}, "policy": ISOLATION_POLICY}})
-    issuer_ref = {"name": ROTATION_CA, "kind": "ClusterIssuer"}
+    return _start_load(provider, kube, ns, ROTATION_CA, ROTATION_SERVER, ROTATION_CLIENT_CERT, ROTATION_CLIENTS)
+
+
+def _start_load(
+    provider: ClusterProvider,
+    kube: Kube,
+    ns: str,
+    issuer: str,
+    server_name: str,
+    client_cert: str,
+    clients: tuple[str, ...],
+) -> RotationPair:
+    """A server and client pods with 1-hour leaves from the CA ClusterIssuer ``issuer``, each client connecting
+    every ROTATION_INTERVAL_S; returned once every client has ROTATION_STEADY successful handshakes."""
+    issuer_ref = {"name": issuer, "kind": "ClusterIssuer"}
+    server_secret, client_secret = f"{server_name}-tls", f"{client_cert}-tls"
     certificates = {
-        ROTATION_SERVER: {
-            "secretName": f"{ROTATION_SERVER}-tls",
+        server_name: {
+            "secretName": server_secret,
             "issuerRef": issuer_ref,
-            "dnsNames": [f"{ROTATION_SERVER}.{ns}.svc", f"{ROTATION_SERVER}.{ns}.svc.cluster.local"],
+            "dnsNames": [f"{server_name}.{ns}.svc", f"{server_name}.{ns}.svc.cluster.local"],
             "uris": [_service_account_id(ns, "mtls-server")],
             "usages": ["digital signature", "server auth"],
-            "duration": "1h",  # no renewal during the scenario: only the root's rotation changes the leaves
+            "duration": "1h",  # no renewal during the scenario: only the CA's rotation changes the leaves
         },
-        ROTATION_CLIENT_CERT: {
-            "secretName": f"{ROTATION_CLIENT_CERT}-tls",
+        client_cert: {
+            "secretName": client_secret,
             "issuerRef": issuer_ref,
             "uris": [_service_account_id(ns, "mtls-client")],
             "usages": ["digital signature", "client auth"],
@@ -1015,13 +1054,13 @@ def _start_rotation_pair(provider: ClusterProvider, kube: Kube, ns: str) -> Rota
         },
     }
     kube.apply_ready("Certificate", certificates, ns)
-    server = start_server(kube, provider, ns, ROTATION_SERVER, "mtls-server", f"{ROTATION_SERVER}-tls")
+    server = start_server(kube, provider, ns, server_name, "mtls-server", server_secret)
     argv = client_argv(server.ip, server.dns, "--tls-dir", "/tls", "--interval", str(ROTATION_INTERVAL_S))
-    volume = _volume_secret(f"{ROTATION_CLIENT_CERT}-tls")
-    for name in ROTATION_CLIENTS:
+    volume = _volume_secret(client_secret)
+    for name in clients:
         create_pod(kube, provider, ns, name, "mtls-client", argv, volume, restart="Always")
     client_ips = {}
-    for name in ROTATION_CLIENTS:
+    for name in clients:
         status = wait_running(kube, name, ns).status
         assert status is not None and status.pod_ip, status
         client_ips[name] = str(status.pod_ip)
@@ -1029,31 +1068,28 @@ def _start_rotation_pair(provider: ClusterProvider, kube: Kube, ns: str) -> Rota
     def steady(name: str) -> bool:
         return sum(bool(r["ok"]) for r in attempts(kube.log_records(name, ns))) >= ROTATION_STEADY
 
-    for name in ROTATION_CLIENTS:
+    for name in clients:
         wait_for(functools.partial(steady, name), f"{ROTATION_STEADY} successful handshakes of {name}", 60, interval=1)
-    return RotationPair(kube=kube, ns=ns, server=server, client_ips=client_ips, steady=time.time())
+    return RotationPair(
+        kube=kube,
+        ns=ns,
+        server=server,
+        client_ips=client_ips,
+        steady=time.time(),
+        server_secret=server_secret,
+        client_secret=client_secret,
+    )
 
 
-def _stop_rotation_pair(kube: Kube, ns: str) -> None:
-    """Stop the load at once, remove the chain; the namespace (and the server) goes with ``setup``."""
-    deletions: list[tuple[str, functools.partial[Any]]] = [
+def _stop_rotation_pair(kube: Kube, ns: str, *, clients: tuple[str, ...], issuer: str, ca: str) -> None:
+    """Stop the load at once, remove the chain (the CA ClusterIssuer ``issuer``, the CA Certificate ``ca``); the
+    namespace (and the server) goes with ``setup``."""
+    deletions: list[tuple[str, Callable[[], object]]] = [
         (f"pod {name}", functools.partial(kube.core.delete_namespaced_pod, name, ns, grace_period_seconds=0))
-        for name in ROTATION_CLIENTS
+        for name in clients
     ]
-    deletions.append(
-        (
-            f"ClusterIssuer {ROTATION_CA}",
-            functools.partial(kube.custom.delete_cluster_custom_object, GROUP, VERSION, "clusterissuers", ROTATION_CA),
-        )
-    )
-    deletions.append(
-        (
-            f"Certificate {ROTATION_ROOT}",
-            functools.partial(
-                kube.custom.delete_namespaced_custom_object, GROUP, VERSION, OPERATOR_NS, "certificates", ROTATION_ROOT
-            ),
-        )
-    )
+    deletions.append((f"ClusterIssuer {issuer}", functools.partial(kube.delete, "ClusterIssuer", issuer)))
+    deletions.append((f"Certificate {ca}", functools.partial(kube.delete, "Certificate", ca, OPERATOR_NS)))
     for what, delete in deletions:
         try:
             delete()
@@ -1074,8 +1110,134 @@ def _signed_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
     return True
 
 
+def _new_ca_key(
+    kube: Kube, ca_secret: str, old: x509.Certificate, *, signer: x509.Certificate | None
+) -> x509.Certificate:
+    """The CA certificate in the Secret ``ca_secret`` (operator's namespace), once it has another key than ``old``;
+    it must have the same subject and be signed by ``signer`` (None: by itself, a root)."""
+
+    def rotated() -> x509.Certificate | None:
+        cert = kube.secret_cert(ca_secret, OPERATOR_NS)
+        return cert if cert is not None and _spki(cert) != _spki(old) else None
+
+    new = wait_for(rotated, f"the CA Secret {ca_secret} with a new key", 60, interval=0.2, error=ScenarioError)
+    if new is None or new.subject != old.subject or not _signed_by(new, signer or new):
+        signed = "self-signed" if signer is None else f"signed by {signer.subject.rfc4514_string()}"
+        raise ScenarioError(f"{ca_secret}: the new CA is not a {signed} {old.subject.rfc4514_string()}: {new}")
+    return new
+
+
+def _leaves_signed_by(pair: RotationPair, ca: x509.Certificate) -> tuple[x509.Certificate, x509.Certificate]:
+    """The server's and the client's leaf, once both Secrets hold leaves signed by ``ca``."""
+
+    def both_signed() -> tuple[x509.Certificate, x509.Certificate] | None:
+        server = pair.kube.secret_cert(pair.server_secret, pair.ns)
+        client_cert = pair.kube.secret_cert(pair.client_secret, pair.ns)
+        if server is None or client_cert is None:
+            return None
+        return (server, client_cert) if _signed_by(server, ca) and _signed_by(client_cert, ca) else None
+
+    what = f"both leaf Secrets holding leaves signed by the new {ca.subject.rfc4514_string()}"
+    leaves = wait_for(both_signed, what, ROTATION_TIMEOUT_S, interval=0.2, error=ScenarioError)
+    if leaves is None:  # never: wait_for returns only what is true (for the type checker)
+        raise ScenarioError(what)
+    return leaves
+
+
 def _seconds_after(t: float | None, t0: float) -> str:
     return "none" if t is None else f"{t - t0:.1f}"
+
+
+@dataclass
+class RotationHandshakes:
+    """Every handshake of a rotation scenario since its load was steady, as both sides logged it."""
+
+    t0: float  # wall-clock time the rotation was started
+    leaves_s: float  # from t0 until both leaf Secrets held leaves from the new CA
+    end: float  # wall-clock time the counting ended
+    seconds: float  # from the start of the rotation until the counting ended
+    records: dict[str, list[dict[str, Any]]]  # client pod -> its attempts
+    failures: list[dict[str, Any]]  # attempts that failed, on the clients' side
+    refused: list[dict[str, Any]]  # handshakes the server refused
+    swapped: dict[str, float | None]  # pod -> when it first built its TLS context from its new leaf
+
+
+def _handshakes_until_settled(
+    pair: RotationPair, t0: float, start: float, new_ca: x509.Certificate
+) -> RotationHandshakes:
+    """Wait until both leaf Secrets hold leaves signed by ``new_ca`` and each client has had ROTATION_MARGIN
+    successful handshakes in which both sides presented their new leaf, then read every handshake of both sides
+    since the load was steady. ``t0`` (wall clock) and ``start`` (monotonic) are when the rotation was started."""
+    kube, ns = pair.kube, pair.ns
+    new_server, new_client = _leaves_signed_by(pair, new_ca)
+    leaves_s = time.time() - t0
+    new_server_serial, new_client_serial = serial(new_server), serial(new_client)
+
+    def on_new_leaves(name: str) -> int:
+        """Successful handshakes of a client in which both sides presented their new leaf."""
+        return sum(
+            r["ok"] and r["server_serial"] == new_server_serial and r["client_serial"] == new_client_serial
+            for r in attempts(kube.log_records(name, ns), since=t0)
+        )
+
+    wait_for(
+        lambda: all(on_new_leaves(name) >= ROTATION_MARGIN for name in pair.client_ips),
+        f"{ROTATION_MARGIN} successful handshakes of each client with both new leaves",
+        ROTATION_TIMEOUT_S,
+        interval=2,
+        error=ScenarioError,  # a timeout here: the scenario could not count
+    )
+    seconds = time.monotonic() - start
+    end = time.time()
+    records = {name: attempts(kube.log_records(name, ns), since=pair.steady) for name in pair.client_ips}
+    failures = [r for name in pair.client_ips for r in records[name] if not r["ok"]]
+    peers = set(pair.client_ips.values())
+    server_log = kube.log_records(pair.server.name, ns)
+    refused = [r for r in server_log if r.get("event") == "refused" and r["peer"] in peers and r["t"] >= pair.steady]
+    # When each pod's kubelet swapped in the new Secret (the workload's first context from it, at its next connection).
+    swapped = {pair.server.name: _first_loaded(server_log, new_server_serial, t0)}
+    for name in pair.client_ips:
+        swapped[name] = _first_loaded(kube.log_records(name, ns), new_client_serial, t0)
+    return RotationHandshakes(t0, leaves_s, end, seconds, records, failures, refused, swapped)
+
+
+def _report_rotation(pair: RotationPair, scenario: str, h: RotationHandshakes, phases: str, extra: str) -> Counter[str]:
+    """Print the scenario's line (``phases`` and ``extra``: its own figures) and its most frequent errors; raise a
+    ScenarioError unless it ran as designed: the same pods throughout, each client connecting all along, every
+    failure after the rotation started, every pod on its new leaf. Returns the errors by message."""
+    t0 = h.t0
+    handshakes = [r for records in h.records.values() for r in records]
+    failed_at = sorted(r["t"] for r in h.failures + h.refused)
+    # The client's view: "certificate verify failed" is its own refusal of the server's certificate; an alert is
+    # the server refusing the client's. The server's view the other way round.
+    client_refused_server = [r for r in h.failures if "certificate verify failed" in r["error"]]
+    server_refused_client = [r for r in h.refused if "certificate verify failed" in r["error"]]
+    summary(
+        f"e2e: scenario={scenario} handshakes={len(handshakes)} failures={len(h.failures)} "
+        f"server_refusals={len(h.refused)} client_refused_server_cert={len(client_refused_server)} "
+        f"server_refused_client_cert={len(server_refused_client)} "
+        f"first_failure_s={_seconds_after(failed_at[0] if failed_at else None, t0)} "
+        f"last_failure_s={_seconds_after(failed_at[-1] if failed_at else None, t0)} "
+        f"{phases} "
+        f"on_new_leaf_s={','.join(f'{name}:{_seconds_after(t, t0)}' for name, t in h.swapped.items())} "
+        f"{extra} seconds={h.seconds:.0f}"
+    )
+    errors = Counter(r["error"] for r in h.failures + h.refused)
+    for error, n in errors.most_common(6):
+        print(f"e2e: {scenario} {n} x {error}")
+
+    for name in (pair.server.name, *pair.client_ips):
+        if _restarts(pair.kube, name, pair.ns):
+            raise ScenarioError(f"pod {name} restarted: its log (the evidence) is incomplete")
+    for name, records in h.records.items():
+        during = [r for r in records if r["t"] >= t0]
+        if len(during) < (h.end - t0) * 2:
+            raise ScenarioError(f"{name}: {len(during)} handshakes in {h.end - t0:.0f} s: the load did not keep up")
+    if failed_at and failed_at[0] < t0:
+        raise ScenarioError(f"handshakes failed before the rotation: {(h.failures + h.refused)[:3]}")
+    if None in h.swapped.values():
+        raise ScenarioError(f"a workload never loaded its new leaf: {h.swapped}")
+    return errors
 
 
 def test_root_rotation_under_load_without_one_failed_handshake(rotation_pair: RotationPair) -> None:
@@ -1084,8 +1246,7 @@ def test_root_rotation_under_load_without_one_failed_handshake(rotation_pair: Ro
     # one pod's volume held the new root.
     pair = rotation_pair
     kube, ns = pair.kube, pair.ns
-    poll = functools.partial(wait_for, error=ScenarioError)  # a timeout here: the scenario could not count
-    server_secret, client_secret = f"{ROTATION_SERVER}-tls", f"{ROTATION_CLIENT_CERT}-tls"
+    server_secret, client_secret = pair.server_secret, pair.client_secret
     old_root = kube.secret_cert(ROTATION_ROOT, OPERATOR_NS)
     old_server, old_client = kube.secret_cert(server_secret, ns), kube.secret_cert(client_secret, ns)
     if old_root is None or old_server is None or old_client is None:
@@ -1098,95 +1259,15 @@ def test_root_rotation_under_load_without_one_failed_handshake(rotation_pair: Ro
     t0, start = time.time(), time.monotonic()
     kube.patch("Certificate", ROTATION_ROOT, OPERATOR_NS, {"spec": {"duration": "23h"}})
 
-    def rotated_root() -> x509.Certificate | None:
-        cert = kube.secret_cert(ROTATION_ROOT, OPERATOR_NS)
-        return cert if cert is not None and _spki(cert) != _spki(old_root) else None
-
-    new_root = poll(rotated_root, f"the root CA Secret {ROTATION_ROOT} with a new key", 60, interval=0.2)
+    new_root = _new_ca_key(kube, ROTATION_ROOT, old_root, signer=None)
     root_s = time.time() - t0
-    if new_root.subject != old_root.subject or not _signed_by(new_root, new_root):
-        raise ScenarioError(f"the new root is not a self-signed {old_root.subject.rfc4514_string()}: {new_root}")
-
-    def leaves_from_new_root() -> tuple[x509.Certificate, x509.Certificate] | None:
-        server_cert, client_cert = kube.secret_cert(server_secret, ns), kube.secret_cert(client_secret, ns)
-        if server_cert is None or client_cert is None:
-            return None
-        both = _signed_by(server_cert, new_root) and _signed_by(client_cert, new_root)
-        return (server_cert, client_cert) if both else None
-
-    new_server, new_client = poll(
-        leaves_from_new_root, "both leaf Secrets holding leaves from the new root", ROTATION_TIMEOUT_S, interval=0.2
-    )
-    leaves_s = time.time() - t0
-    new_server_serial, new_client_serial = serial(new_server), serial(new_client)
-
-    def on_new_leaves(name: str) -> int:
-        """Successful handshakes of a client in which both sides presented their new leaf."""
-        return sum(
-            r["ok"] and r["server_serial"] == new_server_serial and r["client_serial"] == new_client_serial
-            for r in attempts(kube.log_records(name, ns), since=t0)
-        )
-
-    poll(
-        lambda: all(on_new_leaves(name) >= ROTATION_MARGIN for name in ROTATION_CLIENTS),
-        f"{ROTATION_MARGIN} successful handshakes of each client with both new leaves",
-        ROTATION_TIMEOUT_S,
-        interval=2,
-    )
-    seconds = time.monotonic() - start
-    end = time.time()
-
-    records = {name: attempts(kube.log_records(name, ns), since=pair.steady) for name in ROTATION_CLIENTS}
-    handshakes = [r for name in ROTATION_CLIENTS for r in records[name]]
-    failures = [r for r in handshakes if not r["ok"]]
-    peers = set(pair.client_ips.values())
-    server_log = kube.log_records(pair.server.name, ns)
-    by_server = [
-        r
-        for r in server_log
-        if r.get("event") in ("accepted", "refused") and r["peer"] in peers and r["t"] >= pair.steady
-    ]
-    refused = [r for r in by_server if r["event"] == "refused"]
-    failed_at = sorted(r["t"] for r in failures + refused)
-    # When each pod's kubelet swapped in the new Secret (the workload's first context from it, at its next connection).
-    swapped = {pair.server.name: _first_loaded(server_log, new_server_serial, t0)}
+    h = _handshakes_until_settled(pair, t0, start, new_root)
     anchors = _secret_certs(kube, client_secret, ns, "ca.crt")  # old and new root until the old one is retired
-    for name in ROTATION_CLIENTS:
-        swapped[name] = _first_loaded(kube.log_records(name, ns), new_client_serial, t0)
-    # The client's view: "certificate verify failed" is its own refusal of the server's certificate; an alert is
-    # the server refusing the client's. The server's view the other way round.
-    client_refused_server = [r for r in failures if "certificate verify failed" in r["error"]]
-    server_refused_client = [r for r in refused if "certificate verify failed" in r["error"]]
-    summary(
-        f"e2e: scenario=root-rotation handshakes={len(handshakes)} failures={len(failures)} "
-        f"server_refusals={len(refused)} client_refused_server_cert={len(client_refused_server)} "
-        f"server_refused_client_cert={len(server_refused_client)} "
-        f"first_failure_s={_seconds_after(failed_at[0] if failed_at else None, t0)} "
-        f"last_failure_s={_seconds_after(failed_at[-1] if failed_at else None, t0)} "
-        f"root_reissued_s={root_s:.1f} leaves_reissued_s={leaves_s:.1f} "
-        f"on_new_leaf_s={','.join(f'{name}:{_seconds_after(t, t0)}' for name, t in swapped.items())} "
-        f"anchors_in_ca_crt={len(anchors)} seconds={seconds:.0f}"
-    )
-    errors = Counter(r["error"] for r in failures + refused)
-    for error, n in errors.most_common(6):
-        print(f"e2e: root-rotation {n} x {error}")
+    phases = f"root_reissued_s={root_s:.1f} leaves_reissued_s={h.leaves_s:.1f}"
+    errors = _report_rotation(pair, "root-rotation", h, phases, f"anchors_in_ca_crt={len(anchors)}")
 
-    # The scenario ran as designed, or it is an error (not the expected failure): the same pods throughout, each
-    # client connecting all along, every failure after the rotation started.
-    for name in (pair.server.name, *ROTATION_CLIENTS):
-        if _restarts(kube, name, ns):
-            raise ScenarioError(f"pod {name} restarted: its log (the evidence) is incomplete")
-    for name in ROTATION_CLIENTS:
-        during = [r for r in records[name] if r["t"] >= t0]
-        if len(during) < (end - t0) * 2:
-            raise ScenarioError(f"{name}: {len(during)} handshakes in {end - t0:.0f} s: the load did not keep up")
-    if failed_at and failed_at[0] < t0:
-        raise ScenarioError(f"handshakes failed before the rotation: {(failures + refused)[:3]}")
-    if None in swapped.values():
-        raise ScenarioError(f"a workload never loaded its new leaf: {swapped}")
-
-    assert not failures, f"{len(failures)} failed handshakes seen by the clients: {errors.most_common(3)}"
-    assert not refused, f"{len(refused)} handshakes refused by the server: {refused[:3]}"
+    assert not h.failures, f"{len(h.failures)} failed handshakes seen by the clients: {errors.most_common(3)}"
+    assert not h.refused, f"{len(h.refused)} handshakes refused by the server: {h.refused[:3]}"
 
 
 def _first_loaded(records: list[dict[str, Any]], own_serial: str, since: float) -> float | None:
@@ -1195,3 +1276,150 @@ def _first_loaded(records: list[dict[str, Any]], own_serial: str, since: float) 
         (r["t"] for r in records if r.get("event") == "loaded" and r["serial"] == own_serial and r["t"] >= since),
         None,
     )
+
+
+# -- 7. intermediate CA rotation under load ----------------------------------------------------------------
+
+ROTATION_INTERMEDIATE = "e2e-rotation-intermediate-ca"  # the isCA Certificate under e2e-root-ca that is rotated
+ROTATION_INTERMEDIATE_CA = "e2e-rotation-intermediate"  # the CA ClusterIssuer on it; only this scenario's own use it
+INT_ROTATION_SERVER = "int-rot-server"  # pod, Service and Certificate; Secret int-rot-server-tls
+INT_ROTATION_CLIENT_CERT = "int-rot-client"  # the Certificate all client pods mount (Secret int-rot-client-tls)
+INT_ROTATION_CLIENTS = tuple(
+    f"int-rot-client-{x}" for x in "abcd"
+)  # four, as in the root scenario (for the same reason)
+RENEW_REQUEST = "certmint.dev/renew-request"  # a new value re-issues a Certificate once (docs/ca-rotation.md)
+
+
+@pytest.fixture(scope="module")
+def intermediate_rotation_pair(request: pytest.FixtureRequest) -> Iterator[RotationPair]:
+    """The mesh's root e2e-root-ca -> (ROOT_SIGNER) an intermediate isCA Certificate of this scenario's own -> a
+    CA ClusterIssuer on it; a server and four clients with leaves from it, the clients connecting every 150 ms."""
+    stop = functools.partial(
+        _stop_rotation_pair, clients=INT_ROTATION_CLIENTS, issuer=ROTATION_INTERMEDIATE_CA, ca=ROTATION_INTERMEDIATE
+    )
+    yield from _rotation_scenario(request, "intermediate-rotation", _start_intermediate_rotation_pair, stop)
+
+
+def _start_intermediate_rotation_pair(provider: ClusterProvider, kube: Kube, ns: str) -> RotationPair:
+    kube.apply_ready("ClusterIssuer", {ROOT_SIGNER: ROOT_SIGNER_SPEC})
+    common_name = "certmint e2e rotation intermediate CA"
+    _ca_chain(kube, ROTATION_INTERMEDIATE, ROTATION_INTERMEDIATE_CA, common_name, signer=ROOT_SIGNER, duration="12h")
+    kube.wait_ready("Certificate", ROTATION_INTERMEDIATE, OPERATOR_NS, timeout=60)
+    kube.wait_ready("ClusterIssuer", ROTATION_INTERMEDIATE_CA, timeout=60)
+    return _start_load(
+        provider,
+        kube,
+        ns,
+        ROTATION_INTERMEDIATE_CA,
+        INT_ROTATION_SERVER,
+        INT_ROTATION_CLIENT_CERT,
+        INT_ROTATION_CLIENTS,
+    )
+
+
+def test_intermediate_rotation_under_load_without_one_failed_handshake_or_trust_change(
+    intermediate_rotation_pair: RotationPair,
+) -> None:
+    # Only this fixture (no AssertionError escapes its setup): see _rotation_scenario.
+    # An intermediate rotated with a new key changes what the leaves chain through, not the root they chain to:
+    # every ca.crt stays as it was, so peers accept each other's leaves, old or new, whenever their volumes swap.
+    pair = intermediate_rotation_pair
+    kube, ns = pair.kube, pair.ns
+    secrets = {
+        ROTATION_INTERMEDIATE: OPERATOR_NS,
+        "e2e-root-ca": OPERATOR_NS,
+        pair.server_secret: ns,
+        pair.client_secret: ns,
+    }
+    issuers = (ROTATION_INTERMEDIATE_CA, ROOT_SIGNER)
+
+    def trust() -> dict[str, bytes]:
+        """ca.crt of every Secret of the chain, byte for byte."""
+        return {
+            f"{namespace}/{name}": kube.secret_data(name, namespace)["ca.crt"] for name, namespace in secrets.items()
+        }
+
+    def issuer_anchors() -> dict[str, Any]:
+        return {name: kube.get("ClusterIssuer", name).get("status", {}).get("trustAnchors") for name in issuers}
+
+    trust_before, anchors_before = trust(), issuer_anchors()
+    # Where a watch replays, after the scenario, every version of the Secrets and issuers written during it.
+    since = {n: _list_version(kube.core.list_namespaced_secret, n) for n in {ns, OPERATOR_NS}}
+    issuers_since = _list_version(kube.custom.list_cluster_custom_object, GROUP, VERSION, "clusterissuers")
+    root = kube.secret_cert("e2e-root-ca", OPERATOR_NS)
+    old_intermediate = kube.secret_cert(ROTATION_INTERMEDIATE, OPERATOR_NS)
+    old_server, old_client = kube.secret_cert(pair.server_secret, ns), kube.secret_cert(pair.client_secret, ns)
+    if root is None or old_intermediate is None or old_server is None or old_client is None:
+        raise ScenarioError("the intermediate chain's Secrets are missing before the rotation")
+    if not (_signed_by(old_intermediate, root) and _signed_by(old_server, old_intermediate)):
+        raise ScenarioError("the chain is not root -> intermediate -> leaves before the rotation")
+    if not (_signed_by(old_client, old_intermediate) and anchors_before[ROTATION_INTERMEDIATE_CA]):
+        raise ScenarioError(f"the client leaf or the issuer's trust anchors are not as set up: {anchors_before}")
+
+    # A rotation by hand, as docs/ca-rotation.md says to start one: a new value of the renew-request annotation
+    # re-issues the intermediate once, with a new key (rotationPolicy Always, the default).
+    t0, start = time.time(), time.monotonic()
+    request_value = f"e2e-{uuid.uuid4().hex[:8]}"
+    kube.patch(
+        "Certificate", ROTATION_INTERMEDIATE, OPERATOR_NS, {"metadata": {"annotations": {RENEW_REQUEST: request_value}}}
+    )
+    new_intermediate = _new_ca_key(kube, ROTATION_INTERMEDIATE, old_intermediate, signer=root)
+    intermediate_s = time.time() - t0
+    h = _handshakes_until_settled(pair, t0, start, new_intermediate)
+    trust_after, anchors_after = trust(), issuer_anchors()
+    # Every version written since the rotation started, as the API server's watch replays them.
+    secret_versions = [
+        (f"{n}/{obj['metadata']['name']}", base64.b64decode((obj.get("data") or {}).get("ca.crt", "")))
+        for n, rv in since.items()
+        for obj in _written_since(kube.core.list_namespaced_secret, n, since=rv)
+        if f"{n}/{obj['metadata']['name']}" in trust_before
+    ]
+    issuer_versions = [
+        (obj["metadata"]["name"], obj.get("status", {}).get("trustAnchors"))
+        for obj in _written_since(
+            kube.custom.list_cluster_custom_object, GROUP, VERSION, "clusterissuers", since=issuers_since
+        )
+        if obj["metadata"]["name"] in issuers
+    ]
+    changed = sorted({name for name, ca in [*secret_versions, *trust_after.items()] if ca != trust_before[name]})
+    anchors_changed = sorted(
+        {name for name, anchors in [*issuer_versions, *anchors_after.items()] if anchors != anchors_before[name]}
+    )
+    phases = f"intermediate_reissued_s={intermediate_s:.1f} leaves_reissued_s={h.leaves_s:.1f}"
+    extra = f"secret_versions_written={len(secret_versions)} ca_crt_changed={len(changed)} "
+    extra += f"issuer_versions_written={len(issuer_versions)} trust_anchors_changed={len(anchors_changed)}"
+    errors = _report_rotation(pair, "intermediate-rotation", h, phases, extra)
+
+    assert not h.failures, f"{len(h.failures)} failed handshakes seen by the clients: {errors.most_common(3)}"
+    assert not h.refused, f"{len(h.refused)} handshakes refused by the server: {h.refused[:3]}"
+    # No trust change: every version of each ca.crt written during the rotation, and the one after, is the one from
+    # before, byte for byte; so are the trust anchors the issuers publish. It is the root, which signed the new
+    # intermediate.
+    assert not changed, f"ca.crt changed in {changed}"
+    assert not anchors_changed, (anchors_changed, anchors_before, issuer_versions)
+    assert secret_versions, "the watch replayed no Secret written during the rotation: the leaves were re-issued"
+    assert x509.load_pem_x509_certificates(trust_before[f"{ns}/{pair.client_secret}"]) == [root]
+    # The leaves are signed by the new intermediate and served with it; the issuer signs with it.
+    for secret in (pair.server_secret, pair.client_secret):
+        served = _secret_certs(kube, secret, ns, "tls.crt")
+        assert served[1:] == [new_intermediate] and _signed_by(served[0], new_intermediate), (secret, served)
+    status = kube.get("ClusterIssuer", ROTATION_INTERMEDIATE_CA).get("status", {})
+    assert status.get("caChain", [{}])[0].get("fingerprint") == _sha256_fingerprint(new_intermediate), status
+    certificate = kube.get("Certificate", ROTATION_INTERMEDIATE, OPERATOR_NS)
+    assert certificate["status"].get("lastRenewRequest") == request_value, certificate["status"]
+
+
+def _list_version(list_objects: Callable[..., Any], *args: str) -> str:
+    """The resourceVersion of a list: a watch from it replays everything written afterwards."""
+    listed = list_objects(*args, _preload_content=False)
+    return str(json.loads(listed.data)["metadata"]["resourceVersion"])
+
+
+def _written_since(list_objects: Callable[..., Any], *args: str, since: str) -> list[dict[str, Any]]:
+    """Every object version written after resourceVersion ``since`` that ``list_objects`` would list, replayed by a
+    watch from there (the API server's watch cache keeps minutes of history), as the API's JSON."""
+    try:
+        events = watch.Watch().stream(list_objects, *args, resource_version=since, timeout_seconds=2)  # type: ignore[no-untyped-call]
+        return [event["raw_object"] for event in events]
+    except client.ApiException as e:  # 410 Gone: history no longer kept
+        raise ScenarioError(f"no watch from resourceVersion {since}: {e.status} {e.reason}") from e
