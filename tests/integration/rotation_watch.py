@@ -37,6 +37,7 @@ from typing import Any, TypeVar
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.serialization import Encoding
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
@@ -96,21 +97,24 @@ class RotationWatch:
     namespace: str
     ca_secret: str
     certificate_secrets: Iterable[str]
+    tracked: tuple[str, ...] = ()  # annotations of the CA Secret whose values are recorded (annotation_values)
     violations: list[Violation] = field(default_factory=list)
     violating_states: int = 0
+    #: Secret -> in how many states its certificate in use was signed by a CA missing from a trust set.
+    violators: dict[str, int] = field(default_factory=dict)
     states: int = 0  # states checked (the listed one, then one per event)
     gaps: int = 0  # watches too old to resume: states may have been missed
     error: BaseException | None = None
     #: Each watched Secret's leaf serial (hex), each time it changed, in order.
     serials: dict[str, list[str]] = field(default_factory=dict)
-    #: The values the CA Secret's annotation took, in order (None: absent), for each key asked for in ``tracked``.
+    #: The values the CA Secret's annotation took, in order (None: absent), for each key in ``tracked``.
     annotation_values: dict[str, list[str | None]] = field(default_factory=dict)
-    tracked: tuple[str, ...] = ()
     #: CA fingerprint -> time.monotonic() of the first state where it was in every trust set.
     everywhere_at: dict[str, float] = field(default_factory=dict)
     #: CA fingerprint -> the first state after that where some trust set lacked it.
     dropped_at: dict[str, float] = field(default_factory=dict)
-    #: CA fingerprint -> the first state where it signed a certificate in use; the last state where it stopped to.
+    #: CA fingerprint -> the first state where it signed a certificate in use; the last state where it stopped
+    #: signing any (the last certificate in use that it signed was replaced).
     first_use_at: dict[str, float] = field(default_factory=dict)
     last_use_ended_at: dict[str, float] = field(default_factory=dict)
     #: (Secret, CA fingerprint) -> the first state where that Secret's certificate in use was signed by that CA.
@@ -121,6 +125,7 @@ class RotationWatch:
 
     def __post_init__(self) -> None:
         self._members = {self.ca_secret, *self.certificate_secrets}
+        self.annotation_values = {key: [] for key in self.tracked}
         self._core = client.CoreV1Api(self.api)
         self._secrets: dict[str, _Secret] = {}
         self._known: dict[str, x509.Certificate] = {}  # every certificate seen in the Secrets, by fingerprint
@@ -177,7 +182,6 @@ class RotationWatch:
     # -- the watch ------------------------------------------------------------------------------------------
 
     def start(self) -> RotationWatch:
-        self.annotation_values = {key: [] for key in self.tracked}
         body = self._list()
         with self._cond:
             for obj in body.get("items") or []:
@@ -308,7 +312,7 @@ class RotationWatch:
                     values.append(annotations.get(key))
 
     def _signer(self, leaf: x509.Certificate) -> str | None:
-        der = leaf.tbs_certificate_bytes + leaf.signature
+        der = leaf.public_bytes(Encoding.DER)
         found = self._signers.get(der)
         if found is not None:
             return found
@@ -339,6 +343,7 @@ class RotationWatch:
             self.first_use_at.setdefault(signer, now)
             if signer not in everywhere:
                 violated = True
+                self.violators[name] = self.violators.get(name, 0) + 1
                 if len(self.violations) < KEPT_VIOLATIONS:
                     missing = tuple(n for n, t in zip(names, present, strict=True) if signer not in t.anchors)
                     self.violations.append(Violation(rv, now, name, signer, missing))
