@@ -12,25 +12,40 @@ and still issues what team-a may have.
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import datetime
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from tests.integration.builders import API_VERSION, GROUP, VERSION, certificate, issuer, leaf, unique
+from tests.integration.builders import (
+    API_VERSION,
+    GROUP,
+    VERSION,
+    Certmint,
+    certificate,
+    issuer,
+    leaf,
+    serial_hex,
+    unique,
+)
 from tests.integration.kubeutil import wait_for
 from tests.tenancy.conftest import (
     ATTACKER_NS,
     CA_ISSUER,
     CA_SECRET,
+    EDITOR,
     OUTCOMES,
     RELEASE,
     TEAM_B_ONLY,
@@ -82,15 +97,20 @@ def certificate_refused(world: World, obj: dict[str, Any], reason: str, *mention
     ready = world.admin.wait_condition("Certificate", name, ns, "Ready", "False", reason=reason)
     for mention in mentions:
         assert mention in ready["message"], ready["message"]
-    uid = world.admin.get("Certificate", name, ns)["metadata"]["uid"]
+    nothing_signed_for(world, name, ns)
+    return Refusal(POLICY if reason == "PolicyViolation" else ISSUER, reason)
+
+
+def nothing_signed_for(world: World, name: str, ns: str) -> None:
+    """No certificate was issued for the Certificate ``name``: no signed CertificateRequest, no serial in its status."""
+    obj = world.admin.get("Certificate", name, ns)
     signed = [
         r["metadata"]["name"]
-        for r in world.admin.requests_owned_by(uid, ns)
+        for r in world.admin.requests_owned_by(obj["metadata"]["uid"], ns)
         if (r.get("status") or {}).get("certificate")
     ]
     assert not signed, f"signed anyway: {signed}"
-    assert "serialNumber" not in (world.admin.get("Certificate", name, ns).get("status") or {})
-    return Refusal(POLICY if reason == "PolicyViolation" else ISSUER, reason)
+    assert "serialNumber" not in (obj.get("status") or {}), obj["status"]
 
 
 def policy_refuses(world: World, *mentions: str, **spec: Any) -> Refusal:
@@ -157,21 +177,29 @@ def _snapshot(world: World, name: str) -> tuple[Any, ...]:
 
 
 def ownership_refuses(
-    world: World, secret_name: str, reasons: tuple[str, ...], *mentions: str, name: str | None = None
+    world: World,
+    secret_name: str,
+    reasons: tuple[str, ...],
+    *mentions: str,
+    name: str | None = None,
+    attacker: Certmint | None = None,
+    unsigned: bool = False,
+    **spec: Any,
 ) -> Refusal:
-    """alice names an existing Secret in a Certificate with secretDeletionPolicy Delete, then deletes the Certificate:
-    the Certificate is refused with one of ``reasons`` and the Secret is the same object, unchanged, throughout."""
+    """The attacker (alice unless named) names an existing Secret in a Certificate (of the shared CA issuer unless
+    ``spec`` says otherwise) with secretDeletionPolicy Delete, then deletes the Certificate: the Certificate is refused
+    with one of ``reasons`` and the Secret is the same object, unchanged, throughout.
+
+    ``unsigned``: nothing was signed for the Certificate either. Only for a Secret with certmint's label, which its
+    label-selected Secret watch knows before it signs; one without it certmint learns of when its create of the
+    Secret fails (409), after signing a certificate that stays in the CertificateRequest's status.
+    """
     before = _snapshot(world, secret_name)
     name = name or unique("taker")
-    obj = certificate(
-        name,
-        ATTACKER_NS,
-        issuer_name=CA_ISSUER,
-        secret=secret_name,
-        secretDeletionPolicy="Delete",
-        duration=LEGIT_DURATION,
-    )
-    world.alice.create(obj)
+    attacker = attacker or world.alice
+    spec = {"issuer_name": CA_ISSUER, "duration": LEGIT_DURATION, **spec}
+    obj = certificate(name, ATTACKER_NS, secret=secret_name, secretDeletionPolicy="Delete", **spec)
+    attacker.create(obj)
 
     def refused() -> dict[str, Any] | None:
         ready = world.admin.condition("Certificate", name, ATTACKER_NS, "Ready")
@@ -186,8 +214,10 @@ def ownership_refuses(
     for mention in mentions:
         assert mention in ready["message"], ready["message"]
     assert _snapshot(world, secret_name) == before
+    if unsigned:
+        nothing_signed_for(world, name, ATTACKER_NS)
     uid = world.admin.get("Certificate", name, ATTACKER_NS)["metadata"]["uid"]
-    world.alice.delete("Certificate", name, ATTACKER_NS)
+    attacker.delete("Certificate", name, ATTACKER_NS)
 
     def gone() -> bool:
         try:
@@ -576,7 +606,207 @@ def _(w: World) -> Refusal:
     return Refusal(ISSUER, "CASecretNotFound")
 
 
+@contextlib.contextmanager
+def namespace_editor(world: World) -> Iterator[Certmint]:
+    """bob as a namespace editor of team-a has it (Kubernetes' own ``edit`` ClusterRole: Secrets included), for as
+    long as the attack runs."""
+    rbac = client.RbacAuthorizationV1Api(world.admin.core.api_client)
+    binding = unique("bob-edit")
+    group = "rbac.authorization.k8s.io"
+    rbac.create_namespaced_role_binding(
+        ATTACKER_NS,
+        client.V1RoleBinding(
+            metadata=client.V1ObjectMeta(name=binding),
+            role_ref=client.V1RoleRef(api_group=group, kind="ClusterRole", name="edit"),
+            subjects=[client.RbacV1Subject(api_group=group, kind="User", name=EDITOR)],
+        ),
+    )
+    attributes = client.V1ResourceAttributes(namespace=ATTACKER_NS, verb="create", resource="secrets")
+    review = client.V1SelfSubjectAccessReview(spec=client.V1SelfSubjectAccessReviewSpec(resource_attributes=attributes))
+    access = client.AuthorizationV1Api(world.bob.core.api_client)
+
+    def allowed() -> bool:
+        status = access.create_self_subject_access_review(review).status
+        return status is not None and status.allowed
+
+    try:
+        wait_for(allowed, "bob may create Secrets")
+        yield world.bob
+    finally:
+        rbac.delete_namespaced_role_binding(binding, ATTACKER_NS)
+
+
+def _pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def _spki(cert: x509.Certificate) -> bytes:
+    return cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def forged_like(template: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> x509.Certificate:
+    """A self-signed certificate for the attacker's own ``key`` that is ``template`` in every other respect (subject,
+    validity, extensions): a root certmint issued for a spec matches that spec, and so does this one."""
+    public = key.public_key()
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(template.subject)
+        .issuer_name(template.subject)
+        .public_key(public)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(template.not_valid_before_utc)
+        .not_valid_after(template.not_valid_after_utc)
+    )
+    for extension in template.extensions:
+        value: x509.ExtensionType = extension.value
+        if isinstance(value, x509.SubjectKeyIdentifier):
+            value = x509.SubjectKeyIdentifier.from_public_key(public)
+        elif isinstance(value, x509.AuthorityKeyIdentifier):
+            value = x509.AuthorityKeyIdentifier.from_issuer_public_key(public)
+        builder = builder.add_extension(value, extension.critical)
+    return builder.sign(key, hashes.SHA256())
+
+
+def certified_with(world: World, forged: list[x509.Certificate], besides: str) -> list[str]:
+    """Where in team-a a certificate has the key of one of ``forged`` or is signed with it: in any Secret but
+    ``besides`` (the forgery itself), or in any CertificateRequest."""
+    pems = [
+        (f"Secret {secret.metadata.name} {key}", base64.b64decode(value))
+        for secret in world.admin.core.list_namespaced_secret(ATTACKER_NS).items
+        if secret.metadata and secret.metadata.name != besides
+        for key, value in (secret.data or {}).items()
+        if key.endswith(".crt")
+    ]
+    pems += [
+        (f"CertificateRequest {r['metadata']['name']} {key}", r["status"][key].encode())
+        for r in world.admin.items("CertificateRequest", ATTACKER_NS)
+        for key in ("certificate", "ca")
+        if (r.get("status") or {}).get(key)
+    ]
+    keys = {_spki(cert) for cert in forged}
+    found = []
+    for where, pem in pems:
+        try:
+            certs = x509.load_pem_x509_certificates(pem)
+        except ValueError:  # not certificates (other attacks' Secrets hold "users-own-cert"): no key in them
+            continue
+        for cert in certs:
+            if _spki(cert) in keys or any(_signed_with(cert, ca) for ca in forged):
+                found.append(f"{where}: {cert.subject.rfc4514_string()} serial {serial_hex(cert)}")
+    return found
+
+
+def _signed_with(cert: x509.Certificate, ca: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class ForgedRoot:
+    name: str  # of the root CA Certificate the Secret waits for
+    secret: str
+    spec: dict[str, Any]  # the Certificate's (certificate() keywords)
+    current: x509.Certificate  # tls.crt, for a key of the editor's own
+    staged: x509.Certificate  # next-tls.crt, for another key of the editor's own
+
+
+def forge_staged_root(w: World, editor: Certmint, *, handover: bool = False) -> ForgedRoot:
+    """A Secret dressed as certmint's own for a root CA Certificate in the middle of a rotation whose switch time
+    has passed (next-tls.crt/next-tls.key, the staged root in ca.crt, certmint.dev/root-switch-at), both key pairs
+    of the editor's own making, created by ``editor`` under the name a root Certificate will use (``handover``: and
+    handed over to it). The Certificate is not created."""
+    self_signed = unique("self-signed")
+    editor.create(issuer(self_signed, ATTACKER_NS))
+    w.admin.wait_ready("Issuer", self_signed, ATTACKER_NS, timeout=60)
+    spec: dict[str, Any] = {
+        "issuer_name": self_signed,
+        "issuer_kind": "Issuer",
+        "isCA": True,
+        "commonName": "team-a root CA",
+        "duration": "720h",
+    }
+    # A genuine root for the same spec, the editor's to read: the forged pairs copy everything of it but the key,
+    # so that they match the spec as certmint judges it (a staged root that does not is never switched to).
+    donor = unique("donor")
+    editor.create(certificate(donor, ATTACKER_NS, **spec))
+    w.admin.wait_ready("Certificate", donor, ATTACKER_NS, timeout=60)
+    donor_meta = editor.core.read_namespaced_secret(f"{donor}-tls", ATTACKER_NS).metadata
+    assert donor_meta is not None
+    template = leaf(editor.secret_data(f"{donor}-tls", ATTACKER_NS))
+    current_key, next_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    current, staged = forged_like(template, current_key), forged_like(template, next_key)
+
+    def key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+        return key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+
+    name = unique("root")
+    # certmint's own Secret metadata as the donor's shows it, but for this Certificate and these certificates; only
+    # the Certificate's UID (certmint's mark, set when it creates a Secret) cannot be known in advance.
+    marks = {k: v for k, v in (donor_meta.annotations or {}).items() if k.startswith("certmint.dev/")}
+    marks.pop("certmint.dev/certificate-uid", None)
+    switch_at = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=5)
+    handed = {"certmint.dev/handover-to": name} if handover else {}
+    marks |= {
+        **handed,
+        "certmint.dev/certificate-name": name,
+        "certmint.dev/serial-number": serial_hex(current),
+        "certmint.dev/root-switch-at": switch_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    labels = {**(donor_meta.labels or {}), "certmint.dev/certificate-name": name}
+    data = {
+        "tls.crt": _pem(current),
+        "tls.key": key_pem(current_key),
+        "ca.crt": _pem(current) + _pem(staged),  # the staged root announced in ca.crt, as a rotation does
+        "next-tls.crt": _pem(staged),
+        "next-tls.key": key_pem(next_key),
+    }
+    secret = f"{name}-tls"
+    body = client.V1Secret(
+        metadata=client.V1ObjectMeta(name=secret, labels=labels, annotations=marks),
+        type="kubernetes.io/tls",
+        data={k: base64.b64encode(v).decode() for k, v in data.items()},
+    )
+    editor.core.create_namespaced_secret(ATTACKER_NS, body)
+    return ForgedRoot(name=name, secret=secret, spec=spec, current=current, staged=staged)
+
+
+@attack("forged-staged-root-secret")
+def _(w: World) -> Refusal:
+    # The root rotation's staged state lives in the root's Secret. Were certmint to switch to the forged one, its
+    # root would be a key of the editor's making. It writes nothing into the Secret (SecretNotOwned), signs nothing.
+    with namespace_editor(w) as bob:
+        forged = forge_staged_root(w, bob)
+        refusal = ownership_refuses(
+            w, forged.secret, NOT_OWNED, name=forged.name, attacker=bob, unsigned=True, **forged.spec
+        )
+        assert not certified_with(w, [forged.current, forged.staged], besides=forged.secret)
+        return refusal
+
+
 # -- the tests ------------------------------------------------------------------------------------------------
+
+
+def test_the_forged_staged_root_is_switched_to_in_a_secret_handed_over(world: World) -> None:
+    """The control of forged-staged-root-secret: the same forgery in a Secret a person hands over to the Certificate
+    (certmint.dev/handover-to) is switched to. So the forgery is one certmint would act on: only ownership stops it."""
+    with namespace_editor(world) as bob:
+        forged = forge_staged_root(world, bob, handover=True)
+        bob.create(certificate(forged.name, ATTACKER_NS, secret=forged.secret, **forged.spec))
+
+        def switched() -> bool:
+            return leaf(world.admin.secret_data(forged.secret, ATTACKER_NS)) == forged.staged
+
+        wait_for(switched, f"Secret {forged.secret} holding the staged root in tls.crt", timeout=60)
+    data = world.admin.secret_data(forged.secret, ATTACKER_NS)
+    assert "next-tls.crt" not in data and "next-tls.key" not in data, sorted(data)
+    assert x509.load_pem_x509_certificates(data["ca.crt"]) == [forged.current, forged.staged]
+    status = world.admin.wait_ready("Certificate", forged.name, ATTACKER_NS)["status"]
+    assert status["revision"] == 2 and status["serialNumber"] == serial_hex(forged.staged), status
 
 
 def test_there_are_at_least_25_attacks() -> None:
