@@ -1,13 +1,15 @@
 """A tenant tries to obtain another namespace's identity, a CA, or to write or delete a Secret that is not certmint's.
 
 The attacker is ``alice``: she may create, change and delete Certificates and CertificateRequests in team-a,
-nothing else (conftest.py builds the world). Every attack must be refused, and the test asserts by what and
-why: the API server's admission (422 and the rule's message), RBAC (403), certmint's ownership rule
-(``Ready=False`` ``SecretNotOwned``/``SecretInUse``, the Secret unchanged to the byte and its
-resourceVersion), the issuer's policy (``Ready=False`` ``PolicyViolation`` naming the refused value, or a
-CertificateRequest ``Denied``/``InvalidRequest``) or an issuer that cannot sign (``CASecretNotFound``). And
-nothing was issued: no Secret, no signed request. The last test checks that the operator is still healthy
-and still issues what team-a may have.
+nothing else (conftest.py builds the world). The attacks that need an Issuer, or Secrets of the attacker's own,
+are ``bob``'s, a namespace editor (with Kubernetes' ``edit`` role in team-a for the attacks that need Secrets).
+Every attack must be refused, and the test asserts by what and why: the API server's admission (422 and the
+rule's message), RBAC (403), certmint's ownership rule (``Ready=False`` ``SecretNotOwned``/``SecretInUse``, the
+Secret unchanged to the byte and its resourceVersion), the issuer's policy (``Ready=False`` ``PolicyViolation``
+naming the refused value, or a CertificateRequest ``Denied``/``InvalidRequest``) or an issuer that cannot sign
+(``CASecretNotFound``). And nothing was issued: no Secret, no signed request (except where ``ownership_refuses``
+says why not: a Secret without certmint's label is found only after signing). The last test checks that the
+operator is still healthy and still issues what team-a may have.
 """
 
 from __future__ import annotations
