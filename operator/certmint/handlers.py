@@ -68,6 +68,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.operator = op
     memo.elector_task = asyncio.create_task(op.lead(), name="certmint-leader-election")
     memo.secrets_task = asyncio.create_task(_watch_secrets(op), name="certmint-secret-watch")
+    memo.bundle_inputs_task = asyncio.create_task(_watch_bundle_inputs(op), name="certmint-bundle-watch")
     memo.housekeeping_task = asyncio.create_task(op.release_memory_when_quiet(), name="certmint-housekeeping")
     if config.http_port:
         memo.http = await start_http_server(
@@ -77,10 +78,11 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
 
 
 def _alive(op: Operator, memo: kopf.Memo) -> bool:
-    """Liveness: the Secret watch runs, and the leader's workers run or a standby's campaign does."""
-    secrets_task: asyncio.Task[None] | None = memo.get("secrets_task")
-    if secrets_task is not None and secrets_task.done():
-        return False
+    """Liveness: the Secret and Bundle watches run, and the leader's workers run or a standby's campaign does."""
+    for watch in ("secrets_task", "bundle_inputs_task"):
+        task_: asyncio.Task[None] | None = memo.get(watch)
+        if task_ is not None and task_.done():
+            return False
     if op.queue.started:
         return op.queue.alive
     task: asyncio.Task[None] | None = memo.get("elector_task")
@@ -90,6 +92,11 @@ def _alive(op: Operator, memo: kopf.Memo) -> bool:
 async def _watch_secrets(op: Operator) -> None:
     await op.logged_in.wait()
     await op.watch_secrets()
+
+
+async def _watch_bundle_inputs(op: Operator) -> None:
+    await op.logged_in.wait()
+    await op.watch_bundle_inputs()
 
 
 def kopf_session(info: kopf.ConnectionInfo, health: ApiHealth) -> kopf.AiohttpSession:
@@ -128,7 +135,7 @@ async def login(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
-    for task_name in ("elector_task", "secrets_task", "housekeeping_task"):
+    for task_name in ("elector_task", "secrets_task", "bundle_inputs_task", "housekeeping_task"):
         if memo.get(task_name) is not None:
             memo[task_name].cancel()
     op: Operator | None = memo.get("operator")
@@ -159,3 +166,8 @@ async def cluster_issuer_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) 
 @kopf.on.event(GROUP, "certificaterequests")
 async def request_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     memo.operator.observe_request(event["type"], event["object"])
+
+
+@kopf.on.event(GROUP, "bundles")
+async def bundle_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    memo.operator.observe_bundle(event["type"], event["object"])

@@ -76,7 +76,7 @@ def test_packaged_chart_carries_the_crds(helm: Path, tmp_path: Path) -> None:
 
 def test_crds_keep_and_enabled_switches(helm: Path) -> None:
     not_kept = [d for d in documents(render(helm, RELEASE, NAMESPACE, {"crds": {"keep": False}})) if _is_crd(d)]
-    assert len(not_kept) == 4
+    assert len(not_kept) == len(list((REPO / "crds").glob("*.yaml")))
     assert all("annotations" not in d["metadata"] for d in not_kept)
     assert not [d for d in documents(render(helm, RELEASE, NAMESPACE, {"crds": {"enabled": False}})) if _is_crd(d)]
 
@@ -234,13 +234,15 @@ def expected_grants(scopes: list[str], namespace: str, *, leader_election: bool 
         grants |= _expand(scope, "certmint.dev", ["certificaterequests"], ["create", "delete"])
         grants |= _expand(scope, "", ["secrets"], ["get", "list", "watch", "create", "patch"])
         grants |= _expand(scope, "", ["events"], ["create"])
-    grants |= _expand("cluster", "certmint.dev", ["clusterissuers"], ["get", "list", "watch"])
-    grants |= _expand("cluster", "certmint.dev", ["clusterissuers/status"], ["patch"])
+        grants |= _expand(scope, "", ["configmaps"], ["get", "list", "watch", "create", "patch", "delete"])  # Bundles
+    grants |= _expand("cluster", "certmint.dev", ["clusterissuers", "bundles"], ["get", "list", "watch"])
+    grants |= _expand("cluster", "certmint.dev", ["clusterissuers/status", "bundles/status"], ["patch"])
     grants |= _expand("cluster", "apiextensions.k8s.io", ["customresourcedefinitions"], ["list", "watch"])
-    if scopes != ["cluster"]:
-        grants |= _expand("cluster", "", ["namespaces"], ["list", "watch"])
-        if namespace not in scopes:
-            grants |= _expand(namespace, "", ["secrets"], ["get"])  # ClusterIssuer CA Secrets
+    grants |= _expand("cluster", "", ["namespaces"], ["list", "watch"])  # Bundles' namespace selectors
+    grants |= _expand("cluster", "certificates.k8s.io", ["clustertrustbundles"], ["get", "create", "patch"])
+    if scopes != ["cluster"] and namespace not in scopes:
+        grants |= _expand(namespace, "", ["secrets"], ["get"])  # ClusterIssuer CA Secrets, Bundle source Secrets
+        grants |= _expand(namespace, "", ["configmaps"], ["get"])  # Bundle source ConfigMaps
     if leader_election:
         grants |= _expand(namespace, "coordination.k8s.io", ["leases"], ["create"])
         grants |= _expand(namespace, "coordination.k8s.io", ["leases"], ["get", "patch"], "certmint-operator")
@@ -258,7 +260,15 @@ def test_namespaced_rbac_grants_nothing_namespaced_cluster_wide(helm: Path) -> N
     grants = operator_grants(docs, "cm-certmint", NAMESPACE)
     assert grants == expected_grants(values["watchNamespaces"], NAMESPACE)
     cluster_resources = {g[2] for g in grants if g[0] == "cluster"}
-    assert cluster_resources == {"clusterissuers", "clusterissuers/status", "customresourcedefinitions", "namespaces"}
+    assert cluster_resources == {
+        "clusterissuers",
+        "clusterissuers/status",
+        "bundles",
+        "bundles/status",
+        "clustertrustbundles",
+        "customresourcedefinitions",
+        "namespaces",
+    }
 
 
 def test_namespaced_rbac_covering_the_release_namespace_needs_no_extra_role(helm: Path) -> None:

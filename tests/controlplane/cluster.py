@@ -249,6 +249,9 @@ class ControlPlane:
                 "--service-cluster-ip-range=10.0.0.0/24",
                 "--allow-privileged=true",
                 "--enable-priority-and-fairness=false",
+                # ClusterTrustBundles (beta, off by default in 1.36): certmint publishes Bundles as them.
+                "--feature-gates=ClusterTrustBundle=true",
+                "--runtime-config=certificates.k8s.io/v1beta1/clustertrustbundles=true",
                 "--v=1",
             ],
         )

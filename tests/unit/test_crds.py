@@ -47,6 +47,14 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "shortNames": ["ciss"],
         "columns": ["Ready", "CA Secret", "CA Not After", "Status", "Age"],
     },
+    "certmint.dev_bundles.yaml": {
+        "kind": "Bundle",
+        "plural": "bundles",
+        "singular": "bundle",
+        "scope": "Cluster",
+        "shortNames": ["cmbundle"],
+        "columns": ["Ready", "Anchors", "Namespaces", "Fingerprint", "Status", "Age"],
+    },
     "certmint.dev_certificates.yaml": {
         "kind": "Certificate",
         "plural": "certificates",

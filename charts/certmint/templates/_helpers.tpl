@@ -128,6 +128,40 @@ garbage-collected through its owner reference.
   verbs: ["get", "list", "watch", "create", "patch"]
 {{- end }}
 
+{{/*
+Bundles: cluster-scoped, watched, status written. Their targets: ConfigMaps named after a Bundle in the selected
+namespaces (created, patched, deleted when a namespace stops matching; watched by label) and source ConfigMaps
+in the release namespace (read). Bundle Secrets use the secrets grant above (never deleted).
+*/}}
+{{- define "certmint.rules.bundles" -}}
+- apiGroups: ["certmint.dev"]
+  resources: ["bundles"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["certmint.dev"]
+  resources: ["bundles/status"]
+  verbs: ["patch"]
+{{- end }}
+
+{{- define "certmint.rules.bundleTargets" -}}
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+{{- end }}
+
+{{/* Source ConfigMaps of Bundles in the release namespace, in namespaced mode: read only. */}}
+{{- define "certmint.rules.bundleSources" -}}
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get"]
+{{- end }}
+
+{{/* ClusterTrustBundles named after Bundles (no signer, so no attest verb is needed): read, create, patch. */}}
+{{- define "certmint.rules.clusterTrustBundles" -}}
+- apiGroups: ["certificates.k8s.io"]
+  resources: ["clustertrustbundles"]
+  verbs: ["get", "create", "patch"]
+{{- end }}
+
 {{/* ClusterIssuer CA Secrets in the release namespace, in namespaced mode: read only. */}}
 {{- define "certmint.rules.caSecrets" -}}
 - apiGroups: [""]
@@ -154,18 +188,17 @@ garbage-collected through its owner reference.
 {{- end }}
 
 {{/*
-Discovery by kopf: it lists and watches CRDs to notice certmint's kinds being (re)installed; in namespaced mode it
-also lists and watches Namespaces to notice a watched namespace being created or deleted.
+Discovery by kopf: it lists and watches CRDs to notice certmint's kinds being (re)installed. Namespaces are listed
+and watched for their labels (Bundles' namespace selectors) and, in namespaced mode, by kopf to notice a watched
+namespace being created or deleted.
 */}}
 {{- define "certmint.rules.discovery" -}}
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
   verbs: ["list", "watch"]
-{{- if .Values.watchNamespaces }}
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: ["list", "watch"]
-{{- end }}
 {{- end }}
 
 {{/*

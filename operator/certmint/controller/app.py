@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from certmint.controller.bundles import reconcile_bundle
 from certmint.controller.certificates import prune_requests, reconcile_certificate
 from certmint.controller.issuers import reconcile_issuer
 from certmint.controller.requests import reconcile_request
@@ -17,6 +18,7 @@ RECONCILERS = Reconcilers(
     prune_requests=prune_requests,
     issuer=reconcile_issuer,
     request=reconcile_request,
+    bundle=reconcile_bundle,
 )
 
 

@@ -9,6 +9,7 @@ generation runs in another process.
 from __future__ import annotations
 
 import asyncio
+import base64
 import concurrent.futures
 import datetime
 import functools
@@ -22,16 +23,19 @@ from typing import Any, assert_never
 from certmint import metrics
 from certmint.controller.housekeeping import release_memory, release_memory_when_quiet
 from certmint.controller.state import (
+    BundleTarget,
     IssuerKey,
     Key,
     Kind,
     State,
     newer_or_equal,
+    parse_bundle,
     parse_certificate,
     parse_issuer,
     parse_request,
 )
 from certmint.controller.workqueue import WorkQueue
+from certmint.core.bundle import content_digest
 from certmint.core.decisions import RENEW_REQUEST
 from certmint.kube import resources
 from certmint.kube.client import ApiError, ApiUnavailable, Credentials, KubeClient
@@ -56,6 +60,7 @@ class Reconcilers:
     prune_requests: Reconcile
     issuer: ReconcileIssuer  # Issuer and ClusterIssuer alike
     request: Reconcile
+    bundle: Reconcile  # (operator, "", name): Bundles are cluster-scoped
 
 
 class Operator:
@@ -103,6 +108,8 @@ class Operator:
             )
         # Set once every watched namespace's Secrets have been listed (their versions are in state).
         self.secrets_listed = asyncio.Event()
+        # The lists a Bundle's plan needs (namespaces, and its targets of each kind) that have arrived.
+        self._bundle_lists: set[str] = set()
         self._process_pool: concurrent.futures.ProcessPoolExecutor | None = None
         self.events_seen = 0  # watch events observed (all kinds), for housekeeping
         api.on_request = lambda verb, resource: metrics.api_requests.labels(verb, resource).inc()
@@ -152,6 +159,8 @@ class Operator:
                 await self.reconcilers.issuer(self, kind, namespace, name)
             case Kind.REQUEST:
                 await self.reconcilers.request(self, namespace, name)
+            case Kind.BUNDLE:
+                await self.reconcilers.bundle(self, namespace, name)
             case _:
                 assert_never(kind)
 
@@ -356,6 +365,121 @@ class Operator:
             self.queue.add((Kind.CERTIFICATE, namespace, name))
         for namespace, name in self.state.requests_using(key):
             self.queue.add((Kind.REQUEST, namespace, name))
+        if key[0] is Kind.CLUSTER_ISSUER:
+            for bundle in self.state.bundles_using_issuer(key[2]):
+                self.queue.add((Kind.BUNDLE, "", bundle))
+
+    # -- Bundles and what they write ---------------------------------------------------------------------
+
+    def observe_bundle(self, event_type: str | None, body: dict[str, Any]) -> None:
+        self.events_seen += 1
+        meta = body["metadata"]
+        name = meta["name"]
+        if event_type == "DELETED":
+            self.state.bundles.pop(name, None)
+        else:
+            current = self.state.bundles.get(name)
+            if current is not None and current.uid == meta["uid"]:
+                if not newer_or_equal(meta["resourceVersion"], current.resource_version):
+                    return
+                if current.generation == int(meta.get("generation", 1)):
+                    current.resource_version = meta["resourceVersion"]  # status only (usually ours)
+                    current.status = dict(body.get("status") or {})
+                    return
+            self.state.bundles[name] = parse_bundle(body)
+        self.queue.add((Kind.BUNDLE, "", name))
+
+    @property
+    def bundle_inputs_listed(self) -> bool:
+        """Namespaces and every kind of target in every watched namespace have been listed once."""
+        return len(self._bundle_lists) == 1 + len(resources.TARGET_KINDS) * len(self.settings.watch_namespaces or ("",))
+
+    def _enqueue_bundles(self, names: Any = None) -> None:
+        for name in self.state.bundles if names is None else names:
+            self.queue.add((Kind.BUNDLE, "", name))
+
+    def observe_namespace(self, event_type: str | None, body: dict[str, Any]) -> None:
+        meta = body["metadata"]
+        name = meta["name"]
+        labels = dict(meta.get("labels") or {})
+        if event_type == "DELETED" or meta.get("deletionTimestamp"):
+            changed = self.state.namespaces.pop(name, None) is not None
+        else:
+            changed = self.state.namespaces.get(name) != labels
+            self.state.namespaces[name] = labels
+        if changed and self.bundle_inputs_listed:
+            self._enqueue_bundles()
+
+    def bundle_target_seen(
+        self, kind: str, event_type: str | None, body: dict[str, Any], *, ours: bool = False
+    ) -> None:
+        """A ConfigMap or Secret carrying the Bundle label (from its watch, or as we just wrote it: ``ours``)."""
+        meta = body["metadata"]
+        key = (kind, meta["namespace"], meta["name"])
+        bundle = (meta.get("labels") or {}).get(resources.BUNDLE_LABEL, "")
+        known = self.state.bundle_targets.get(key)
+        if event_type == "DELETED":
+            self.state.bundle_targets.pop(key, None)
+        else:
+            rv = meta["resourceVersion"]
+            if known is not None and not newer_or_equal(rv, known.resource_version):
+                return
+            if known is not None and known.resource_version == rv:
+                return  # our own write, recorded when it was answered
+            data = body.get("data") or {}
+            digests = {
+                k: content_digest(base64.b64decode(v) if kind == "Secret" else v)
+                for k, v in data.items()
+                if isinstance(v, str)
+            }
+            self.state.bundle_targets[key] = BundleTarget(rv, bundle, resources.owner_uids(body), digests)
+        if not ours and self.bundle_inputs_listed and bundle in self.state.bundles:
+            self.queue.add((Kind.BUNDLE, "", bundle))  # changed or deleted by someone else: put right
+
+    def _namespaces_listed(self, present: set[tuple[str, str]]) -> None:
+        for gone in [ns for ns in self.state.namespaces if ("", ns) not in present]:
+            del self.state.namespaces[gone]
+        self._bundle_list_arrived("Namespace")
+
+    def _targets_listed(self, kind: str, namespace: str | None, present: set[tuple[str, str]]) -> None:
+        """After a (re)list of one kind of target in one watched namespace (None: all): forget those deleted
+        while the watch was away."""
+        for key in list(self.state.bundle_targets):
+            if key[0] == kind and (namespace is None or key[1] == namespace) and (key[1], key[2]) not in present:
+                del self.state.bundle_targets[key]
+        self._bundle_list_arrived(f"{kind}/{namespace or ''}")
+
+    def _bundle_list_arrived(self, what: str) -> None:
+        self._bundle_lists.add(what)
+        if self.bundle_inputs_listed:
+            self._enqueue_bundles()
+
+    async def watch_bundle_inputs(self) -> None:
+        """Watch namespaces' labels and the objects Bundles write (ConfigMaps and Secrets with the Bundle label)
+        until cancelled."""
+        namespaces = self.settings.watch_namespaces or (None,)
+        watches = [
+            ListWatch(
+                self.api,
+                "/api/v1/namespaces",
+                label_selector="",
+                on_event=self.observe_namespace,
+                on_listed=self._namespaces_listed,
+                metadata_only=True,
+            )
+        ]
+        watches += [
+            ListWatch(
+                self.api,
+                resources.target_path(kind, ns),
+                label_selector=resources.BUNDLE_LABEL,
+                on_event=functools.partial(self.bundle_target_seen, kind),
+                on_listed=functools.partial(self._targets_listed, kind, ns),
+            )
+            for kind in resources.TARGET_KINDS
+            for ns in namespaces
+        ]
+        await asyncio.gather(*(w.run() for w in watches))
 
 
 def request_is_final(status: dict[str, Any]) -> bool:

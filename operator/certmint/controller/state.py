@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
 from certmint.controller.status import CertificateStatus
+from certmint.core.bundle import BundleSpec
 from certmint.core.decisions import RENEW_REQUEST
 from certmint.core.spec import CertificateRequestSpec, CertificateSpec, IssuerRef, IssuerSpec, SpecError, shared
 from certmint.pki.keys import PrivateKey
@@ -36,6 +37,7 @@ class Kind(enum.StrEnum):
     ISSUER = "Issuer"
     CLUSTER_ISSUER = "ClusterIssuer"
     REQUEST = "CertificateRequest"
+    BUNDLE = "Bundle"
 
 
 Key = tuple[Kind, str, str]  # (kind, namespace or "", name)
@@ -220,6 +222,31 @@ class RequestRecord:
 
 
 @dataclass
+class BundleRecord:
+    name: str
+    uid: str
+    generation: int
+    resource_version: str
+    spec: BundleSpec | None
+    spec_error: str | None
+    status: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class BundleTarget:
+    """A ConfigMap or Secret carrying the Bundle label, as its watch last delivered it: its resourceVersion, the
+    Bundle its label names, the UIDs of its owners, and the digest (core.bundle.content_digest) of each data key."""
+
+    resource_version: str
+    bundle: str
+    owner_uids: frozenset[str]
+    digests: Mapping[str, str]
+
+
+TargetKey = tuple[str, str, str]  # (ConfigMap or Secret, namespace, name)
+
+
+@dataclass
 class State:
     certificates: dict[NamespacedName, CertificateRecord] = field(default_factory=dict)
     issuers: dict[IssuerKey, IssuerRecord] = field(default_factory=dict)
@@ -233,6 +260,14 @@ class State:
     secrets_to_read: set[NamespacedName] = field(default_factory=set)
     # CertificateRequests being signed inline by the certificate reconciler right now.
     inflight_requests: set[NamespacedName] = field(default_factory=set)
+    bundles: dict[str, BundleRecord] = field(default_factory=dict)
+    # Labels of every namespace (the Bundles' namespace selectors), and whether they have been listed.
+    namespaces: dict[str, Mapping[str, str]] = field(default_factory=dict)
+    namespaces_listed: bool = False
+    bundle_targets: dict[TargetKey, BundleTarget] = field(default_factory=dict)
+
+    def bundles_using_issuer(self, name: str) -> list[str]:
+        return [b.name for b in self.bundles.values() if b.spec is not None and name in b.spec.issuers]
 
     def issuer_for(self, namespace: str, ref: IssuerRef) -> IssuerRecord | None:
         kind = Kind(ref.kind)
@@ -331,6 +366,20 @@ def parse_issuer(kind: Kind, body: dict[str, Any]) -> IssuerRecord:
     return IssuerRecord(
         kind=kind,
         namespace=meta.get("namespace") or "",
+        name=meta["name"],
+        uid=meta["uid"],
+        generation=int(meta.get("generation", 1)),
+        resource_version=meta["resourceVersion"],
+        spec=spec,
+        spec_error=error,
+        status=dict(body.get("status") or {}),
+    )
+
+
+def parse_bundle(body: dict[str, Any]) -> BundleRecord:
+    meta = body["metadata"]
+    spec, error = _parse_spec(BundleSpec.from_dict, body)
+    return BundleRecord(
         name=meta["name"],
         uid=meta["uid"],
         generation=int(meta.get("generation", 1)),

@@ -436,10 +436,13 @@ class KubeClient:
     async def merge_patch(self, path: str, body: JSON) -> JSON:
         return await self.request("PATCH", path, body=body, content_type="application/merge-patch+json")
 
-    async def delete(self, path: str, *, propagation: str = "Background") -> bool:
-        """Delete; False when it was already gone (deletes are idempotent)."""
+    async def delete(self, path: str, *, propagation: str = "Background", resource_version: str | None = None) -> bool:
+        """Delete (only at ``resource_version`` when given: a precondition); False when it was already gone."""
+        body: JSON = {"propagationPolicy": propagation}
+        if resource_version is not None:
+            body["preconditions"] = {"resourceVersion": resource_version}
         try:
-            await self.request("DELETE", path, body={"propagationPolicy": propagation})
+            await self.request("DELETE", path, body=body)
         except ApiError as e:
             if e.not_found:
                 return False

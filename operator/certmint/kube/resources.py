@@ -42,6 +42,7 @@ def plural(kind: str) -> str:
         "CertificateRequest": "certificaterequests",
         "Issuer": "issuers",
         "ClusterIssuer": "clusterissuers",
+        "Bundle": "bundles",
     }[kind]
 
 
@@ -147,6 +148,103 @@ def owner_reference(owner: ObjectRef) -> JSON:
         "controller": True,
         "blockOwnerDeletion": False,
     }
+
+
+# -- Bundle targets and ClusterTrustBundles ----------------------------------------------------------------
+
+# The label on every object a Bundle writes (its value: the Bundle's name); the operator watches those only.
+BUNDLE_LABEL = f"{GROUP}/bundle"
+TARGET_KINDS = {"ConfigMap": "configmaps", "Secret": "secrets"}
+CTB_GROUP = "certificates.k8s.io"
+CTB_VERSIONS = ("v1", "v1beta1")  # the first one the API server serves is used
+
+
+def target_path(kind: str, namespace: str | None, name: str | None = None) -> str:
+    """A Bundle target's collection (every namespace when ``namespace`` is None) or object."""
+    base = f"/api/v1/namespaces/{namespace}/{TARGET_KINDS[kind]}" if namespace else f"/api/v1/{TARGET_KINDS[kind]}"
+    return f"{base}/{name}" if name else base
+
+
+def target_data(obj: JSON, key: str) -> str | None:
+    """The text under ``key`` of a ConfigMap or Secret as the API returns it (None: no such key)."""
+    if obj.get("kind") == "Secret" or "type" in obj:
+        raw = (obj.get("data") or {}).get(key)
+        return None if raw is None else base64.b64decode(raw).decode(errors="replace")
+    value = (obj.get("data") or {}).get(key)
+    return value if isinstance(value, str) else None
+
+
+def _target_payload(kind: str, key: str, text: str) -> JSON:
+    if kind == "Secret":
+        return {"data": {key: base64.b64encode(text.encode()).decode()}}
+    return {"data": {key: text}}
+
+
+async def create_target(
+    api: KubeClient, kind: str, namespace: str, name: str, *, key: str, text: str, owner: ObjectRef
+) -> JSON:
+    meta: JSON = {"name": name, "labels": {BUNDLE_LABEL: owner.name}, "ownerReferences": [owner_reference(owner)]}
+    body: JSON = {"apiVersion": "v1", "kind": kind, "metadata": meta, **_target_payload(kind, key, text)}
+    if kind == "Secret":
+        body["type"] = "Opaque"
+    return await api.create(target_path(kind, namespace), body)
+
+
+async def update_target(
+    api: KubeClient, kind: str, namespace: str, name: str, *, resource_version: str, key: str, text: str
+) -> JSON:
+    """One merge patch of the Bundle's key, guarded by resourceVersion (other keys are left alone)."""
+    body: JSON = {"metadata": {"resourceVersion": resource_version}, **_target_payload(kind, key, text)}
+    return await api.merge_patch(target_path(kind, namespace, name), body)
+
+
+async def read_target(api: KubeClient, kind: str, namespace: str, name: str) -> JSON | None:
+    return await api.get(target_path(kind, namespace, name))
+
+
+async def delete_target(api: KubeClient, kind: str, namespace: str, name: str, *, resource_version: str) -> bool:
+    """Delete one of ours, only as we last saw it (a precondition on its resourceVersion)."""
+    return await api.delete(target_path(kind, namespace, name), resource_version=resource_version)
+
+
+async def read_source(api: KubeClient, kind: str, namespace: str, name: str) -> JSON | None:
+    """A Bundle's source Secret or ConfigMap (in the operator's namespace)."""
+    return await api.get(target_path(kind, namespace, name))
+
+
+async def cluster_trust_bundle_version(api: KubeClient) -> str | None:
+    """The certificates.k8s.io version that serves clustertrustbundles here, or None when none does."""
+    for version in CTB_VERSIONS:
+        found = await api.get(f"/apis/{CTB_GROUP}/{version}")
+        if found and any(r.get("name") == "clustertrustbundles" for r in found.get("resources") or []):
+            return version
+    return None
+
+
+def cluster_trust_bundle_path(version: str, name: str | None = None) -> str:
+    base = f"/apis/{CTB_GROUP}/{version}/clustertrustbundles"
+    return f"{base}/{name}" if name else base
+
+
+async def read_cluster_trust_bundle(api: KubeClient, version: str, name: str) -> JSON | None:
+    return await api.get(cluster_trust_bundle_path(version, name))
+
+
+async def create_cluster_trust_bundle(api: KubeClient, version: str, name: str, *, pem: str, owner: ObjectRef) -> JSON:
+    body: JSON = {
+        "apiVersion": f"{CTB_GROUP}/{version}",
+        "kind": "ClusterTrustBundle",
+        "metadata": {"name": name, "labels": {BUNDLE_LABEL: owner.name}, "ownerReferences": [owner_reference(owner)]},
+        "spec": {"trustBundle": pem},
+    }
+    return await api.create(cluster_trust_bundle_path(version), body)
+
+
+async def update_cluster_trust_bundle(
+    api: KubeClient, version: str, name: str, *, resource_version: str, pem: str
+) -> JSON:
+    body: JSON = {"metadata": {"resourceVersion": resource_version}, "spec": {"trustBundle": pem}}
+    return await api.merge_patch(cluster_trust_bundle_path(version, name), body)
 
 
 # -- certmint objects ------------------------------------------------------------------------------------

@@ -75,7 +75,7 @@ class ListWatch:
             ):
                 for item in page.pop("items", None) or []:  # one page in memory at a time
                     meta = item["metadata"]
-                    present.add((meta["namespace"], meta["name"]))
+                    present.add((meta.get("namespace", ""), meta["name"]))
                     self.on_event("ADDED", item)
                 resource_version = str(page["metadata"]["resourceVersion"])
         except ApiError as e:
