@@ -19,6 +19,11 @@ CERTMINT_TRUST_PROPAGATION_SECONDS (default 120)
     How long a root's next one stays in ca.crt before it replaces the current one, and twice this long
     the old one stays after: time for the kubelet to refresh Secret volumes (its default sync period
     is 1 minute, plus jitter) and for applications to reload them. 0 replaces a root at once.
+CERTMINT_ROTATION_REISSUE_RATE (default 20)
+    After an issuer's CA changes, the certificates it signed under the previous CA that their peers still
+    trust are re-issued spread over the trust propagation time, or longer when needed to keep the average
+    at this many re-issues per second (10,000 certificates at 20/s: 500 s). Renewals that fall due meanwhile
+    are not held back.
 CERTMINT_MIN_RENEWAL_INTERVAL_SECONDS (default 30)
     No certificate is renewed sooner than this after it was issued (at most half its lifetime): a
     floor under the time between two issuances of one Certificate, whatever its renewBefore says.
@@ -75,6 +80,7 @@ class Settings:
     jitter_fraction: float = 0.1
     min_renewal_interval: float = 30.0
     trust_propagation_seconds: float = 120.0
+    rotation_reissue_rate: float = 20.0
     issuer_recheck_seconds: float = 60.0
     post_events: bool = True
     keygen_processes: int = 1
@@ -99,6 +105,7 @@ class Settings:
                 trust_propagation_seconds=float(
                     e.get("CERTMINT_TRUST_PROPAGATION_SECONDS", cls.trust_propagation_seconds)
                 ),
+                rotation_reissue_rate=float(e.get("CERTMINT_ROTATION_REISSUE_RATE", cls.rotation_reissue_rate)),
                 issuer_recheck_seconds=float(e.get("CERTMINT_ISSUER_RECHECK_SECONDS", cls.issuer_recheck_seconds)),
                 post_events=_bool(e.get("CERTMINT_POST_EVENTS", "true")),
                 keygen_processes=int(e.get("CERTMINT_KEYGEN_PROCESSES", cls.keygen_processes)),
@@ -115,6 +122,8 @@ class Settings:
             raise SystemExit(f"certmint: invalid configuration: {err}") from err
         if settings.leader_election and not 0 < settings.lease_renew < settings.lease_duration:
             raise SystemExit("certmint: CERTMINT_LEASE_RENEW_SECONDS must be below CERTMINT_LEASE_DURATION_SECONDS")
+        if settings.rotation_reissue_rate <= 0:
+            raise SystemExit("certmint: CERTMINT_ROTATION_REISSUE_RATE must be above 0")
         if settings.workers < 1 or not 0 <= settings.jitter_fraction < 0.5:
             raise SystemExit("certmint: CERTMINT_WORKERS must be >= 1 and CERTMINT_JITTER_FRACTION in [0, 0.5)")
         return settings

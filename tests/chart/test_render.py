@@ -243,6 +243,8 @@ def expected_grants(scopes: list[str], namespace: str, *, leader_election: bool 
     if scopes != ["cluster"] and namespace not in scopes:
         grants |= _expand(namespace, "", ["secrets"], ["get"])  # ClusterIssuer CA Secrets, Bundle source Secrets
         grants |= _expand(namespace, "", ["configmaps"], ["get"])  # Bundle source ConfigMaps
+    if scopes != ["cluster"] and "default" not in scopes:
+        grants |= _expand("default", "", ["events"], ["create"])  # Events about Bundles (cluster-scoped)
     if leader_election:
         grants |= _expand(namespace, "coordination.k8s.io", ["leases"], ["create"])
         grants |= _expand(namespace, "coordination.k8s.io", ["leases"], ["get", "patch"], "certmint-operator")

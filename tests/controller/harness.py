@@ -119,6 +119,8 @@ def controller_settings(**overrides: Any) -> Settings:
         "http_port": 0,
         "leader_election": False,
         "identity": "controller-tier",
+        # A rotation's re-issues unpaced: the fake clock only moves when a test says so (pacing has its own test).
+        "rotation_reissue_rate": 1e9,
     }
     base.update(overrides)
     return Settings(**base)

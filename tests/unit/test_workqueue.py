@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from certmint.controller.workqueue import WorkQueue
+from certmint.controller.workqueue import Pacer, WorkQueue
 
 
 async def test_burst_of_adds_collapses_into_one_reconcile() -> None:
@@ -332,3 +332,39 @@ async def test_wake_fires_a_timer_the_moved_clock_made_due_without_waiting_for_i
     q.wake()
     await asyncio.wait_for(fired.wait(), 5)  # seconds, not the hour the timer task was sleeping for
     await q.stop()
+
+
+# -- Pacer: a rotation's re-issues at a set rate ----------------------------------------------------------
+
+
+def test_pacer_spaces_keys_at_its_rate_and_keeps_each_keys_turn() -> None:
+    pacer: Pacer[str] = Pacer(rate=10.0)
+    turns = {key: pacer.admit(key, 100.0) for key in "abcd"}
+    assert turns["a"] is None  # the first goes at once
+    assert turns["b"] == pytest.approx(100.1) and turns["c"] == pytest.approx(100.2)
+    assert turns["d"] == pytest.approx(100.3)
+    # Asking again early gives the same turn; a newcomer queues behind the others, not in front.
+    assert pacer.admit("c", 100.05) == pytest.approx(100.2)
+    assert pacer.admit("e", 100.05) == pytest.approx(100.4)
+    # At its turn a key goes, even though others asked meanwhile; its turn is used up.
+    assert pacer.admit("b", 100.1) is None
+    assert "b" not in pacer.reserved
+
+
+def test_pacer_goes_at_once_when_idle_and_forgets_turns_never_taken() -> None:
+    pacer: Pacer[str] = Pacer(rate=2.0)
+    assert pacer.admit("a", 0.0) is None
+    assert pacer.admit("gone", 0.0) == pytest.approx(0.5)  # its object is deleted: it never comes back
+    assert pacer.admit("b", 10.0) is None  # long after: no queue left
+    assert pacer.admit("c", 200.0) is None
+    assert "gone" not in pacer.reserved
+
+
+def test_pacer_makes_up_no_missed_turns_in_a_burst() -> None:
+    pacer: Pacer[str] = Pacer(rate=10.0)
+    turns = [pacer.admit(key, 0.0) for key in "abcde"]
+    assert turns[1:] == pytest.approx([0.1, 0.2, 0.3, 0.4])
+    # The queue was busy for a second: all four come back late. One goes; the others take new turns, 0.1 s apart.
+    late = [pacer.admit(key, 1.0) for key in "bcde"]
+    assert late[0] is None
+    assert late[1:] == pytest.approx([1.1, 1.2, 1.3])

@@ -302,7 +302,8 @@ async def _event(op: Operator, rec: BundleRecord, type_: str, reason: str, messa
             message=message,
             component=COMPONENT,
             now=op.now(),
-            fallback_namespace=op.settings.namespace,
+            # The API server keeps Events about a cluster-scoped object in "default" (or ""), nowhere else.
+            fallback_namespace="default",
         )
     except ApiError as e:
         log.debug("posting an Event failed: %s", e)

@@ -52,6 +52,7 @@ from certmint.core.decisions import (
     RENEWING,
     ROOT_RETIRE_AT,
     ROOT_SWITCH_AT,
+    ROOT_SWITCHED_AT,
     IssuerIdentity,
     Ownership,
     Reason,
@@ -81,6 +82,7 @@ NEXT_KEY: Final = "next-tls.key"
 #: When the staged root becomes the Secret's key pair; when the old root leaves its ca.crt (RFC 3339).
 SWITCH_AT: Final = ROOT_SWITCH_AT
 RETIRE_AT: Final = ROOT_RETIRE_AT
+SWITCHED_AT: Final = ROOT_SWITCHED_AT
 
 #: Part of every status.verified.issuer digest. Bump it when plan() would judge an unchanged Secret differently
 #: than the released version does (a new check, a new repair): statuses verified under the old judgement are
@@ -126,6 +128,7 @@ class IssuerView:
     trust_anchor_pem: bytes | None = None  # what ca.crt must hold (a CA issuer): its trust anchors, as a PEM bundle
     anchor_key_ids: frozenset[str] = frozenset()  # key ids of those anchors
     ca_since: datetime.datetime | None = None  # when the current CA was first seen (IssuerRecord.ca_since)
+    reissue_window: datetime.timedelta | None = None  # IssuerRecord.reissue_window; None: trust_propagation
 
     @property
     def description(self) -> str:
@@ -156,6 +159,9 @@ class Snapshot:
     trust_propagation: datetime.timedelta = datetime.timedelta(0)  # 0: a root is replaced at once (no Stage)
     # A root's: certificates of issuers on its Secret still signed by the previous root (ReissueScheduled).
     pending_reissues: int = 0
+    # For a root with phases: certificates (and Bundles) of the issuers on its Secret whose trust set does not
+    # hold the issuer's current anchors yet (their last good pass was under other anchors).
+    pending_announcements: int = 0
     renew_request: str | None = None  # the Certificate's RENEW_REQUEST annotation
 
     @property
@@ -203,6 +209,9 @@ class Issue:
     key: PrivateKey | None  # the Secret's key to keep (rotationPolicy Never), else None: a new one
     reuse: Signed | None  # signed by an earlier pass for this revision: store it, sign nothing
     takeover: str | None = None  # as Keep.takeover
+    # A rotation's re-issue of a certificate its peers still trust: the controller paces these to
+    # CERTMINT_ROTATION_REISSUE_RATE (renewals and everything else go at once).
+    paced: bool = False
 
     @property
     def still_valid(self) -> bool:
@@ -245,12 +254,15 @@ class Stage:
 
 @dataclass(frozen=True, slots=True)
 class Staged:
-    """A next root is staged and its switch time has not come: keep the current one, look again then."""
+    """A next root is staged and its switch time has not come: keep the current one, look again at ``wake_at``."""
 
     facts: CertificateFacts  # the current root's
     renewal_time: datetime.datetime
     switch_at: datetime.datetime
     next_serial: str
+    wake_at: datetime.datetime
+    pending: int = 0  # trust sets the next root has not reached yet
+    postponed: bool = False  # switch_at is later than the Secret's annotation says: write it
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,22 +335,28 @@ def _plan_read(s: Snapshot, secret: SecretData | None) -> Plan:
         return dataclasses.replace(_keep(s, secret, facts, renewal_time), takeover=takeover)
     assert reason is not None
     spread_at = _spread_reissue(s, reason, facts, renewal_time)
-    if spread_at is not None and facts is not None and renewal_time is not None and secret is not None:
+    if spread_at is not None and s.now < spread_at and renewal_time is not None and secret is not None:
+        assert facts is not None
         kept = _keep(s, secret, facts, renewal_time)
         why = f"{reason.message}; its peers still trust it: re-issued at {rfc3339(spread_at)}, after the CA change"
         return dataclasses.replace(kept, takeover=takeover, wake_at=spread_at, deferred=why)
     renewing = renewal_time if facts is not None and reason.code in (RENEWING, MANUALLY_TRIGGERED) else None
     decision = _issue(s, secret, reason, renewing)
-    return dataclasses.replace(decision, takeover=takeover) if isinstance(decision, Issue) else decision
+    if isinstance(decision, Issue):
+        return dataclasses.replace(decision, takeover=takeover, paced=spread_at is not None)
+    return decision
 
 
 def _spread_reissue(
     s: Snapshot, reason: Reason, facts: CertificateFacts | None, renewal_time: datetime.datetime | None
 ) -> datetime.datetime | None:
-    """When a certificate signed by the issuer's previous CA is re-issued, if later than now: only while its peers
-    still trust it (signed by one of the issuer's trust anchors: a rotated root kept in ca.crt) and no renewal is
-    due; then spread over the trust propagation time after the CA changed, by a hash of the certificate, so that
-    a rotation does not re-issue everything at once and is done before the previous root is retired."""
+    """When a certificate signed by the issuer's previous CA is to be re-issued (None: at once, unpaced).
+
+    Only while its peers still trust it (signed by one of the issuer's trust anchors: a rotated root kept in
+    ca.crt) and no renewal is due; then spread over the issuer's re-issue window after the CA changed (the trust
+    propagation time, longer when CERTMINT_ROTATION_REISSUE_RATE needs it), by a hash of the certificate, so that
+    a rotation does not re-issue everything at once; the controller also paces them to that rate (Issue.paced).
+    The previous root is retired only once none is left (pending_reissues)."""
     issuer = s.issuer
     if reason.code != INCORRECT_ISSUER or facts is None or renewal_time is None or issuer.ca_since is None:
         return None
@@ -347,8 +365,8 @@ def _spread_reissue(
     if facts.issuer_key_id is None or facts.issuer_key_id not in issuer.anchor_key_ids:
         return None
     digest = hashlib.sha256(f"{s.uid}/{facts.serial_number}".encode()).digest()
-    at = issuer.ca_since + s.trust_propagation * (int.from_bytes(digest[:4], "big") / 2**32)
-    return at if s.now < at else None
+    window = issuer.reissue_window or s.trust_propagation
+    return issuer.ca_since + window * (int.from_bytes(digest[:4], "big") / 2**32)
 
 
 def _rotates_roots(s: Snapshot) -> bool:
@@ -367,12 +385,15 @@ def _root_phase(s: Snapshot, secret: SecretData, decision: Plan) -> Plan:
     staged = _staged_next(s, secret) if switch_at is not None else None
     if staged is not None and current is not None and switch_at is not None:
         next_facts, chain_pem, key_pem = staged
-        if s.now >= switch_at:
+        step = _next_step(s, switch_at, s.pending_announcements)
+        if step is None or s.now >= current.not_after:  # (an expired root protects nothing: switched at once)
             revision = max(int(s.status.get("revision") or 0), stored_revision(None, secret.annotations)) + 1
             return Switch(next_facts, chain_pem, key_pem, revision, s.now + 2 * s.trust_propagation)
+        at, wake = step
         renewal_time = renewal_time_for(s, current)
-        if s.now < current.not_after:
-            return Staged(current, renewal_time, switch_at, next_facts.serial_number)
+        return Staged(
+            current, renewal_time, at, next_facts.serial_number, wake, s.pending_announcements, at != switch_at
+        )
     if (
         isinstance(decision, Issue)
         and decision.key is None  # a new key: a new root (rotationPolicy Never keeps the root's key: no change)
@@ -386,13 +407,35 @@ def _root_phase(s: Snapshot, secret: SecretData, decision: Plan) -> Plan:
         return Stage(decision, current_pem, s.now + s.trust_propagation)
     retire_at = _annotation_time(secret, RETIRE_AT)
     if isinstance(decision, Keep) and retire_at is not None:
-        if s.now >= retire_at and s.pending_reissues:  # not while a certificate signed under the old root is left
-            return dataclasses.replace(decision, wake_at=s.now + s.trust_propagation / 4)
-        if s.now >= retire_at:
+        step = _next_step(s, retire_at, s.pending_reissues)
+        if step is None:
             own = load_pem_chain(secret.data["tls.crt"])[0].public_bytes(Encoding.PEM)
             return dataclasses.replace(decision, ca_crt=own, retire=True)
-        return dataclasses.replace(decision, wake_at=retire_at)
+        at, wake = step
+        if at != retire_at:
+            return dataclasses.replace(
+                decision, annotations={**decision.annotations, RETIRE_AT: rfc3339(at)}, wake_at=wake
+            )
+        return dataclasses.replace(decision, wake_at=wake)
     return decision
+
+
+def _next_step(s: Snapshot, at: datetime.datetime, pending: int) -> tuple[datetime.datetime, datetime.datetime] | None:
+    """A rotation step due ``at`` (switch, retire) with ``pending`` certificates it waits for: None to take it now,
+    else when it is due (``at``, or later: postponed) and when to look again.
+
+    The step waits for what it depends on (every trust set holding the next root; no certificate left under the
+    old root), and then for most of a propagation time more, so that a workload that just got the last change
+    has time to load it. While something is pending, the root looks every quarter propagation time; within the
+    last three quarters before the step, anything pending postpones the step to a whole propagation time from
+    now. So a step comes at least half a propagation time after the last change it waited for (seen pending at
+    most a quarter before it happened), also when the operator was down at the step's time."""
+    p = s.trust_propagation
+    if not pending:
+        return None if s.now >= at else (at, at)
+    if s.now < at - p * 3 / 4:
+        return at, at - p * 3 / 4
+    return max(at, s.now + p), s.now + p / 4
 
 
 def _annotation_time(secret: SecretData, key: str) -> datetime.datetime | None:

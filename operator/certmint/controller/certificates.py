@@ -29,6 +29,7 @@ from certmint.controller.certificate_plan import (
     NEXT_KEY,
     RETIRE_AT,
     SWITCH_AT,
+    SWITCHED_AT,
     CertificateReason,
     Fail,
     Failure,
@@ -44,6 +45,7 @@ from certmint.controller.certificate_plan import (
     Switch,
     UnreadSecret,
     Wait,
+    issuer_digest,
     plan,
     renewal_time_for,
     secret_metadata,
@@ -70,7 +72,7 @@ from certmint.pki.keys import (
     generate_private_key_pem,
     load_private_key,
 )
-from certmint.pki.signing import IssuedCertificate, SigningRequest
+from certmint.pki.signing import IssuedCertificate, SigningRequest, fingerprint_sha256
 
 log = logging.getLogger("certmint.certificates")
 COMPONENT = "certmint"
@@ -107,6 +109,12 @@ async def reconcile_certificate(op: Operator, namespace: str, name: str) -> None
         snapshot = dataclasses.replace(snapshot, secret=await _read_secret(op, rec.namespace, rec.spec.secret_name))
         decision = plan(snapshot)
     assert not isinstance(decision, ReadSecret)
+    if isinstance(decision, Issue) and decision.paced:
+        come_back = op.reissue_pacer.admit(key, op.clock())
+        if come_back is not None:  # its peers still trust what it has: it waits for its turn, holding no worker
+            op.queue.add_at(key, come_back)
+            rec.settled = None
+            return
     seen = SeenSecret(_version_of(snapshot.secret))
     waits_for_timer = await _act(op, rec, snapshot, decision, seen)
     if waits_for_timer is None:
@@ -176,6 +184,7 @@ async def _gather(op: Operator, rec: CertificateRecord, spec: CertificateSpec) -
         min_renewal_interval=datetime.timedelta(seconds=op.settings.min_renewal_interval),
         trust_propagation=datetime.timedelta(seconds=op.settings.trust_propagation_seconds),
         pending_reissues=_pending_reissues(op, namespace, spec) if rotates else 0,
+        pending_announcements=_pending_announcements(op, namespace, spec) if rotates else 0,
         renew_request=rec.renew_request,
     )
 
@@ -200,6 +209,35 @@ def _pending_reissues(op: Operator, namespace: str, spec: CertificateSpec) -> in
             rec = op.state.certificates.get(key)
             issuing = _condition_reason(rec.read_status(), "Issuing") if rec is not None else None
             pending += issuing == CertificateReason.REISSUE_SPREAD
+    return pending
+
+
+def _pending_announcements(op: Operator, namespace: str, spec: CertificateSpec) -> int:
+    """For a root CA Certificate: how many trust sets of the issuers on its Secret do not hold those issuers'
+    current anchors yet: certificates whose last good pass (status.verified) was under other anchors, and Bundles
+    that have not written them everywhere. An issuer not checked since the Secret changed counts as one: what
+    its anchors are is not known yet. Decodes those certificates' statuses (see _pending_reissues)."""
+    pending = 0
+    for key in op.state.issuers_with_ca_secret(namespace, spec.secret_name, op.settings.namespace):
+        issuer = op.state.issuers.get(key)
+        if issuer is None:
+            continue
+        digest = issuer_digest(issuer.identity_token)
+        authority = issuer.authority
+        if digest is None or authority is None:
+            pending += 1
+            continue
+        for cert in op.state.certificates_using(key):
+            rec = op.state.certificates.get(cert)
+            verified = rec.read_status().get("verified") if rec is not None else None
+            pending += verified is not None and verified.get("issuer") != digest
+        if key[0] is Kind.CLUSTER_ISSUER:
+            wanted = {fingerprint_sha256(a) for a in authority.trust_anchors}
+            for name in op.state.bundles_using_issuer(key[2]):
+                status = op.state.bundles[name].status
+                have = {a.get("fingerprint") for a in status.get("anchors") or []}
+                everywhere = all(t.get("inSync") == t.get("namespaces") for t in status.get("targets") or [])
+                pending += not (wanted <= have and everywhere)
     return pending
 
 
@@ -248,6 +286,7 @@ def _issuer_view(spec: CertificateSpec, issuer: IssuerRecord | None) -> IssuerVi
         trust_anchor_pem=anchor,
         anchor_key_ids=authority.anchor_key_ids if authority is not None else frozenset(),
         ca_since=issuer.ca_since,
+        reissue_window=issuer.reissue_window,
     )
 
 
@@ -277,8 +316,7 @@ async def _act(op: Operator, rec: CertificateRecord, s: Snapshot, decision: Plan
     if isinstance(decision, Stage):
         return await _issue(op, rec, s, decision.issue, seen, stage=decision)
     if isinstance(decision, Staged):
-        await _staged(op, rec, s, decision)
-        return True
+        return await _staged(op, rec, s, decision, seen)
     if isinstance(decision, Switch):
         assert isinstance(s.secret, SecretData)
         return await _switch(op, rec, s, s.secret, decision, seen)
@@ -300,7 +338,7 @@ async def _keep(
     if keep.repairs:
         annotations: dict[str, str | None] = {**keep.annotations}
         if keep.retire:
-            annotations[RETIRE_AT] = None
+            annotations[RETIRE_AT] = annotations[SWITCHED_AT] = None
         updated = await resources.update_secret(
             op.api,
             secret.namespace,
@@ -348,10 +386,34 @@ async def _keep(
 # -- a root's rotation: staged, then switched (certificate_plan's module docs) ---------------------------
 
 
-async def _staged(op: Operator, rec: CertificateRecord, s: Snapshot, staged: Staged) -> None:
+async def _staged(op: Operator, rec: CertificateRecord, s: Snapshot, staged: Staged, seen: SeenSecret) -> bool | None:
+    if staged.postponed:
+        assert isinstance(s.secret, SecretData)
+        try:
+            written = await resources.update_secret(
+                op.api,
+                rec.namespace,
+                s.spec.secret_name,
+                resource_version=s.secret.resource_version,
+                data=None,
+                labels={},
+                annotations={SWITCH_AT: rfc3339(staged.switch_at)},
+            )
+        except ApiError as e:
+            return await _secret_write_refused(op, rec, s, e, valid=True)
+        op.secret_written(rec.namespace, s.spec.secret_name, written.resource_version)
+        seen.resource_version = written.resource_version
+        log.info(
+            "Certificate %s/%s: %d trust set(s) lack the next root: its switch is postponed to %s",
+            rec.namespace,
+            rec.name,
+            staged.pending,
+            rfc3339(staged.switch_at),
+        )
+    waiting = f"; {staged.pending} trust set(s) do not have it yet" if staged.pending else ""
     message = (
         f"next root (serial {staged.next_serial}) is in {s.where}'s ca.crt and reaches the certificates of its "
-        f"issuers; it replaces the current one at {rfc3339(staged.switch_at)}"
+        f"issuers{waiting}; it replaces the current one at {rfc3339(staged.switch_at)}"
     )
     ready = Condition(
         "Ready", "True", CertificateReason.READY, f"certificate is valid until {rfc3339(staged.facts.not_after)}"
@@ -359,8 +421,9 @@ async def _staged(op: Operator, rec: CertificateRecord, s: Snapshot, staged: Sta
     issuing = Condition("Issuing", "True", CertificateReason.ROOT_STAGED, message)
     await _write_status(op, rec, s.status, [ready, issuing], {})
     _observe_metrics(rec, s.spec, staged.facts.not_after, staged.renewal_time, "True")
-    op.schedule((Kind.CERTIFICATE, rec.namespace, rec.name), staged.switch_at)
+    op.schedule((Kind.CERTIFICATE, rec.namespace, rec.name), staged.wake_at)
     metrics.set_rotation_step(rec.namespace, rec.name, "switch", staged.switch_at.timestamp())
+    return True
 
 
 async def _switch(
@@ -376,7 +439,12 @@ async def _switch(
             resource_version=secret.resource_version,
             data={"tls.crt": switch.chain_pem, "tls.key": switch.key_pem, NEXT_CRT: None, NEXT_KEY: None},
             labels=labels,
-            annotations={**annotations, SWITCH_AT: None, RETIRE_AT: rfc3339(switch.retire_at)},
+            annotations={
+                **annotations,
+                SWITCH_AT: None,
+                RETIRE_AT: rfc3339(switch.retire_at),
+                SWITCHED_AT: rfc3339(op.now()),
+            },
         )
     except ApiError as e:
         return await _secret_write_refused(op, rec, s, e, valid=True)
@@ -516,7 +584,7 @@ async def _issue(
     written_annotations: dict[str, str | None] = {**annotations}
     if isinstance(current, SecretData):  # a root replaced at once: no phase of an earlier rotation stays behind
         data.update({k: None for k in (NEXT_CRT, NEXT_KEY) if k in current.data})
-        written_annotations.update({k: None for k in (SWITCH_AT, RETIRE_AT) if k in current.annotations})
+        written_annotations.update({k: None for k in (SWITCH_AT, RETIRE_AT, SWITCHED_AT) if k in current.annotations})
     owner = _ref(rec) if spec.secret_deletion_policy == "Delete" else None
     try:
         if current is None:

@@ -61,7 +61,13 @@ async def _check(op: Operator, rec: IssuerRecord, now: datetime.datetime) -> Ver
         )
     previous = rec.authority.fingerprint_sha256 if rec.authority is not None else None
     if verdict.authority is not None and verdict.authority.fingerprint_sha256 != previous:
-        rec.ca_since = now
+        # From the switch the CA Secret records (a restart in the middle of a rotation keeps its spread), else now.
+        rec.ca_since = min(verdict.ca_since, now) if verdict.ca_since is not None else now
+        dependents = len(op.state.certificates_using((rec.kind, rec.namespace, rec.name)))
+        rec.reissue_window = max(
+            datetime.timedelta(seconds=op.settings.trust_propagation_seconds),
+            datetime.timedelta(seconds=dependents / op.settings.rotation_reissue_rate),
+        )
     rec.rotation = verdict.rotation
     rec.ready, rec.reason, rec.message, rec.authority, rec.checked = (
         verdict.ready,

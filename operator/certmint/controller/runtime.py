@@ -34,7 +34,7 @@ from certmint.controller.state import (
     parse_issuer,
     parse_request,
 )
-from certmint.controller.workqueue import WorkQueue
+from certmint.controller.workqueue import Pacer, WorkQueue
 from certmint.core.bundle import content_digest
 from certmint.core.decisions import RENEW_REQUEST
 from certmint.kube import resources
@@ -108,6 +108,8 @@ class Operator:
             )
         # Set once every watched namespace's Secrets have been listed (their versions are in state).
         self.secrets_listed = asyncio.Event()
+        # A rotation's re-issues, at most CERTMINT_ROTATION_REISSUE_RATE per second (controller.certificates).
+        self.reissue_pacer: Pacer[Key] = Pacer(settings.rotation_reissue_rate)
         # The lists a Bundle's plan needs (namespaces, and its targets of each kind) that have arrived.
         self._bundle_lists: set[str] = set()
         self._process_pool: concurrent.futures.ProcessPoolExecutor | None = None

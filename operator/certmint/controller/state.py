@@ -190,6 +190,9 @@ class IssuerRecord:
     # one that their peers still trust are re-issued spread over the trust propagation time from then.
     ca_since: datetime.datetime | None = None
     rotation: dict[str, str] | None = None  # the CA Secret's root rotation in progress (Verdict.rotation)
+    # Over how long after ca_since the certificates signed by the previous CA are re-issued (None: the trust
+    # propagation time): longer when the rotation re-issue rate needs it for the certificates using it then.
+    reissue_window: datetime.timedelta | None = None
 
     @property
     def identity_token(self) -> IssuerToken:

@@ -256,3 +256,38 @@ class WorkQueue(Generic[K]):
             delay = self._timers[0][0] - now if self._timers else 3600.0
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._timer_changed.wait(), timeout=max(delay, 0.0))
+
+
+class Pacer(Generic[K]):
+    """Spaces out work that may wait (a rotation's re-issues) to ``rate`` per second, without holding a worker.
+
+    ``admit(key, now)`` says go (None) or when to come back: that time is reserved for ``key``, so coming back
+    then goes at once instead of queueing behind keys that asked meanwhile. A key that comes back later than
+    its turn (the queue was busy) takes a new one: turns that passed unused are not made up in a burst. What
+    never comes back (a deleted object) is forgotten a minute after its time.
+    """
+
+    def __init__(self, rate: float) -> None:
+        self.interval = 1.0 / rate
+        self.next_free = 0.0
+        self.reserved: dict[K, float] = {}
+        self._pruned = 0.0
+
+    def admit(self, key: K, now: float) -> float | None:
+        slot = self.reserved.pop(key, None)
+        if slot is not None:
+            if now < slot - 0.001:
+                self.reserved[key] = slot
+                return slot
+            if now <= slot + self.interval:
+                return None
+        if now > self._pruned + 60:
+            self._pruned = now
+            for stale in [k for k, t in self.reserved.items() if t < now - 60]:
+                del self.reserved[stale]
+        slot = max(now, self.next_free)
+        self.next_free = slot + self.interval
+        if slot <= now:
+            return None
+        self.reserved[key] = slot
+        return slot

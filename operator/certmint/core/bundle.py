@@ -135,7 +135,10 @@ class LabelSelector:
             op = e.get("operator")
             if op not in SELECTOR_OPERATORS:
                 raise _fail(f"{where}.operator", f"must be one of {', '.join(SELECTOR_OPERATORS)}, got {op!r}")
-            values = tuple(e.get("values") or ())
+            raw = e.get("values") or []
+            if not isinstance(raw, list) or not all(isinstance(v, str) for v in raw):
+                raise _fail(f"{where}.values", "must be a list of strings")
+            values = tuple(raw)
             if op in ("In", "NotIn") and not values:
                 raise _fail(f"{where}.values", f"must not be empty for {op}")
             if op in ("Exists", "DoesNotExist") and values:
@@ -299,7 +302,7 @@ def plan_targets(matched: Iterable[str], existing: Mapping[str, TargetFacts], di
                 create.append(ns)
         elif not facts.owned:
             conflicts.append(ns)
-        elif facts.digest == digest:
+        elif digest is not None and facts.digest == digest:
             in_sync += 1
         elif digest is not None:
             update.append((ns, facts.resource_version))

@@ -63,6 +63,9 @@ HANDOVER_TO: Final = "certmint.dev/handover-to"
 #: becomes the key pair, and when the previous root leaves ca.crt (RFC 3339).
 ROOT_SWITCH_AT: Final = "certmint.dev/root-switch-at"
 ROOT_RETIRE_AT: Final = "certmint.dev/root-retire-at"
+#: When the root switched (kept with ROOT_RETIRE_AT): certificates under the previous root are re-issued spread
+#: from then, by whichever process runs the rotation.
+ROOT_SWITCHED_AT: Final = "certmint.dev/root-switched-at"
 
 #: Certificate times have one-second resolution; lifetimes compare within this.
 _LIFETIME_TOLERANCE: Final = timedelta(seconds=2)

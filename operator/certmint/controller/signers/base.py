@@ -27,6 +27,7 @@ class Verdict:
     message: str
     authority: SigningAuthority | None = None
     rotation: dict[str, str] | None = None  # the CA Secret's root rotation in progress: status.rotation
+    ca_since: datetime.datetime | None = None  # when the CA became the signing one, if the CA Secret says
 
 
 @dataclass(frozen=True, slots=True)

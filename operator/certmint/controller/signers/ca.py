@@ -6,8 +6,8 @@ import datetime
 from collections.abc import Mapping
 
 from certmint.controller.signers.base import Refusal, SigningJob, Verdict
-from certmint.core.conditions import rfc3339
-from certmint.core.decisions import ROOT_RETIRE_AT, ROOT_SWITCH_AT, IssuerIdentity
+from certmint.core.conditions import parse_rfc3339, rfc3339
+from certmint.core.decisions import ROOT_RETIRE_AT, ROOT_SWITCH_AT, ROOT_SWITCHED_AT, IssuerIdentity
 from certmint.core.spec import CertificateSpec, IssuerSpec
 from certmint.kube import resources
 from certmint.kube.client import KubeClient
@@ -40,7 +40,12 @@ class CA:
         message = f"signing with CA {authority.subject_text}, valid until {rfc3339(authority.not_after)}"
         if authority.chain_warning is not None:
             message += f"; {where}: {authority.chain_warning}"
-        return Verdict(True, "KeyPairVerified", message, authority, _rotation(secret.annotations))
+        switched = secret.annotations.get(ROOT_SWITCHED_AT)
+        try:
+            since = parse_rfc3339(switched) if switched else None
+        except ValueError:
+            since = None
+        return Verdict(True, "KeyPairVerified", message, authority, _rotation(secret.annotations), since)
 
     def recheck_at(
         self, verdict: Verdict, now: datetime.datetime, interval: datetime.timedelta
