@@ -160,8 +160,11 @@ class Snapshot:
     # A root's: certificates of issuers on its Secret still signed by the previous root (ReissueScheduled).
     pending_reissues: int = 0
     # For a root with phases: certificates (and Bundles) of the issuers on its Secret whose trust set does not
-    # hold the issuer's current anchors yet (their last good pass was under other anchors).
-    pending_announcements: int = 0
+    # hold the issuer's current anchors yet (their last good pass was under other anchors); None: not known yet
+    # (an issuer on it not checked since this process started, or not ready).
+    pending_announcements: int | None = 0
+    # Since when this process has seen nothing pending for the root's next step (CertificateRecord.clear_since).
+    clear_since: datetime.datetime | None = None
     renew_request: str | None = None  # the Certificate's RENEW_REQUEST annotation
 
     @property
@@ -261,7 +264,7 @@ class Staged:
     switch_at: datetime.datetime
     next_serial: str
     wake_at: datetime.datetime
-    pending: int = 0  # trust sets the next root has not reached yet
+    pending: int | None = 0  # trust sets the next root has not reached yet (None: not known yet)
     postponed: bool = False  # switch_at is later than the Secret's annotation says: write it
 
 
@@ -420,22 +423,39 @@ def _root_phase(s: Snapshot, secret: SecretData, decision: Plan) -> Plan:
     return decision
 
 
-def _next_step(s: Snapshot, at: datetime.datetime, pending: int) -> tuple[datetime.datetime, datetime.datetime] | None:
-    """A rotation step due ``at`` (switch, retire) with ``pending`` certificates it waits for: None to take it now,
-    else when it is due (``at``, or later: postponed) and when to look again.
+def _next_step(
+    s: Snapshot, at: datetime.datetime, pending: int | None
+) -> tuple[datetime.datetime, datetime.datetime] | None:
+    """A rotation step due ``at`` (switch, retire) that waits for ``pending`` trust sets or certificates: None to
+    take it now, else when it is due (``at``, or later: postponed, and the annotation rewritten) and when to look
+    again.
 
     The step waits for what it depends on (every trust set holding the next root; no certificate left under the
-    old root), and then for most of a propagation time more, so that a workload that just got the last change
-    has time to load it. While something is pending, the root looks every quarter propagation time; within the
-    last three quarters before the step, anything pending postpones the step to a whole propagation time from
-    now. So a step comes at least half a propagation time after the last change it waited for (seen pending at
-    most a quarter before it happened), also when the operator was down at the step's time."""
+    old root) and comes at least half a propagation time after that was done, so that a workload that got the last
+    change has time to load it. This process knows when it was done only by looking: while something is pending
+    the root looks every quarter propagation time from three quarters before the step, and postpones the step to
+    a whole propagation time after each look that still finds something; the step then comes no earlier than
+    half a propagation time after the first look that found nothing (``s.clear_since``). A restart that finds
+    nothing pending late, after being down, postpones the step by that half. ``pending`` None (not known yet:
+    the issuers are not checked) holds the step and looks again soon."""
     p = s.trust_propagation
-    if not pending:
-        return None if s.now >= at else (at, at)
-    if s.now < at - p * 3 / 4:
-        return at, at - p * 3 / 4
-    return max(at, s.now + p), s.now + p / 4
+    closing = at - p * 3 / 4
+    if pending is None:
+        return at, min(max(closing, s.now), s.now + p / 8)
+    if pending:
+        if s.now < closing:
+            return at, closing
+        return max(at, _whole_second_up(s.now + p)), s.now + p / 4
+    ready = max(at, _whole_second_up((s.clear_since or s.now) + p / 2))
+    if s.now >= ready:
+        return None
+    return ready, ready
+
+
+def _whole_second_up(moment: datetime.datetime) -> datetime.datetime:
+    """A postponed step's time, as its annotation keeps it (whole seconds), never earlier than ``moment``."""
+    whole = moment.replace(microsecond=0)
+    return whole if whole == moment else whole + datetime.timedelta(seconds=1)
 
 
 def _annotation_time(secret: SecretData, key: str) -> datetime.datetime | None:

@@ -169,6 +169,12 @@ async def _gather(op: Operator, rec: CertificateRecord, spec: CertificateSpec) -
         # check (which wakes this Certificate) instead of reporting it missing and retrying in 30 s.
         issuer = dataclasses.replace(issuer, found=True, detail="not seen by the operator's watch yet")
     rotates = spec.is_ca and issuer.own_key_only and op.settings.trust_propagation_seconds > 0  # a root's phases
+    reissues = _pending_reissues(op, namespace, spec) if rotates else 0
+    announcements = _pending_announcements(op, namespace, spec) if rotates else 0
+    now = op.now()
+    # What the root's next step waits for is one of the two (announcements while staged, re-issues after the
+    # switch); the other is 0 then.
+    rec.clear_since = (rec.clear_since or now) if rotates and announcements == 0 and reissues == 0 else None
     return Snapshot(
         namespace=namespace,
         name=rec.name,
@@ -179,12 +185,13 @@ async def _gather(op: Operator, rec: CertificateRecord, spec: CertificateSpec) -
         secret=secret,
         issuer=issuer,
         signed=rec.signed,
-        now=op.now(),
+        now=now,
         jitter_fraction=op.settings.jitter_fraction,
         min_renewal_interval=datetime.timedelta(seconds=op.settings.min_renewal_interval),
         trust_propagation=datetime.timedelta(seconds=op.settings.trust_propagation_seconds),
-        pending_reissues=_pending_reissues(op, namespace, spec) if rotates else 0,
-        pending_announcements=_pending_announcements(op, namespace, spec) if rotates else 0,
+        pending_reissues=reissues,
+        pending_announcements=announcements,
+        clear_since=rec.clear_since,
         renew_request=rec.renew_request,
     )
 
@@ -212,11 +219,11 @@ def _pending_reissues(op: Operator, namespace: str, spec: CertificateSpec) -> in
     return pending
 
 
-def _pending_announcements(op: Operator, namespace: str, spec: CertificateSpec) -> int:
+def _pending_announcements(op: Operator, namespace: str, spec: CertificateSpec) -> int | None:
     """For a root CA Certificate: how many trust sets of the issuers on its Secret do not hold those issuers'
     current anchors yet: certificates whose last good pass (status.verified) was under other anchors, and Bundles
-    that have not written them everywhere. An issuer not checked since the Secret changed counts as one: what
-    its anchors are is not known yet. Decodes those certificates' statuses (see _pending_reissues)."""
+    that have not written them everywhere. None while an issuer on it is not checked (after a restart) or not
+    ready: what its anchors are is not known. Decodes those certificates' statuses (see _pending_reissues)."""
     pending = 0
     for key in op.state.issuers_with_ca_secret(namespace, spec.secret_name, op.settings.namespace):
         issuer = op.state.issuers.get(key)
@@ -225,8 +232,7 @@ def _pending_announcements(op: Operator, namespace: str, spec: CertificateSpec) 
         digest = issuer_digest(issuer.identity_token)
         authority = issuer.authority
         if digest is None or authority is None:
-            pending += 1
-            continue
+            return None
         for cert in op.state.certificates_using(key):
             rec = op.state.certificates.get(cert)
             verified = rec.read_status().get("verified") if rec is not None else None
@@ -236,7 +242,11 @@ def _pending_announcements(op: Operator, namespace: str, spec: CertificateSpec) 
             for name in op.state.bundles_using_issuer(key[2]):
                 status = op.state.bundles[name].status
                 have = {a.get("fingerprint") for a in status.get("anchors") or []}
-                everywhere = all(t.get("inSync") == t.get("namespaces") for t in status.get("targets") or [])
+                # (a namespace whose target is someone else's never gets it: it does not hold the rotation up)
+                everywhere = all(
+                    (t.get("inSync") or 0) + (t.get("conflicts") or 0) >= (t.get("namespaces") or 0)
+                    for t in status.get("targets") or []
+                )
                 pending += not (wanted <= have and everywhere)
     return pending
 
@@ -411,6 +421,8 @@ async def _staged(op: Operator, rec: CertificateRecord, s: Snapshot, staged: Sta
             rfc3339(staged.switch_at),
         )
     waiting = f"; {staged.pending} trust set(s) do not have it yet" if staged.pending else ""
+    if staged.pending is None:
+        waiting = "; waiting for its issuers' check to see which trust sets have it"
     message = (
         f"next root (serial {staged.next_serial}) is in {s.where}'s ca.crt and reaches the certificates of its "
         f"issuers{waiting}; it replaces the current one at {rfc3339(staged.switch_at)}"
@@ -423,7 +435,8 @@ async def _staged(op: Operator, rec: CertificateRecord, s: Snapshot, staged: Sta
     _observe_metrics(rec, s.spec, staged.facts.not_after, staged.renewal_time, "True")
     op.schedule((Kind.CERTIFICATE, rec.namespace, rec.name), staged.wake_at)
     metrics.set_rotation_step(rec.namespace, rec.name, "switch", staged.switch_at.timestamp())
-    return True
+    # While what the switch waits for is pending or unknown, any wake-up (an issuer check) looks again: not settled.
+    return True if staged.pending == 0 else None
 
 
 async def _switch(
@@ -465,7 +478,9 @@ async def _switch(
     fields = _certificate_fields(facts, renewal_time, revision)
     fields["verified"] = verified_status(s, written.resource_version, s.issuer.token)
     await _write_status(op, rec, s.status, [ready, issuing], fields)
-    op.schedule((Kind.CERTIFICATE, rec.namespace, rec.name), min(renewal_time, switch.retire_at))
+    # Looked at again where the retirement starts to watch for certificates left under the old root (_next_step).
+    closing = switch.retire_at - datetime.timedelta(seconds=op.settings.trust_propagation_seconds * 3 / 4)
+    op.schedule((Kind.CERTIFICATE, rec.namespace, rec.name), min(renewal_time, closing))
     metrics.issuances.labels(s.spec.issuer_ref.kind, CertificateReason.RENEWED).inc()
     _observe_metrics(rec, s.spec, facts.not_after, renewal_time, "True")
     log.info("Certificate %s/%s: %s", rec.namespace, rec.name, message)

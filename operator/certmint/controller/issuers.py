@@ -30,6 +30,10 @@ async def reconcile_issuer(op: Operator, kind: Kind, namespace: str, name: str) 
     if rec.identity_token != before:
         log.info("%s %s: ready=%s (%s)", kind, _display(rec), rec.ready, rec.reason)
         op.enqueue_dependents_of_issuer(key)
+        if rec.spec is not None and rec.spec.ca_secret_name is not None:
+            # The root Certificate whose Secret this is: its rotation steps wait on what this check tells.
+            for cert in op.state.certificates_with_secret(ca_secret_namespace(op, rec), rec.spec.ca_secret_name):
+                op.queue.add((Kind.CERTIFICATE, *cert))
     await _publish(op, rec, now)
     if rec.spec is not None:
         interval = datetime.timedelta(seconds=op.settings.issuer_recheck_seconds)
