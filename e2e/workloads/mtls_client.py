@@ -1,11 +1,13 @@
 """Mutual TLS client: connects to a server by address, verifies it by name, logs every attempt.
 
-    python3 mtls_client.py --host 10.0.0.17 --server-name web.shop.svc --tls-dir /tls [--count N] [--interval S]
+    python3 mtls_client.py --host 10.0.0.17 --server-name web.shop.svc --tls-dir /tls [--trust-dir /trust]
+                           [--count N] [--interval S]
 
 There is no cluster DNS on the local node, so the client dials the Service's ClusterIP and checks
 the server certificate against the Service's DNS name (SNI + hostname verification). It trusts
-``ca.crt`` of its volume and presents ``tls.crt``/``tls.key`` of the volume's current version
-(see tlsdir.py), unless ``--no-cert``. A handshake counts as successful only when the server's
+``ca.crt`` of its volume (or, with ``--trust-dir``, of that directory: a certmint Bundle's
+ConfigMap or a projected ClusterTrustBundle) and presents ``tls.crt``/``tls.key`` of the volume's
+current version (see tlsdir.py), unless ``--no-cert``. A handshake counts as successful only when the server's
 answer arrives: under TLS 1.3 a server's refusal of the client certificate reaches the client
 as an alert on its first read.
 
@@ -25,10 +27,10 @@ import time
 from tlsdir import Reloading, log, serial_hex
 
 
-def client_context(version: str, with_cert: bool) -> ssl.SSLContext:
+def client_context(version: str, cafile: str, with_cert: bool) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED and hostname checking
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_verify_locations(cafile=os.path.join(version, "ca.crt"))
+    context.load_verify_locations(cafile=cafile)
     if with_cert:
         context.load_cert_chain(os.path.join(version, "tls.crt"), os.path.join(version, "tls.key"))
     return context
@@ -63,12 +65,18 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8443)
     parser.add_argument("--server-name", required=True)
     parser.add_argument("--tls-dir", default="/tls")
+    parser.add_argument("--trust-dir", default=None, help="read the trust anchors from ca.crt here, not --tls-dir")
     parser.add_argument("--no-cert", action="store_true", help="present no client certificate")
     parser.add_argument("--count", type=int, default=0, help="attempts, then exit (0: forever)")
     parser.add_argument("--interval", type=float, default=0.15, help="seconds between attempts")
     args = parser.parse_args()
     with_cert = not args.no_cert
-    tls = Reloading(args.tls_dir, lambda version: client_context(version, with_cert), own_cert=with_cert)
+    tls = Reloading(
+        args.tls_dir,
+        lambda version, cafile: client_context(version, cafile, with_cert),
+        own_cert=with_cert,
+        trust_path=args.trust_dir,
+    )
     ok = failed = n = 0
     while args.count == 0 or n < args.count:
         n += 1

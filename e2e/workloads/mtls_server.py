@@ -1,13 +1,16 @@
 """Mutual TLS server: requires a client certificate from the trust anchor ``ca.crt``, logs the verified identity.
 
-    python3 mtls_server.py --tls-dir /tls --port 8443
+    python3 mtls_server.py --tls-dir /tls [--trust-dir /trust] --port 8443
 
 Every connection is one full handshake with the certificate, key and trust anchor of the Secret
 volume's current version (see tlsdir.py): a renewed certificate is served from the next
-connection on, without a restart. After the handshake the server answers one JSON line
+connection on, without a restart. With ``--trust-dir`` the trust anchors are that directory's
+``ca.crt`` (a certmint Bundle's ConfigMap, or a ClusterTrustBundle projected into the pod) instead
+of the Secret's. After the handshake the server answers one JSON line
 (``accepted``, the client's verified URI SANs and serial, the server's serial) and closes.
 
-Log lines (JSON): ``listening``; ``loaded`` (a new version of the volume); ``accepted`` with the
+Log lines (JSON): ``listening``; ``loaded`` (a new version of the volume or of the trust
+directory, with the trust anchors' SHA-256 fingerprints); ``accepted`` with the
 client's address, verified URI SANs and serial; ``refused`` with the address and the TLS error.
 """
 
@@ -23,11 +26,11 @@ import threading
 from tlsdir import Reloading, log, serial_hex
 
 
-def server_context(version: str) -> ssl.SSLContext:
+def server_context(version: str, cafile: str) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.verify_mode = ssl.CERT_REQUIRED  # no client certificate, or one not from ca.crt: refused
-    context.load_verify_locations(cafile=os.path.join(version, "ca.crt"))
+    context.verify_mode = ssl.CERT_REQUIRED  # no client certificate, or one not from the trust anchors: refused
+    context.load_verify_locations(cafile=cafile)
     context.load_cert_chain(os.path.join(version, "tls.crt"), os.path.join(version, "tls.key"))
     return context
 
@@ -59,9 +62,10 @@ def handle(tls: Reloading, lock: threading.Lock, conn: socket.socket, peer: str)
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tls-dir", default="/tls")
+    parser.add_argument("--trust-dir", default=None, help="read the trust anchors from ca.crt here, not --tls-dir")
     parser.add_argument("--port", type=int, default=8443)
     args = parser.parse_args()
-    tls = Reloading(args.tls_dir, server_context)
+    tls = Reloading(args.tls_dir, server_context, trust_path=args.trust_dir)
     lock = threading.Lock()
     tls.current()
     listener = socket.create_server(("", args.port), backlog=64, reuse_port=False)

@@ -10,11 +10,17 @@ stays in use (and an ``unreadable`` line is logged). A context is rebuilt only w
 points somewhere new, so the workload picks up a renewed certificate at its next connection,
 without a restart.
 
+The trust anchors are ``ca.crt`` of the same volume, or of a directory of their own (``trust_path``:
+a ConfigMap volume, such as a certmint Bundle's, or a projected ``clusterTrustBundle`` source; both
+are written by the kubelet the same way). That directory's ``..data`` is resolved likewise, and a
+change of either rebuilds the context.
+
 Standard library only: the workload image has python3 (3.11) and nothing else.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import ssl
@@ -56,34 +62,67 @@ def pem_serial(pem: str) -> str:
     return serial_hex(int.from_bytes(der[v : v + length], "big"))
 
 
-class Reloading:
-    """The SSL context for the current content of a Secret volume at ``path``; rebuilt when ``..data`` moves."""
+def pem_fingerprints(pem: str) -> list[str]:
+    """SHA-256 of each certificate in ``pem`` (DER), uppercase hex, in the file's order."""
+    found = []
+    end = "-----END CERTIFICATE-----"
+    for block in pem.split(end)[:-1]:
+        der = ssl.PEM_cert_to_DER_cert(block[block.index("-----BEGIN CERTIFICATE-----") :] + end)
+        found.append(hashlib.sha256(der).hexdigest().upper())
+    return found
 
-    def __init__(self, path: str, make: Callable[[str], ssl.SSLContext], own_cert: bool = True) -> None:
-        self.path, self.make, self.own_cert = path, make, own_cert
-        self.version = ""  # the directory ..data resolved to when the context was built
+
+class Reloading:
+    """The SSL context for the current content of a Secret volume at ``path`` (and of the trust directory
+    ``trust_path``, if given); rebuilt when ``..data`` of either moves.
+
+    ``make(version, cafile)`` builds the context from the directory ``version`` (tls.crt, tls.key) and the trust
+    anchors in ``cafile``.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        make: Callable[[str, str], ssl.SSLContext],
+        own_cert: bool = True,
+        trust_path: str | None = None,
+    ) -> None:
+        self.path, self.make, self.own_cert, self.trust_path = path, make, own_cert, trust_path
+        # The directories ..data of path and of trust_path resolved to when the context was built.
+        self.version = ("", "")
         self.context: ssl.SSLContext | None = None
         self.serial = ""  # of our own certificate (tls.crt), "" without one
 
     def current(self) -> ssl.SSLContext:
         for _ in range(50):
             version = os.path.realpath(os.path.join(self.path, "..data"))
-            if version == self.version and self.context is not None:
+            trust = os.path.realpath(os.path.join(self.trust_path, "..data")) if self.trust_path else version
+            if (version, trust) == self.version and self.context is not None:
                 return self.context
+            cafile = os.path.join(trust, "ca.crt")
             try:
-                context = self.make(version)
+                context = self.make(version, cafile)
                 serial = ""
                 if self.own_cert:
                     with open(os.path.join(version, "tls.crt")) as f:
                         serial = pem_serial(f.read())
+                with open(cafile) as f:
+                    anchors = pem_fingerprints(f.read())
             except FileNotFoundError:
                 time.sleep(0.02)  # the kubelet removed this version after the swap: read the next one
                 continue
-            self.version, self.context, self.serial = version, context, serial
-            log(event="loaded", version=os.path.basename(version), serial=serial)
+            self.version, self.context, self.serial = (version, trust), context, serial
+            log(
+                event="loaded",
+                version=os.path.basename(version),
+                serial=serial,
+                trust=os.path.join(self.trust_path or self.path, "ca.crt"),
+                trust_version=os.path.basename(trust),
+                anchors=anchors,
+            )
             return context
         if self.context is None:
             sys.exit(f"no consistent version of {self.path} to read")
         # The files are gone (a kubelet that empties the volume): keep serving what was loaded last.
-        log(event="unreadable", path=self.path, kept=os.path.basename(self.version))
+        log(event="unreadable", path=self.path, trust_path=self.trust_path, kept=os.path.basename(self.version[0]))
         return self.context
