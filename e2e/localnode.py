@@ -278,6 +278,38 @@ def cni_config(slot: Slot, ipam_dir: Path) -> dict[str, object]:
 
 # -- the control plane, with what a node needs from it --------------------------------------------------
 
+# ClusterTrustBundles (certificates.k8s.io/v1beta1) are beta and off by default in Kubernetes 1.36. Serving them
+# needs the ClusterTrustBundle gate and the API version; mounting one in a pod (a ``clusterTrustBundle`` source of a
+# projected volume) needs ClusterTrustBundleProjection on both sides: the API server silently drops the source
+# from a new pod while it is off (pkg/api/pod/util.go, dropDisabledClusterTrustBundleProjection), and only a
+# kubelet with it on starts its ClusterTrustBundle informer (pkg/kubelet/kubelet.go). The gate declares
+# ClusterTrustBundle as its dependency, and a component refuses to start with one on and the other off.
+CLUSTER_TRUST_BUNDLE_GATES = {"ClusterTrustBundle": True, "ClusterTrustBundleProjection": True}
+CLUSTER_TRUST_BUNDLE_API = "certificates.k8s.io/v1beta1/clustertrustbundles=true"
+
+
+def with_cluster_trust_bundles(argv: list[str]) -> list[str]:
+    """kube-apiserver's ``argv`` with CLUSTER_TRUST_BUNDLE_GATES added to its feature gates and the
+    ClusterTrustBundle API to its runtime config (each kept as one flag, merged with what ``argv`` sets)."""
+    gates: dict[str, str] = {}
+    runtime: list[str] = []
+    rest = []
+    for arg in argv:
+        flag, _, value = arg.partition("=")
+        if flag == "--feature-gates":
+            for item in filter(None, value.split(",")):
+                name, _, on = item.partition("=")
+                gates[name] = on
+        elif flag == "--runtime-config":
+            runtime += filter(None, value.split(","))
+        else:
+            rest.append(arg)
+    gates.update({name: str(on).lower() for name, on in CLUSTER_TRUST_BUNDLE_GATES.items()})
+    if CLUSTER_TRUST_BUNDLE_API not in runtime:
+        runtime.append(CLUSTER_TRUST_BUNDLE_API)
+    feature_gates = ",".join(f"{name}={on}" for name, on in gates.items())
+    return [*rest, f"--feature-gates={feature_gates}", f"--runtime-config={','.join(runtime)}"]
+
 
 @dataclass
 class NodeControlPlane(ControlPlane):
@@ -298,6 +330,7 @@ class NodeControlPlane(ControlPlane):
                 pki, "apiserver-kubelet-client", "kube-apiserver-kubelet-client", ("system:masters",)
             )
             argv = [*argv, f"--kubelet-client-certificate={cert}", f"--kubelet-client-key={key}"]
+            argv = with_cluster_trust_bundles(argv)
             argv += [f"--kubelet-certificate-authority={pki / 'ca.crt'}", "--enable-admission-plugins=NodeRestriction"]
             # Reach kubelets by the Node's InternalIP (on the node's bridge), never by resolving its name:
             # the default order starts with Hostname, a DNS query to this machine's resolver.
@@ -568,6 +601,9 @@ disabled_plugins = [
             "serverTLSBootstrap": False,
             "protectKernelDefaults": False,
             "shutdownGracePeriod": "0s",
+            # Pods may mount ClusterTrustBundles (a projected volume's clusterTrustBundle source); the API server
+            # is started with the same gates (with_cluster_trust_bundles).
+            "featureGates": CLUSTER_TRUST_BUNDLE_GATES,
         }
         conf = _write(self.workdir / "kubelet-config.json", json.dumps(config, indent=2), 0o644)
         self._spawn(

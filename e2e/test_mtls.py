@@ -25,7 +25,10 @@ Certificates and talk mutual TLS over the cluster network (scripts in ``e2e/work
              every leaf was re-issued at once with the new root alone in ca.crt, and each side refused
              the other while only one pod's Secret volume held it: 13 failures on 2026-11-30.) The
              operator stages the new root in every ca.crt first and switches trustPropagationSeconds
-             (20 s here, for the node's 5 s kubelet sync) later.
+             (20 s here, for the node's 5 s kubelet sync) later. Trust is read in three ways: the server
+             and one client from the ConfigMap of a Bundle of the issuer's anchors (a volume of its own), one
+             client from that Bundle's ClusterTrustBundle (a projected clusterTrustBundle source), two clients
+             from their Secret's ca.crt; the count goes on until the old root has left every pod's anchors.
 7. intermediate-rotation  the same load on a chain root ``e2e-root-ca`` -> intermediate isCA Certificate
              ``e2e-rotation-intermediate-ca`` -> CA ClusterIssuer ``e2e-rotation-intermediate``; the intermediate
              is re-issued with a new key by the ``certmint.dev/renew-request`` annotation. 0 failed handshakes,
@@ -456,6 +459,30 @@ def _volume_secret(secret: str) -> dict[str, Any]:
     return {"name": "tls", "secret": {"secretName": secret}}
 
 
+# Where a workload reads its trust anchors (the file ca.crt in each case).
+CA_CRT = "ca.crt"  # its certificate's Secret: ca.crt next to tls.crt and tls.key
+BUNDLE_CONFIGMAP = "configmap"  # a certmint Bundle's ConfigMap, mounted as a volume of its own at /trust
+CLUSTER_TRUST_BUNDLE = "clustertrustbundle"  # the Bundle's ClusterTrustBundle, a projected volume at /trust
+
+
+def _trust_volumes(secret: str, trust: str, bundle: str) -> tuple[dict[str, Any], dict[str, Any] | None, list[str]]:
+    """The pod's ``tls`` volume, its ``trust`` volume (None: the trust anchors are the Secret's ca.crt) and the
+    workload's arguments for it. With a trust volume the ``tls`` volume holds only tls.crt and tls.key, so the
+    workload has no other trust anchors than the Bundle's."""
+    if trust == CA_CRT:
+        return _volume_secret(secret), None, []
+    items = [{"key": "tls.crt", "path": "tls.crt"}, {"key": "tls.key", "path": "tls.key"}]
+    tls = {"name": "tls", "secret": {"secretName": secret, "items": items}}
+    if trust == BUNDLE_CONFIGMAP:
+        volume = {"name": "trust", "configMap": {"name": bundle, "items": [{"key": "ca.crt", "path": "ca.crt"}]}}
+    elif trust == CLUSTER_TRUST_BUNDLE:
+        source = {"clusterTrustBundle": {"name": bundle, "path": "ca.crt"}}
+        volume = {"name": "trust", "projected": {"sources": [source]}}
+    else:
+        raise ValueError(f"no such trust source: {trust}")
+    return tls, volume, ["--trust-dir", "/trust"]
+
+
 def _volume_projected(cert_secret: str | None, ca_secret: str) -> dict[str, Any]:
     """tls.crt/tls.key of one Secret (or none) with the trust anchor ca.crt of another."""
     sources = [{"secret": {"name": ca_secret, "items": [{"key": "ca.crt", "path": "ca.crt"}]}}]
@@ -476,7 +503,17 @@ def create_pod(
     *,
     restart: str = "Never",
     labels: dict[str, str] | None = None,
+    trust_volume: dict[str, Any] | None = None,
 ) -> None:
+    """A workload pod: the scripts at /scripts, ``tls_volume`` at /tls and ``trust_volume`` (if any) at /trust."""
+    mounts = [
+        {"name": "scripts", "mountPath": "/scripts", "readOnly": True},
+        {"name": "tls", "mountPath": "/tls", "readOnly": True},
+    ]
+    volumes = [{"name": "scripts", "configMap": {"name": "mtls-scripts"}}, tls_volume]
+    if trust_volume is not None:
+        mounts.append({"name": "trust", "mountPath": "/trust", "readOnly": True})
+        volumes.append(trust_volume)
     pod = {
         "metadata": {"name": name, "labels": labels or {"app": name}},
         "spec": {
@@ -497,16 +534,20 @@ def create_pod(
                         "readOnlyRootFilesystem": True,
                         "capabilities": {"drop": ["ALL"]},
                     },
-                    "volumeMounts": [
-                        {"name": "scripts", "mountPath": "/scripts", "readOnly": True},
-                        {"name": "tls", "mountPath": "/tls", "readOnly": True},
-                    ],
+                    "volumeMounts": mounts,
                 }
             ],
-            "volumes": [{"name": "scripts", "configMap": {"name": "mtls-scripts"}}, tls_volume],
+            "volumes": volumes,
         },
     }
     kube.core.create_namespaced_pod(ns, pod)
+    if trust_volume is not None and "projected" in trust_volume:
+        # An API server without the ClusterTrustBundleProjection gate drops a clusterTrustBundle source silently.
+        created = {v["name"]: v for v in _json(kube.core.read_namespaced_pod, name, ns)["spec"]["volumes"]}
+        wanted = [sorted(source) for source in trust_volume["projected"]["sources"]]
+        assert [sorted(source) for source in created["trust"]["projected"]["sources"]] == wanted, (
+            f"pod {name}: the API server changed its trust volume: {created['trust']}"
+        )
 
 
 def wait_running(kube: Kube, name: str, ns: str, timeout: float = 120) -> client.V1Pod:
@@ -539,9 +580,32 @@ class Server:
     pod_uid: str
 
 
-def start_server(kube: Kube, provider: ClusterProvider, ns: str, name: str, sa: str, secret: str) -> Server:
-    argv = ["/scripts/mtls_server.py", "--tls-dir", "/tls", "--port", str(PORT)]
-    create_pod(kube, provider, ns, name, sa, argv, _volume_secret(secret), restart="Always", labels={"app": name})
+def start_server(
+    kube: Kube,
+    provider: ClusterProvider,
+    ns: str,
+    name: str,
+    sa: str,
+    secret: str,
+    *,
+    trust: str = CA_CRT,
+    bundle: str = "",
+) -> Server:
+    """A server pod on ``secret`` trusting the anchors of ``trust`` (of the Bundle ``bundle``), and its Service."""
+    tls_volume, trust_volume, trust_args = _trust_volumes(secret, trust, bundle)
+    argv = ["/scripts/mtls_server.py", "--tls-dir", "/tls", *trust_args, "--port", str(PORT)]
+    create_pod(
+        kube,
+        provider,
+        ns,
+        name,
+        sa,
+        argv,
+        tls_volume,
+        restart="Always",
+        labels={"app": name},
+        trust_volume=trust_volume,
+    )
     service = {
         "metadata": {"name": name},
         "spec": {"selector": {"app": name}, "ports": [{"port": PORT, "targetPort": PORT}]},
@@ -954,6 +1018,18 @@ ROTATION_TIMEOUT_S = 300
 # The operator's CERTMINT_TRUST_PROPAGATION_SECONDS here: the node's kubelet syncs every 5 s (a pod is due 5-7.5 s
 # after its last sync), the workloads reload at their next connection; 20 s covers both with margin.
 TRUST_PROPAGATION_S = 20
+# A Bundle of ROTATION_CA's trust anchors (both roots while they overlap): a ConfigMap of that name in the scenario's
+# namespace and, where served, a ClusterTrustBundle. Where each pod of the scenario reads its trust anchors: the
+# server verifies every client with the Bundle's ConfigMap; two clients verify the server with their Secret's
+# ca.crt, one with the Bundle's ConfigMap and one with the ClusterTrustBundle (issue 14, item 4).
+ROTATION_BUNDLE = "e2e-rotation-trust"
+ROTATION_TRUST = {
+    ROTATION_SERVER: BUNDLE_CONFIGMAP,
+    "rot-client-a": CA_CRT,
+    "rot-client-b": CA_CRT,
+    "rot-client-c": BUNDLE_CONFIGMAP,
+    "rot-client-d": CLUSTER_TRUST_BUNDLE,
+}
 
 
 class ScenarioError(RuntimeError):
@@ -973,6 +1049,8 @@ class RotationPair:
     steady: float  # wall-clock time (the pods' clock: same machine) when every client had ROTATION_STEADY successes
     server_secret: str
     client_secret: str  # the one Secret every client pod mounts
+    trust: dict[str, str]  # pod -> where it reads its trust anchors (CA_CRT, BUNDLE_CONFIGMAP, CLUSTER_TRUST_BUNDLE)
+    bundle: str = ""  # the Bundle the pods that do not read ca.crt take their trust anchors from
 
 
 def _rotation_scenario(
@@ -1006,7 +1084,9 @@ def _rotation_scenario(
 def rotation_pair(request: pytest.FixtureRequest) -> Iterator[RotationPair]:
     """bootstrap -> a root CA Certificate -> a CA ClusterIssuer of this scenario's own; a server and four clients
     with leaves from it, the clients connecting every 150 ms. Removed afterwards (the namespace goes later)."""
-    stop = functools.partial(_stop_rotation_pair, clients=ROTATION_CLIENTS, issuer=ROTATION_CA, ca=ROTATION_ROOT)
+    stop = functools.partial(
+        _stop_rotation_pair, clients=ROTATION_CLIENTS, issuer=ROTATION_CA, ca=ROTATION_ROOT, bundle=ROTATION_BUNDLE
+    )
     yield from _rotation_scenario(request, "root-rotation", _start_rotation_pair, stop)
 
 
@@ -1020,7 +1100,87 @@ def _start_rotation_pair(provider: ClusterProvider, kube: Kube, ns: str) -> Rota
     }
     kube.apply_ready("Certificate", {ROTATION_ROOT: root}, OPERATOR_NS)
     kube.apply_ready("ClusterIssuer", {ROTATION_CA: {"ca": {"secretName": ROTATION_ROOT}, "policy": ISOLATION_POLICY}})
-    return _start_load(provider, kube, ns, ROTATION_CA, ROTATION_SERVER, ROTATION_CLIENT_CERT, ROTATION_CLIENTS)
+    trust = _start_bundle(provider, kube, ns, ROTATION_BUNDLE, ROTATION_CA, ROTATION_ROOT, ROTATION_TRUST)
+    return _start_load(
+        provider,
+        kube,
+        ns,
+        ROTATION_CA,
+        ROTATION_SERVER,
+        ROTATION_CLIENT_CERT,
+        ROTATION_CLIENTS,
+        trust=trust,
+        bundle=ROTATION_BUNDLE,
+    )
+
+
+def cluster_trust_bundles_served(kube: Kube) -> bool:
+    """Whether the API server serves certificates.k8s.io/v1beta1 ClusterTrustBundles (discovery)."""
+    try:
+        resources = client.CertificatesV1beta1Api(kube.api).get_api_resources().resources
+    except client.ApiException as e:
+        if e.status == 404:
+            return False
+        raise
+    return any(r.name == "clustertrustbundles" for r in resources)
+
+
+def _cluster_trust_bundle_pem(kube: Kube, name: str) -> str | None:
+    try:
+        ctb = _json(
+            kube.custom.get_cluster_custom_object, "certificates.k8s.io", "v1beta1", "clustertrustbundles", name
+        )
+    except client.ApiException as e:
+        if e.status == 404:
+            return None
+        raise
+    return str(ctb["spec"]["trustBundle"])
+
+
+def _config_map_pem(kube: Kube, name: str, ns: str) -> str | None:
+    try:
+        found = kube.core.read_namespaced_config_map(name, ns)
+    except client.ApiException as e:
+        if e.status == 404:
+            return None
+        raise
+    return (found.data or {}).get("ca.crt")
+
+
+def _start_bundle(
+    provider: ClusterProvider, kube: Kube, ns: str, bundle: str, issuer: str, ca_secret: str, trust: dict[str, str]
+) -> dict[str, str]:
+    """A Bundle of ``issuer``'s trust anchors targeting the namespace ``ns``; returned once its ConfigMap there
+    (and its ClusterTrustBundle, where served) holds the root in ``ca_secret``. Returns ``trust`` as the pods will
+    have it: the local node serves ClusterTrustBundles and mounts them; elsewhere (kind) a pod meant to read the
+    ClusterTrustBundle reads the ConfigMap instead when the API server does not serve them."""
+    served = cluster_trust_bundles_served(kube)
+    if not served and provider.name == "local":
+        raise ScenarioError("the local node's API server does not serve ClusterTrustBundles (e2e/localnode.py)")
+    if not served:
+        trust = {pod: BUNDLE_CONFIGMAP if source == CLUSTER_TRUST_BUNDLE else source for pod, source in trust.items()}
+    spec = {
+        "sources": [{"issuer": {"name": issuer}}],
+        "target": {
+            "configMap": {"key": "ca.crt"},
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}},
+        },
+    }
+    kube.apply("Bundle", bundle, spec)
+    root = kube.secret_cert(ca_secret, OPERATOR_NS)
+    if root is None:
+        raise ScenarioError(f"the root's Secret {ca_secret} is missing")
+
+    def distributed() -> bool:
+        pems = [_config_map_pem(kube, bundle, ns)]
+        if served:
+            pems.append(_cluster_trust_bundle_pem(kube, bundle))
+        return all(pem and x509.load_pem_x509_certificates(pem.encode()) == [root] for pem in pems)
+
+    what = f"Bundle {bundle}: the root in its ConfigMap in {ns}" + (" and its ClusterTrustBundle" if served else "")
+    wait_for(distributed, what, 60, interval=0.5, error=ScenarioError)
+    kube.wait_ready("Bundle", bundle, timeout=60)
+    return trust
 
 
 def _start_load(
@@ -1031,9 +1191,15 @@ def _start_load(
     server_name: str,
     client_cert: str,
     clients: tuple[str, ...],
+    *,
+    trust: dict[str, str] | None = None,
+    bundle: str = "",
 ) -> RotationPair:
     """A server and client pods with 1-hour leaves from the CA ClusterIssuer ``issuer``, each client connecting
-    every ROTATION_INTERVAL_S; returned once every client has ROTATION_STEADY successful handshakes."""
+    every ROTATION_INTERVAL_S; returned once every client has ROTATION_STEADY successful handshakes. Each pod reads
+    its trust anchors where ``trust`` says (by default, and for a pod it does not name: its Secret's ca.crt), from
+    the Bundle ``bundle``."""
+    trust = {name: (trust or {}).get(name, CA_CRT) for name in (server_name, *clients)}
     issuer_ref = {"name": issuer, "kind": "ClusterIssuer"}
     server_secret, client_secret = f"{server_name}-tls", f"{client_cert}-tls"
     certificates = {
@@ -1054,11 +1220,16 @@ def _start_load(
         },
     }
     kube.apply_ready("Certificate", certificates, ns)
-    server = start_server(kube, provider, ns, server_name, "mtls-server", server_secret)
-    argv = client_argv(server.ip, server.dns, "--tls-dir", "/tls", "--interval", str(ROTATION_INTERVAL_S))
-    volume = _volume_secret(client_secret)
+    server = start_server(
+        kube, provider, ns, server_name, "mtls-server", server_secret, trust=trust[server_name], bundle=bundle
+    )
     for name in clients:
-        create_pod(kube, provider, ns, name, "mtls-client", argv, volume, restart="Always")
+        tls_volume, trust_volume, trust_args = _trust_volumes(client_secret, trust[name], bundle)
+        argv = client_argv(server.ip, server.dns, "--tls-dir", "/tls", *trust_args)
+        argv += ["--interval", str(ROTATION_INTERVAL_S)]
+        create_pod(
+            kube, provider, ns, name, "mtls-client", argv, tls_volume, restart="Always", trust_volume=trust_volume
+        )
     client_ips = {}
     for name in clients:
         status = wait_running(kube, name, ns).status
@@ -1078,16 +1249,23 @@ def _start_load(
         steady=time.time(),
         server_secret=server_secret,
         client_secret=client_secret,
+        trust=trust,
+        bundle=bundle,
     )
 
 
-def _stop_rotation_pair(kube: Kube, ns: str, *, clients: tuple[str, ...], issuer: str, ca: str) -> None:
-    """Stop the load at once, remove the chain (the CA ClusterIssuer ``issuer``, the CA Certificate ``ca``); the
-    namespace (and the server) goes with ``setup``."""
+def _stop_rotation_pair(
+    kube: Kube, ns: str, *, clients: tuple[str, ...], issuer: str, ca: str, bundle: str = ""
+) -> None:
+    """Stop the load at once, remove the Bundle ``bundle`` (its ConfigMaps and ClusterTrustBundle go with it) and
+    the chain (the CA ClusterIssuer ``issuer``, the CA Certificate ``ca``); the namespace (and the server) goes with
+    ``setup``."""
     deletions: list[tuple[str, Callable[[], object]]] = [
         (f"pod {name}", functools.partial(kube.core.delete_namespaced_pod, name, ns, grace_period_seconds=0))
         for name in clients
     ]
+    if bundle:
+        deletions.append((f"Bundle {bundle}", functools.partial(kube.delete, "Bundle", bundle)))
     deletions.append((f"ClusterIssuer {issuer}", functools.partial(kube.delete, "ClusterIssuer", issuer)))
     deletions.append((f"Certificate {ca}", functools.partial(kube.delete, "Certificate", ca, OPERATOR_NS)))
     for what, delete in deletions:
@@ -1163,11 +1341,16 @@ class RotationHandshakes:
 
 
 def _handshakes_until_settled(
-    pair: RotationPair, t0: float, start: float, new_ca: x509.Certificate
+    pair: RotationPair,
+    t0: float,
+    start: float,
+    new_ca: x509.Certificate,
+    then: Callable[[], None] | None = None,
 ) -> RotationHandshakes:
     """Wait until both leaf Secrets hold leaves signed by ``new_ca`` and each client has had ROTATION_MARGIN
-    successful handshakes in which both sides presented their new leaf, then read every handshake of both sides
-    since the load was steady. ``t0`` (wall clock) and ``start`` (monotonic) are when the rotation was started."""
+    successful handshakes in which both sides presented their new leaf, then (after ``then``, which may wait for
+    more while the load goes on) read every handshake of both sides since the load was steady. ``t0`` (wall clock)
+    and ``start`` (monotonic) are when the rotation was started."""
     kube, ns = pair.kube, pair.ns
     new_server, new_client = _leaves_signed_by(pair, new_ca)
     leaves_s = time.time() - t0
@@ -1187,6 +1370,8 @@ def _handshakes_until_settled(
         interval=2,
         error=ScenarioError,  # a timeout here: the scenario could not count
     )
+    if then is not None:
+        then()
     seconds = time.monotonic() - start
     end = time.time()
     records = {name: attempts(kube.log_records(name, ns), since=pair.steady) for name in pair.client_ips}
@@ -1255,19 +1440,99 @@ def test_root_rotation_under_load_without_one_failed_handshake(rotation_pair: Ro
         raise ScenarioError("the leaves are not signed by the root before the rotation")
 
     # The user's rotation: a spec change re-issues the root once (README, Certificate lifecycle), with a new key
-    # (rotationPolicy Always, the default). The CA issuer then signs with the new root.
+    # (rotationPolicy Always, the default). The CA issuer then signs with the new root. The load is counted until
+    # every pod has dropped the old root from its trust anchors, so the retirement is counted too.
+    t0, start = time.time(), time.monotonic()
+    kube.patch("Certificate", ROTATION_ROOT, OPERATOR_NS, {"spec": {"duration": "23h"}})
+
+    # Where a watch replays, after the scenario, every version of the Bundle's ConfigMap and ClusterTrustBundle.
+    ctb_list = (kube.custom.list_cluster_custom_object, "certificates.k8s.io", "v1beta1", "clustertrustbundles")
+    served = CLUSTER_TRUST_BUNDLE in pair.trust.values()
+    config_maps_since = _list_version(kube.core.list_namespaced_config_map, ns)
+    ctbs_since = _list_version(*ctb_list) if served else ""
+    pods = (pair.server.name, *pair.client_ips)
     t0, start = time.time(), time.monotonic()
     kube.patch("Certificate", ROTATION_ROOT, OPERATOR_NS, {"spec": {"duration": "23h"}})
 
     new_root = _new_ca_key(kube, ROTATION_ROOT, old_root, signer=None)
     root_s = time.time() - t0
-    h = _handshakes_until_settled(pair, t0, start, new_root)
-    anchors = _secret_certs(kube, client_secret, ns, "ca.crt")  # old and new root until the old one is retired
+    old_fp, new_fp = _sha256_hex(old_root), _sha256_hex(new_root)
+    in_ca_crt: list[int] = []
+
+    def until_retired() -> None:
+        """The load goes on until the old root has left every pod's trust anchors, wherever the pod reads them."""
+        in_ca_crt.append(len(_secret_certs(kube, client_secret, ns, "ca.crt")))  # old and new root, still
+        wait_for(
+            lambda: all(_first_trust(kube.log_records(name, ns), t0, {new_fp}) for name in pods),
+            "every pod on trust anchors of the new root alone (the old root retired)",
+            ROTATION_TIMEOUT_S,
+            interval=2,
+            error=ScenarioError,
+        )
+
+    h = _handshakes_until_settled(pair, t0, start, new_root, then=until_retired)
+    loads = {name: [r for r in kube.log_records(name, ns) if r.get("event") == "loaded"] for name in pods}
+    # When each pod first verified its peers with the next root among its anchors, and with the new root alone.
+    trusted = {name: _first_trust(records, t0, {old_fp, new_fp}) for name, records in loads.items()}
+    alone = {name: _first_trust(records, t0, {new_fp}) for name, records in loads.items()}
+    read_from = {name: {r["trust"] for r in records} for name, records in loads.items()}
+    bundle_versions = [
+        _anchor_set(obj["data"]["ca.crt"])
+        for obj in _written_since(kube.core.list_namespaced_config_map, ns, since=config_maps_since)
+        if obj["metadata"]["name"] == pair.bundle and (obj.get("data") or {}).get("ca.crt")
+    ]
+    ctb_versions = [
+        _anchor_set(obj["spec"]["trustBundle"])
+        for obj in (_written_since(*ctb_list, since=ctbs_since) if served else [])
+        if obj["metadata"]["name"] == pair.bundle
+    ]
     phases = f"root_reissued_s={root_s:.1f} leaves_reissued_s={h.leaves_s:.1f}"
-    errors = _report_rotation(pair, "root-rotation", h, phases, f"anchors_in_ca_crt={len(anchors)}")
+
+    def per_pod(values: dict[str, float | None]) -> str:
+        return ",".join(f"{name}:{_seconds_after(t, t0)}" for name, t in values.items())
+
+    extra = f"anchors_in_ca_crt={in_ca_crt[0]} trust={','.join(f'{n}:{t}' for n, t in pair.trust.items())} "
+    extra += f"next_root_trusted_s={per_pod(trusted)} old_root_dropped_s={per_pod(alone)} "
+    extra += f"bundle_configmap_versions={len(bundle_versions)} cluster_trust_bundle_versions={len(ctb_versions)}"
+    errors = _report_rotation(pair, "root-rotation", h, phases, extra)
 
     assert not h.failures, f"{len(h.failures)} failed handshakes seen by the clients: {errors.most_common(3)}"
     assert not h.refused, f"{len(h.refused)} handshakes refused by the server: {h.refused[:3]}"
+    # Each pod read its trust anchors only where it was set up to (a pod reading a Bundle has no ca.crt of its
+    # Secret in its volumes), and every one had both roots at once before the old one left: the next root reached
+    # it through its path, the Secret's ca.crt, the Bundle's ConfigMap or the ClusterTrustBundle, in time.
+    expected = {name: "/tls/ca.crt" if pair.trust[name] == CA_CRT else "/trust/ca.crt" for name in pods}
+    assert all(read_from[name] == {expected[name]} for name in pods), (read_from, pair.trust)
+    assert all(trusted[name] is not None for name in pods), f"no pod may skip the overlap: {trusted}"
+    # The Bundle's objects went through the same phases: both roots, then the new one alone.
+    overlap_then_new = [{old_fp, new_fp}, {new_fp}]
+    assert _changes(bundle_versions) == overlap_then_new, bundle_versions
+    if served:
+        assert _changes(ctb_versions) == overlap_then_new, ctb_versions
+    assert kube.ready("Bundle", pair.bundle) is not None, kube.get("Bundle", pair.bundle).get("status")
+
+
+def _sha256_hex(cert: x509.Certificate) -> str:
+    """The workloads' fingerprint format (tlsdir.pem_fingerprints): SHA-256 of the DER, upper-case hex."""
+    return hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest().upper()
+
+
+def _anchor_set(pem: str) -> frozenset[str]:
+    return frozenset(_sha256_hex(cert) for cert in x509.load_pem_x509_certificates(pem.encode()))
+
+
+def _changes(versions: list[frozenset[str]]) -> list[frozenset[str]]:
+    """``versions`` without consecutive repeats."""
+    return [v for i, v in enumerate(versions) if i == 0 or v != versions[i - 1]]
+
+
+def _first_trust(records: list[dict[str, Any]], since: float, anchors: set[str]) -> float | None:
+    """When a workload first built its TLS context (a ``loaded`` record) with exactly ``anchors`` as its trust
+    anchors (SHA-256 fingerprints), at or after ``since``."""
+    return next(
+        (r["t"] for r in records if r.get("event") == "loaded" and r["t"] >= since and set(r["anchors"]) == anchors),
+        None,
+    )
 
 
 def _first_loaded(records: list[dict[str, Any]], own_serial: str, since: float) -> float | None:
@@ -1407,6 +1672,13 @@ def test_intermediate_rotation_under_load_without_one_failed_handshake_or_trust_
     assert status.get("caChain", [{}])[0].get("fingerprint") == _sha256_fingerprint(new_intermediate), status
     certificate = kube.get("Certificate", ROTATION_INTERMEDIATE, OPERATOR_NS)
     assert certificate["status"].get("lastRenewRequest") == request_value, certificate["status"]
+
+
+def _json(read: Callable[..., Any], *args: str) -> dict[str, Any]:
+    """An object as the API returned it (its JSON), not as the client's model."""
+    body = json.loads(read(*args, _preload_content=False).data)
+    assert isinstance(body, dict)
+    return body
 
 
 def _list_version(list_objects: Callable[..., Any], *args: str) -> str:
