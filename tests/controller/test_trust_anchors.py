@@ -421,3 +421,34 @@ async def test_a_staged_root_in_a_secret_certmint_does_not_own_is_never_switched
     assert condition(harness.get("Certificate", OPERATOR_NAMESPACE, "victim"), "Ready")["reason"] == "SecretNotOwned"
     assert harness.secret("forged-tls", OPERATOR_NAMESPACE) == before
     assert ("patch", "secrets") not in harness.since(mark, reads=False)
+
+
+async def test_the_switch_waits_for_every_trust_set_and_then_half_a_propagation_time(harness: Harness) -> None:
+    """A certificate whose Secret cannot take the next root (its writes fail) holds the switch, however long; once
+    it has it, the switch comes no sooner than half a propagation time later, and it comes."""
+    await _mesh(harness)
+    old_root = _root_data(harness)["tls.crt"]
+    propagation = harness.settings.trust_propagation_seconds
+    refused = harness.api.fail("patch", "secrets", name=secret_of("web"), times=10**6)
+    harness.patch("Certificate", OPERATOR_NAMESPACE, ROOT, {"spec": {"duration": "700h"}})
+    await harness.settle()
+    next_root = _root_data(harness)[NEXT_CRT]
+    assert harness.secret_data(secret_of("api"))["ca.crt"] == old_root + next_root
+    for _ in range(12):  # three propagation times, looked at every quarter
+        await harness.advance(propagation / 4)
+        assert _root_data(harness)["tls.crt"] == old_root, "switched while web's ca.crt lacks the next root"
+    assert harness.secret_data(secret_of("web"))["ca.crt"] == old_root
+    issuing = condition(_root(harness), "Issuing")
+    assert issuing["reason"] == "RootStaged" and "1 trust set(s) do not have it yet" in issuing["message"]
+
+    refused.times = 0  # web's Secret takes writes again: at its next retry (the back-off is at most an hour)
+    announced_at = switched_at = None
+    give_up = harness.clock() + 3600 + 3 * propagation
+    while switched_at is None and harness.clock() < give_up:
+        await harness.advance(1)
+        if announced_at is None and harness.secret_data(secret_of("web"))["ca.crt"] == old_root + next_root:
+            announced_at = harness.clock()
+        if _root_data(harness)["tls.crt"] == next_root:
+            switched_at = harness.clock()
+    assert announced_at is not None and switched_at is not None, (announced_at, switched_at)
+    assert switched_at - announced_at >= propagation / 2, (announced_at, switched_at)
