@@ -485,8 +485,21 @@ def test_issuer_view_matches_gather() -> None:
 # -- a root's phases ----------------------------------------------------------------------------------------
 
 
+@dataclasses.dataclass
+class Probe:
+    """A RotationProbe with fixed answers; records the steps asked about."""
+
+    count: int | None
+    clear_since: datetime.datetime | None = None
+    asked: list[str] = dataclasses.field(default_factory=list)
+
+    def pending(self, step: str) -> tuple[int | None, datetime.datetime | None]:
+        self.asked.append(step)
+        return self.count, self.clear_since
+
+
 def test_the_previous_root_is_retired_only_when_no_certificate_signed_under_it_is_left() -> None:
-    """``pending_reissues``: certificates of the issuers on this root's Secret still waiting for their spread
+    """The probe's count: certificates of the issuers on this root's Secret still waiting for their spread
     re-issue (still signed by the previous root). While there are any, the retirement waits, and it comes at least
     half a propagation time after none was left (certificate_plan._next_step)."""
     previous, current = build_ca("Previous Root"), build_ca("Current Root")
@@ -508,17 +521,17 @@ def test_the_previous_root_is_retired_only_when_no_certificate_signed_under_it_i
     )
     # Certificates still under the previous root, at the retirement time: postponed a whole propagation time (the
     # annotation rewritten), looked at again in a quarter of it.
-    waiting = _root_phase(dataclasses.replace(base, pending_reissues=3), secret, keep)
+    waiting = _root_phase(dataclasses.replace(base, probe=Probe(3)), secret, keep)
     assert isinstance(waiting, Keep) and not waiting.retire and waiting.ca_crt is None
     assert waiting.wake_at == NOW + datetime.timedelta(seconds=30)
     assert waiting.annotations == {RETIRE_AT: rfc3339(NOW + datetime.timedelta(seconds=120))}
     # None left since long enough before the retirement time: retired now.
-    long_clear = dataclasses.replace(base, clear_since=NOW - datetime.timedelta(seconds=61))
+    long_clear = dataclasses.replace(base, probe=Probe(0, NOW - datetime.timedelta(seconds=61)))
     retired = _root_phase(long_clear, secret, keep)
     assert isinstance(retired, Keep) and retired.retire and retired.ca_crt == current.cert_pem
     # None left, but first seen so only now (a restart): when the last one went is not known, so the retirement
     # comes half a propagation time later.
-    late = _root_phase(dataclasses.replace(base, clear_since=NOW), secret, keep)
+    late = _root_phase(dataclasses.replace(base, probe=Probe(0, NOW)), secret, keep)
     assert isinstance(late, Keep) and not late.retire and late.ca_crt is None
     assert late.wake_at == NOW + datetime.timedelta(seconds=60)
     assert late.annotations == {RETIRE_AT: rfc3339(NOW + datetime.timedelta(seconds=60))}

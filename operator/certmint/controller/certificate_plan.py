@@ -35,7 +35,7 @@ import datetime
 import enum
 import hashlib
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -135,6 +135,17 @@ class IssuerView:
         return f"{self.ref.kind} {self.ref.name!r}"
 
 
+class RotationProbe(Protocol):
+    """What a root's next rotation step waits for, counted only when a step is due (it decodes the statuses of
+    every certificate of the issuers on the root's Secret)."""
+
+    def pending(self, step: str) -> tuple[int | None, datetime.datetime | None]:
+        """For ``step`` ("switch:<next serial>": trust sets of those issuers, certificates' ca.crt and Bundles,
+        that lack the issuers' current anchors; "retire:<switch time>": certificates still under the previous
+        root): how many (None: not known yet), and since when this process has seen none for this step."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class UnreadSecret:
     """The Secret was not read: unchanged (same resourceVersion in our watch) since the last settled pass."""
@@ -158,13 +169,8 @@ class Snapshot:
     min_renewal_interval: datetime.timedelta
     trust_propagation: datetime.timedelta = datetime.timedelta(0)  # 0: a root is replaced at once (no Stage)
     # A root's: certificates of issuers on its Secret still signed by the previous root (ReissueScheduled).
-    pending_reissues: int = 0
-    # For a root with phases: certificates (and Bundles) of the issuers on its Secret whose trust set does not
-    # hold the issuer's current anchors yet (their last good pass was under other anchors); None: not known yet
-    # (an issuer on it not checked since this process started, or not ready).
-    pending_announcements: int | None = 0
-    # Since when this process has seen nothing pending for the root's next step (CertificateRecord.clear_since).
-    clear_since: datetime.datetime | None = None
+    # For a root with phases: what its next rotation step waits for, asked only while a step is due (RotationProbe).
+    probe: RotationProbe | None = None
     renew_request: str | None = None  # the Certificate's RENEW_REQUEST annotation
 
     @property
@@ -359,7 +365,7 @@ def _spread_reissue(
     ca.crt) and no renewal is due; then spread over the issuer's re-issue window after the CA changed (the trust
     propagation time, longer when CERTMINT_ROTATION_REISSUE_RATE needs it), by a hash of the certificate, so that
     a rotation does not re-issue everything at once; the controller also paces them to that rate (Issue.paced).
-    The previous root is retired only once none is left (pending_reissues)."""
+    The previous root is retired only once none is left (RotationProbe)."""
     issuer = s.issuer
     if reason.code != INCORRECT_ISSUER or facts is None or renewal_time is None or issuer.ca_since is None:
         return None
@@ -388,15 +394,14 @@ def _root_phase(s: Snapshot, secret: SecretData, decision: Plan) -> Plan:
     staged = _staged_next(s, secret) if switch_at is not None else None
     if staged is not None and current is not None and switch_at is not None:
         next_facts, chain_pem, key_pem = staged
-        step = _next_step(s, switch_at, s.pending_announcements)
+        pending, clear_since = s.probe.pending(f"switch:{next_facts.serial_number}") if s.probe else (0, None)
+        step = _next_step(s, switch_at, pending, clear_since)
         if step is None or s.now >= current.not_after:  # (an expired root protects nothing: switched at once)
             revision = max(int(s.status.get("revision") or 0), stored_revision(None, secret.annotations)) + 1
             return Switch(next_facts, chain_pem, key_pem, revision, s.now + 2 * s.trust_propagation)
         at, wake = step
         renewal_time = renewal_time_for(s, current)
-        return Staged(
-            current, renewal_time, at, next_facts.serial_number, wake, s.pending_announcements, at != switch_at
-        )
+        return Staged(current, renewal_time, at, next_facts.serial_number, wake, pending, at != switch_at)
     if (
         isinstance(decision, Issue)
         and decision.key is None  # a new key: a new root (rotationPolicy Never keeps the root's key: no change)
@@ -410,7 +415,9 @@ def _root_phase(s: Snapshot, secret: SecretData, decision: Plan) -> Plan:
         return Stage(decision, current_pem, s.now + s.trust_propagation)
     retire_at = _annotation_time(secret, RETIRE_AT)
     if isinstance(decision, Keep) and retire_at is not None:
-        step = _next_step(s, retire_at, s.pending_reissues)
+        switched = secret.annotations.get(SWITCHED_AT) or secret.annotations[RETIRE_AT]
+        pending, clear_since = s.probe.pending(f"retire:{switched}") if s.probe else (0, None)
+        step = _next_step(s, retire_at, pending, clear_since)
         if step is None:
             own = load_pem_chain(secret.data["tls.crt"])[0].public_bytes(Encoding.PEM)
             return dataclasses.replace(decision, ca_crt=own, retire=True)
@@ -424,7 +431,7 @@ def _root_phase(s: Snapshot, secret: SecretData, decision: Plan) -> Plan:
 
 
 def _next_step(
-    s: Snapshot, at: datetime.datetime, pending: int | None
+    s: Snapshot, at: datetime.datetime, pending: int | None, clear_since: datetime.datetime | None
 ) -> tuple[datetime.datetime, datetime.datetime] | None:
     """A rotation step due ``at`` (switch, retire) that waits for ``pending`` trust sets or certificates: None to
     take it now, else when it is due (``at``, or later: postponed, and the annotation rewritten) and when to look
@@ -435,7 +442,7 @@ def _next_step(
     change has time to load it. This process knows when it was done only by looking: while something is pending
     the root looks every quarter propagation time from three quarters before the step, and postpones the step to
     a whole propagation time after each look that still finds something; the step then comes no earlier than
-    half a propagation time after the first look that found nothing (``s.clear_since``). A restart that finds
+    half a propagation time after the first look that found nothing (``clear_since``). A restart that finds
     nothing pending late, after being down, postpones the step by that half. ``pending`` None (not known yet:
     the issuers are not checked) holds the step and looks again soon."""
     p = s.trust_propagation
@@ -446,7 +453,7 @@ def _next_step(
         if s.now < closing:
             return at, closing
         return max(at, _whole_second_up(s.now + p)), s.now + p / 4
-    ready = max(at, _whole_second_up((s.clear_since or s.now) + p / 2))
+    ready = max(at, _whole_second_up((clear_since or s.now) + p / 2))
     if s.now >= ready:
         return None
     return ready, ready

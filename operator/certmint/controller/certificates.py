@@ -169,12 +169,7 @@ async def _gather(op: Operator, rec: CertificateRecord, spec: CertificateSpec) -
         # check (which wakes this Certificate) instead of reporting it missing and retrying in 30 s.
         issuer = dataclasses.replace(issuer, found=True, detail="not seen by the operator's watch yet")
     rotates = spec.is_ca and issuer.own_key_only and op.settings.trust_propagation_seconds > 0  # a root's phases
-    reissues = _pending_reissues(op, namespace, spec) if rotates else 0
-    announcements = _pending_announcements(op, namespace, spec) if rotates else 0
     now = op.now()
-    # What the root's next step waits for is one of the two (announcements while staged, re-issues after the
-    # switch); the other is 0 then.
-    rec.clear_since = (rec.clear_since or now) if rotates and announcements == 0 and reissues == 0 else None
     return Snapshot(
         namespace=namespace,
         name=rec.name,
@@ -189,9 +184,7 @@ async def _gather(op: Operator, rec: CertificateRecord, spec: CertificateSpec) -
         jitter_fraction=op.settings.jitter_fraction,
         min_renewal_interval=datetime.timedelta(seconds=op.settings.min_renewal_interval),
         trust_propagation=datetime.timedelta(seconds=op.settings.trust_propagation_seconds),
-        pending_reissues=reissues,
-        pending_announcements=announcements,
-        clear_since=rec.clear_since,
+        probe=_RootProbe(op, rec, spec, now) if rotates else None,
         renew_request=rec.renew_request,
     )
 
@@ -204,6 +197,29 @@ async def _issuer_exists(op: Operator, namespace: str, ref: IssuerRef) -> bool:
         return await op.api.get(path) is not None
     except ApiError:
         return False  # reported as missing, as before; the retry looks again
+
+
+@dataclass
+class _RootProbe:
+    """certificate_plan.RotationProbe over the operator's state; remembers in the record since when a step has
+    found nothing pending (CertificateRecord.clear_since, per step)."""
+
+    op: Operator
+    rec: CertificateRecord
+    spec: CertificateSpec
+    now: datetime.datetime
+
+    def pending(self, step: str) -> tuple[int | None, datetime.datetime | None]:
+        if step.startswith("switch:"):
+            count = _pending_announcements(self.op, self.rec.namespace, self.spec)
+        else:
+            count = _pending_reissues(self.op, self.rec.namespace, self.spec)
+        if count != 0:
+            self.rec.clear_since = None
+            return count, None
+        if self.rec.clear_since is None or self.rec.clear_since[0] != step:
+            self.rec.clear_since = (step, self.now)
+        return 0, self.rec.clear_since[1]
 
 
 def _pending_reissues(op: Operator, namespace: str, spec: CertificateSpec) -> int:
@@ -698,7 +714,9 @@ async def _stage(
         op, rec, s.status, [Condition("Issuing", "True", CertificateReason.ROOT_STAGED, message)], honoured
     )
     await _event(op, rec, "Normal", CertificateReason.ROOT_STAGED, message)
-    op.schedule((Kind.CERTIFICATE, rec.namespace, rec.name), stage.switch_at)
+    # Looked at again where the switch starts to watch for trust sets without the next root (_next_step).
+    closing = stage.switch_at - datetime.timedelta(seconds=op.settings.trust_propagation_seconds * 3 / 4)
+    op.schedule((Kind.CERTIFICATE, rec.namespace, rec.name), closing)
     metrics.set_rotation_step(rec.namespace, rec.name, "switch", stage.switch_at.timestamp())
     return True
 

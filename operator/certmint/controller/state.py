@@ -159,8 +159,9 @@ class CertificateRecord:
     # The Certificate's RENEW_REQUEST annotation (core.decisions), None nearly always.
     renew_request: str | None = None
     # A root in rotation only: since when this process has seen nothing pending for its next step (the
-    # announcement reached every trust set; no certificate left under the old root). See certificate_plan._next_step.
-    clear_since: datetime.datetime | None = None
+    # announcement reached every trust set; no certificate left under the old root), and which step that is
+    # (controller.certificates._RootProbe; certificate_plan._next_step).
+    clear_since: tuple[str, datetime.datetime] | None = None
 
     def read_status(self) -> CertificateStatus:
         """The status, decoded (20 µs): once per reconcile pass, which then passes it along. A fresh dict each
