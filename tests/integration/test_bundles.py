@@ -66,6 +66,13 @@ class Cluster:
         self.cm = Certmint(api)
         self.core = client.CoreV1Api(api)
         self.custom = client.CustomObjectsApi(api)
+        self.bundles: list[str] = []
+
+    def create(self, body: dict[str, Any]) -> None:
+        """Create a Bundle, deleted again when the module ends (the operator of the session keeps running:
+        a Bundle left behind would read its sources at every restart a later test counts)."""
+        self.cm.create(body)
+        self.bundles.append(body["metadata"]["name"])
 
     def namespace(self, prefix: str, labels: dict[str, str]) -> str:
         name = unique(prefix)
@@ -102,8 +109,11 @@ class Cluster:
 
 
 @pytest.fixture(scope="module")
-def cluster(api: client.ApiClient, operator: object) -> Cluster:
-    return Cluster(api)
+def cluster(api: client.ApiClient, operator: object) -> Iterator[Cluster]:
+    made = Cluster(api)
+    yield made
+    for name in made.bundles:
+        made.cm.delete("Bundle", name)
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +137,7 @@ def test_anchors_reach_selected_namespaces_and_a_cluster_trust_bundle(cluster: C
     b = cluster.namespace("bundle-b", {LABEL: team})
     other = cluster.namespace("bundle-other", {})
     name = unique("trust")
-    cluster.cm.create(bundle(name, [{"issuer": {"name": root}}, {"inline": extra}], {"matchLabels": {LABEL: team}}))
+    cluster.create(bundle(name, [{"issuer": {"name": root}}, {"inline": extra}], {"matchLabels": {LABEL: team}}))
     cluster.cm.wait_ready("Bundle", name, timeout=30)
     expected = [*issuer_anchors(cluster, root), f"CN={team} partner CA"]
     for ns in (a, b):
@@ -162,7 +172,7 @@ def test_a_target_that_is_not_the_bundles_is_never_overwritten(cluster: Cluster,
     )
     before = cluster.config_map(name, theirs)
     assert before is not None
-    cluster.cm.create(bundle(name, [{"issuer": {"name": root}}], {"matchLabels": {LABEL: team}}))
+    cluster.create(bundle(name, [{"issuer": {"name": root}}], {"matchLabels": {LABEL: team}}))
     cluster.cm.wait_condition("Bundle", name, None, "Ready", "False", timeout=30, reason="TargetConflict")
     assert cluster.anchors_in(name, mine) is not None
     after = cluster.config_map(name, theirs)
@@ -189,7 +199,7 @@ def test_a_bad_source_changes_nothing_and_says_why(
         bad_source = {"inline": ca_pem(f"{team} old CA", days=-1)}
     name = unique("trust")
     ns = cluster.namespace("bundle-bad", {LABEL: team})
-    cluster.cm.create(bundle(name, [{"issuer": {"name": root}}], {"matchLabels": {LABEL: team}}))
+    cluster.create(bundle(name, [{"issuer": {"name": root}}], {"matchLabels": {LABEL: team}}))
     cluster.cm.wait_ready("Bundle", name, timeout=30)
     before = cluster.config_map(name, ns)
     assert before is not None
@@ -211,7 +221,7 @@ def test_a_source_configmap_in_the_operators_namespace(cluster: Cluster, team: s
         OPERATOR_NAMESPACE, {"metadata": {"name": name}, "data": {"roots.pem": pem}}
     )
     ns = cluster.namespace("bundle-cm", {LABEL: team})
-    cluster.cm.create(
+    cluster.create(
         bundle(
             name,
             [{"configMap": {"name": name, "key": "roots.pem"}}],

@@ -66,7 +66,7 @@ def _leaf_issuer(data: dict[str, str]) -> tuple[str, str]:
 
 
 def test_a_root_rotation_with_1000_certificates_and_a_bundle_in_500_namespaces(
-    api: client.ApiClient, scaled: OperatorProcess
+    api: client.ApiClient, scaled: OperatorProcess, request: pytest.FixtureRequest
 ) -> None:
     cm, core = Certmint(api), client.CoreV1Api(api)
     root = unique("scale-root")
@@ -123,6 +123,7 @@ def test_a_root_rotation_with_1000_certificates_and_a_bundle_in_500_namespaces(
         status = cm.get("Bundle", bundle).get("status") or {}
         return any(t.get("inSync") == NAMESPACES for t in status.get("targets") or [])
 
+    request.addfinalizer(lambda: cm.delete("Bundle", bundle))  # its ConfigMaps go with it
     wait_for(in_sync, f"Bundle {bundle} in {NAMESPACES} namespaces", timeout=120, interval=0.2)
     spent = scaled.metrics() - before
     requests = spent.by("certmint_api_requests_total", "verb", "resource")
