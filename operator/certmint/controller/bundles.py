@@ -16,7 +16,6 @@ once).
 from __future__ import annotations
 
 import asyncio
-import base64
 import datetime
 import logging
 from collections.abc import Awaitable, Callable
@@ -42,7 +41,6 @@ from certmint.kube.client import ApiError, ApiUnavailable
 from certmint.pki.inspect import certificate_pem
 
 log = logging.getLogger("certmint.bundles")
-COMPONENT = "certmint"
 #: Target writes in flight at once for one Bundle: a rotation reaching 500 namespaces is not 500 requests at once.
 WRITE_CONCURRENCY = 8
 #: Shown in status.conflictingNamespaces (the count is always complete).
@@ -97,7 +95,8 @@ async def reconcile_bundle(op: Operator, _namespace: str, name: str) -> None:
     if good is not None and previous_digest != good.digest:
         written = sum(o.written for o in outcomes)
         log.info("Bundle %s: %d anchor(s) %s written to %d target(s)", name, len(good.anchors), good.digest, written)
-        await _event(op, rec, "Normal", "AnchorsUpdated", f"{len(good.anchors)} trust anchor(s), {good.digest}")
+        ref = resources.ObjectRef("Bundle", None, rec.name, rec.uid)
+        await op.post_event(ref, "Normal", "AnchorsUpdated", f"{len(good.anchors)} trust anchor(s), {good.digest}")
     failed = any(o.failures for o in outcomes) or (trust_bundle or {}).get("state") == "Failed"
     recheck = RETRY_AFTER_FAILURE if failed else datetime.timedelta(seconds=op.settings.issuer_recheck_seconds)
     if any(s.kind in (SECRET, CONFIG_MAP) for s in rec.spec.sources) or failed:
@@ -122,12 +121,10 @@ async def _read_source(
         return source, b"".join(certificate_pem(a) for a in anchors), None
     if source.kind in (SECRET, CONFIG_MAP):
         kind = "Secret" if source.kind == SECRET else "ConfigMap"
-        obj = await resources.read_source(op.api, kind, op.settings.namespace, source.name)
+        obj = await resources.read_target(op.api, kind, op.settings.namespace, source.name)
         if obj is None:
             return source, None, f"not found in namespace {op.settings.namespace}"
-        text = resources.target_data(obj, source.key)
-        if text is None and kind == "ConfigMap" and source.key in (obj.get("binaryData") or {}):
-            text = base64.b64decode(obj["binaryData"][source.key]).decode(errors="replace")
+        text = resources.target_texts(kind, obj).get(source.key)
         if text is None:
             return source, None, f"has no key {source.key!r}"
         return source, text.encode(), None
@@ -201,7 +198,7 @@ async def _adopt_or_conflict(
     found = await resources.read_target(op.api, kind, namespace, rec.name)
     if found is None or rec.uid not in resources.owner_uids(found):
         return None
-    if resources.target_data(found, data_key) == text:
+    if resources.target_texts(kind, found).get(data_key) == text:
         return found
     rv = found["metadata"]["resourceVersion"]
     return await resources.update_target(
@@ -288,22 +285,3 @@ async def _publish(op: Operator, rec: BundleRecord, condition: Condition, fields
     if written is not None:
         rec.status = dict(written.get("status") or {})
         rec.resource_version = written["metadata"]["resourceVersion"]
-
-
-async def _event(op: Operator, rec: BundleRecord, type_: str, reason: str, message: str) -> None:
-    if not op.settings.post_events:
-        return
-    try:
-        await resources.post_event(
-            op.api,
-            resources.ObjectRef("Bundle", None, rec.name, rec.uid),
-            type_=type_,
-            reason=reason,
-            message=message,
-            component=COMPONENT,
-            now=op.now(),
-            # The API server keeps Events about a cluster-scoped object in "default" (or ""), nowhere else.
-            fallback_namespace="default",
-        )
-    except ApiError as e:
-        log.debug("posting an Event failed: %s", e)

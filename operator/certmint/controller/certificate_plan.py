@@ -446,7 +446,7 @@ def _next_step(
     nothing pending late, after being down, postpones the step by that half. ``pending`` None (not known yet:
     the issuers are not checked) holds the step and looks again soon."""
     p = s.trust_propagation
-    closing = at - p * 3 / 4
+    closing = watch_from(at, p)
     if pending is None:
         return at, min(max(closing, s.now), s.now + p / 8)
     if pending:
@@ -457,6 +457,12 @@ def _next_step(
     if s.now >= ready:
         return None
     return ready, ready
+
+
+def watch_from(at: datetime.datetime, trust_propagation: datetime.timedelta) -> datetime.datetime:
+    """Where a rotation step due ``at`` starts watching what it waits for (_next_step): the root is looked at
+    then, after a stage or a switch, so that its first look is not the step's time."""
+    return at - trust_propagation * 3 / 4
 
 
 def _whole_second_up(moment: datetime.datetime) -> datetime.datetime:

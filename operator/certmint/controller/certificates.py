@@ -50,6 +50,7 @@ from certmint.controller.certificate_plan import (
     renewal_time_for,
     secret_metadata,
     verified_status,
+    watch_from,
 )
 from certmint.controller.runtime import Operator
 from certmint.controller.signers import SigningJob, signer_for
@@ -75,7 +76,6 @@ from certmint.pki.keys import (
 from certmint.pki.signing import IssuedCertificate, SigningRequest, fingerprint_sha256
 
 log = logging.getLogger("certmint.certificates")
-COMPONENT = "certmint"
 
 
 async def reconcile_certificate(op: Operator, namespace: str, name: str) -> None:
@@ -494,9 +494,11 @@ async def _switch(
     fields = _certificate_fields(facts, renewal_time, revision)
     fields["verified"] = verified_status(s, written.resource_version, s.issuer.token)
     await _write_status(op, rec, s.status, [ready, issuing], fields)
-    # Looked at again where the retirement starts to watch for certificates left under the old root (_next_step).
-    closing = switch.retire_at - datetime.timedelta(seconds=op.settings.trust_propagation_seconds * 3 / 4)
-    op.schedule((Kind.CERTIFICATE, rec.namespace, rec.name), min(renewal_time, closing))
+    # Looked at again where the retirement starts to watch for certificates left under the old root.
+    op.schedule(
+        (Kind.CERTIFICATE, rec.namespace, rec.name),
+        min(renewal_time, watch_from(switch.retire_at, s.trust_propagation)),
+    )
     metrics.issuances.labels(s.spec.issuer_ref.kind, CertificateReason.RENEWED).inc()
     _observe_metrics(rec, s.spec, facts.not_after, renewal_time, "True")
     log.info("Certificate %s/%s: %s", rec.namespace, rec.name, message)
@@ -714,9 +716,8 @@ async def _stage(
         op, rec, s.status, [Condition("Issuing", "True", CertificateReason.ROOT_STAGED, message)], honoured
     )
     await _event(op, rec, "Normal", CertificateReason.ROOT_STAGED, message)
-    # Looked at again where the switch starts to watch for trust sets without the next root (_next_step).
-    closing = stage.switch_at - datetime.timedelta(seconds=op.settings.trust_propagation_seconds * 3 / 4)
-    op.schedule((Kind.CERTIFICATE, rec.namespace, rec.name), closing)
+    # Looked at again where the switch starts to watch for trust sets without the next root.
+    op.schedule((Kind.CERTIFICATE, rec.namespace, rec.name), watch_from(stage.switch_at, s.trust_propagation))
     metrics.set_rotation_step(rec.namespace, rec.name, "switch", stage.switch_at.timestamp())
     return True
 
@@ -918,18 +919,4 @@ async def _write_status(
 
 
 async def _event(op: Operator, rec: CertificateRecord, type_: str, reason: str, message: str) -> None:
-    if not op.settings.post_events:
-        return
-    try:
-        await resources.post_event(
-            op.api,
-            _ref(rec),
-            type_=type_,
-            reason=reason,
-            message=message,
-            component=COMPONENT,
-            now=op.now(),
-            fallback_namespace=op.settings.namespace,
-        )
-    except ApiError as e:  # an Event is nice to have; never fail a reconcile over it
-        log.debug("posting an Event failed: %s", e)
+    await op.post_event(_ref(rec), type_, reason, message)

@@ -9,7 +9,6 @@ generation runs in another process.
 from __future__ import annotations
 
 import asyncio
-import base64
 import concurrent.futures
 import datetime
 import functools
@@ -45,6 +44,7 @@ from certmint.settings import Settings
 
 log = logging.getLogger("certmint")
 LEASE_NAME = "certmint-operator"
+EVENT_COMPONENT = "certmint"  # the source of the Events certmint posts
 #: How long a new leader waits for the first list of our Secrets before it starts reconciling anyway.
 SECRETS_LISTED_WAIT_S = 60.0
 
@@ -201,6 +201,26 @@ class Operator:
         await self.api.close()
         if self._process_pool is not None:
             self._process_pool.shutdown(wait=False, cancel_futures=True)
+
+    async def post_event(self, obj: resources.ObjectRef, type_: str, reason: str, message: str) -> None:
+        """A Kubernetes Event about ``obj``, unless CERTMINT_POST_EVENTS is off. An Event is nice to have: one the
+        API server refuses fails nothing. Events of a cluster-scoped object go to namespace "default", the one
+        namespace besides "" where the API server keeps them."""
+        if not self.settings.post_events:
+            return
+        try:
+            await resources.post_event(
+                self.api,
+                obj,
+                type_=type_,
+                reason=reason,
+                message=message,
+                component=EVENT_COMPONENT,
+                now=self.now(),
+                fallback_namespace="default",
+            )
+        except ApiError as e:
+            log.debug("posting an Event failed: %s", e)
 
     def schedule(self, key: Key, when: datetime.datetime) -> None:
         self.queue.add_at(key, when.timestamp())
@@ -396,8 +416,8 @@ class Operator:
         """Namespaces and every kind of target in every watched namespace have been listed once."""
         return len(self._bundle_lists) == 1 + len(resources.TARGET_KINDS) * len(self.settings.watch_namespaces or ("",))
 
-    def _enqueue_bundles(self, names: Any = None) -> None:
-        for name in self.state.bundles if names is None else names:
+    def _enqueue_bundles(self) -> None:
+        for name in self.state.bundles:
             self.queue.add((Kind.BUNDLE, "", name))
 
     def observe_namespace(self, event_type: str | None, body: dict[str, Any]) -> None:
@@ -428,12 +448,7 @@ class Operator:
                 return
             if known is not None and known.resource_version == rv:
                 return  # our own write, recorded when it was answered
-            data = body.get("data") or {}
-            digests = {
-                k: content_digest(base64.b64decode(v) if kind == "Secret" else v)
-                for k, v in data.items()
-                if isinstance(v, str)
-            }
+            digests = {k: content_digest(v) for k, v in resources.target_texts(kind, body).items()}
             self.state.bundle_targets[key] = BundleTarget(rv, bundle, resources.owner_uids(body), digests)
         if not ours and self.bundle_inputs_listed and bundle in self.state.bundles:
             self.queue.add((Kind.BUNDLE, "", bundle))  # changed or deleted by someone else: put right

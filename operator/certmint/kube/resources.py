@@ -165,13 +165,18 @@ def target_path(kind: str, namespace: str | None, name: str | None = None) -> st
     return f"{base}/{name}" if name else base
 
 
-def target_data(obj: JSON, key: str) -> str | None:
-    """The text under ``key`` of a ConfigMap or Secret as the API returns it (None: no such key)."""
-    if obj.get("kind") == "Secret" or "type" in obj:
-        raw = (obj.get("data") or {}).get(key)
-        return None if raw is None else base64.b64decode(raw).decode(errors="replace")
-    value = (obj.get("data") or {}).get(key)
-    return value if isinstance(value, str) else None
+def target_texts(kind: str, obj: JSON) -> dict[str, str]:
+    """The text of every data key of a ConfigMap (binaryData too) or Secret (``kind``) as the API returns it."""
+
+    def decoded(values: Any) -> dict[str, str]:
+        return {
+            k: base64.b64decode(v).decode(errors="replace") for k, v in (values or {}).items() if isinstance(v, str)
+        }
+
+    if kind == "Secret":
+        return decoded(obj.get("data"))
+    plain = {k: v for k, v in (obj.get("data") or {}).items() if isinstance(v, str)}
+    return {**decoded(obj.get("binaryData")), **plain}
 
 
 def _target_payload(kind: str, key: str, text: str) -> JSON:
@@ -199,17 +204,13 @@ async def update_target(
 
 
 async def read_target(api: KubeClient, kind: str, namespace: str, name: str) -> JSON | None:
+    """A ConfigMap or Secret: a Bundle's target, or its source (in the operator's namespace)."""
     return await api.get(target_path(kind, namespace, name))
 
 
 async def delete_target(api: KubeClient, kind: str, namespace: str, name: str, *, resource_version: str) -> bool:
     """Delete one of ours, only as we last saw it (a precondition on its resourceVersion)."""
     return await api.delete(target_path(kind, namespace, name), resource_version=resource_version)
-
-
-async def read_source(api: KubeClient, kind: str, namespace: str, name: str) -> JSON | None:
-    """A Bundle's source Secret or ConfigMap (in the operator's namespace)."""
-    return await api.get(target_path(kind, namespace, name))
 
 
 async def cluster_trust_bundle_version(api: KubeClient) -> str | None:
