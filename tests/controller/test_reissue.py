@@ -16,8 +16,16 @@ import pytest
 from certmint.core import decisions
 from certmint.pki.inspect import load_pem_chain
 from certmint.pki.keys import encode_private_key, generate_private_key, load_private_key, public_key_matches
-from tests.controller.conftest import CA_ISSUER, CA_SECRET, SELF_SIGNED
-from tests.controller.harness import NAMESPACE, OPERATOR_NAMESPACE, REISSUE_REQUESTS, Harness, ca_secret, condition
+from tests.controller.conftest import CA_ISSUER, CA_SECRET, SELF_SIGNED, running_harness
+from tests.controller.harness import (
+    NAMESPACE,
+    OPERATOR_NAMESPACE,
+    REISSUE_REQUESTS,
+    Harness,
+    ca_secret,
+    condition,
+    controller_settings,
+)
 from tests.integration.builders import cluster_issuer
 from tests.unit.builders import CAPair, build_ca
 
@@ -146,7 +154,14 @@ async def test_rotation_policy_never_reissues_with_the_same_key(harness: Harness
     assert harness.secret_data(SECRET)["tls.key"] == key
 
 
-async def test_ca_replaced_reissues_every_certificate_of_the_issuer(harness: Harness, root_ca: CAPair) -> None:
+async def test_ca_replaced_reissues_every_certificate_of_the_issuer(root_ca: CAPair) -> None:
+    """With no propagation delay, a CA Secret given a CA under a new root is signed under at once (with one, the
+    issuer first announces the new root: test_trust_anchors)."""
+    async with running_harness(root_ca, controller_settings(trust_propagation_seconds=0)) as harness:
+        await _reissued_under_the_replacement(harness)
+
+
+async def _reissued_under_the_replacement(harness: Harness) -> None:
     first = await harness.issued("web", issuer=CA_ISSUER)
     other = await harness.issued("other", issuer=SELF_SIGNED)
     new_ca = build_ca("Replacement Root CA")

@@ -33,6 +33,7 @@ from tests.controller.harness import (
     ca_secret,
     condition,
 )
+from tests.controller.test_trust_anchors import pass_time
 from tests.integration.builders import certificate, cluster_issuer
 from tests.unit.builders import CAPair, build_ca
 
@@ -358,8 +359,12 @@ async def test_a_certificate_that_is_not_ready_is_read_and_issued_once_its_issue
     assert_statuses_unchanged(harness, statuses)
 
 
-async def test_certificates_of_an_issuer_whose_ca_changed_while_down_are_issued_again(harness: Harness) -> None:
-    """The issuer is not the one their status was settled with: every one of its Certificates is judged again."""
+async def test_certificates_of_an_issuer_whose_ca_changed_while_down_are_issued_again(
+    harness: Harness, root_ca: CAPair
+) -> None:
+    """The issuer is not the one their status was settled with: every one of its Certificates is judged again. The
+    new CA is under a new root, which the restarted issuer finds in its CA Secret instead of the root its status
+    lists: the new root is announced first (both in every ca.crt, nothing re-issued), then signed under."""
     certificates = names()
     statuses = await issue_all(harness, certificates)
     new_ca = build_ca("Replacement Root CA")
@@ -370,6 +375,11 @@ async def test_certificates_of_an_issuer_whose_ca_changed_while_down_are_issued_
 
     requests, _ = await restart_after(harness, replace_the_ca)
     print(f"\n{report('restart after the CA changed', COUNT, requests, collections.Counter())}")
+    for name in certificates:
+        data = harness.secret_data(secret_of(name))
+        assert data["ca.crt"] == new_ca.cert_pem + root_ca.cert_pem, name
+        assert harness.certificate(name)["status"]["serialNumber"] == statuses[name]["serialNumber"], name
+    await pass_time(harness, 2 * harness.settings.trust_propagation_seconds)
     for name in certificates:
         status = harness.certificate(name)["status"]
         assert status["revision"] == 2 and status["serialNumber"] != statuses[name]["serialNumber"], name

@@ -463,3 +463,102 @@ async def test_the_switch_waits_for_every_trust_set_and_then_half_a_propagation_
             switched_at = harness.clock()
     assert announced_at is not None and switched_at is not None, (announced_at, switched_at)
     assert switched_at - announced_at >= propagation / 2, (announced_at, switched_at)
+
+
+# -- a CA Secret that a person replaces: the issuer runs the phases (core.ca_rotation) -----------------------------
+
+
+def _issuer_status(harness: Harness) -> dict[str, Any]:
+    status: dict[str, Any] = harness.get("ClusterIssuer", None, CA_ISSUER)["status"]
+    return status
+
+
+def _replace_ca_secret(harness: Harness, ca: CAPair) -> None:
+    """What `kubectl create secret tls --dry-run=client -o yaml | kubectl apply -f -` with a new CA does."""
+    harness.patch(
+        "Secret",
+        OPERATOR_NAMESPACE,
+        CA_SECRET,
+        {"data": {"tls.crt": b64(ca.cert_pem), "tls.key": b64(ca.key_pem), "ca.crt": b64(ca.cert_pem)}},
+    )
+
+
+def assert_signed_under_anchors(harness: Harness, names: tuple[str, ...]) -> None:
+    """No certificate in use is signed under a root that a peer's ca.crt lacks (the invariant of every phase)."""
+    for peer in names:
+        for name in names:
+            data = harness.secret_data(secret_of(name))
+            assert trusts(harness.secret_data(secret_of(peer))["ca.crt"], data["tls.crt"], name, harness), (peer, name)
+
+
+async def test_a_replaced_ca_secret_is_rotated_in_phases_without_a_peer_untrusted(
+    harness: Harness, root_ca: CAPair
+) -> None:
+    """A person replaces the CA Secret (tls.crt, tls.key and ca.crt) with a CA under a new root. certmint keeps the
+    previous root as a trust anchor, signs nothing under the new one until every trust set holds it, then
+    re-issues, then retires the previous root; at every step each certificate verifies under the ca.crt its peers
+    held one step earlier."""
+    for name in PEERS:
+        await harness.issued(name, issuer=CA_ISSUER)
+    start = snapshot(harness)
+    propagation = harness.settings.trust_propagation_seconds
+    new_ca = build_ca("Replacement Root CA")
+
+    _replace_ca_secret(harness, new_ca)
+    await harness.advance(harness.settings.issuer_recheck_seconds)  # a person's Secret: seen at the re-check
+    announced_at = harness.clock()
+    announced = snapshot(harness)
+    for name in PEERS:  # both roots in every ca.crt, in place; nothing re-issued
+        assert announced[name]["ca.crt"] == new_ca.cert_pem + root_ca.cert_pem
+        assert announced[name]["tls.crt"] == start[name]["tls.crt"]
+        assert condition(harness.certificate(name), "Ready")["status"] == "True"
+    assert_mutual_trust(harness, start, announced)
+    rotation = _issuer_status(harness)["rotation"]
+    assert rotation["phase"] == "NextRootStaged" and rotation["source"] == "CASecretReplaced"
+    assert rotation["previousRoots"] == [root_ca.cert_pem.decode()]
+    assert parse_rfc3339(rotation["nextStepAt"]).timestamp() == announced_at + propagation
+    assert [a["signsThisCA"] for a in _issuer_status(harness)["trustAnchors"]] == [True, False]
+
+    # A Certificate created meanwhile waits for the switch: nothing is signed under the new root before it.
+    harness.create(certificate("late", "apps", issuer_name=CA_ISSUER, duration="24h"))
+    await harness.settle()
+    late = harness.certificate("late")
+    assert condition(late, "Ready")["reason"] == "WaitingForTrust", late.get("status")
+    assert harness.secret(secret_of("late")) is None
+    assert not [r for r in harness.requests() if r["metadata"]["name"].startswith("late")]
+
+    # A restart in the middle of the phase resumes it from the issuer's status: same switch time.
+    await harness.restart()
+    assert _issuer_status(harness)["rotation"] == rotation
+    assert snapshot(harness) == announced
+
+    await pass_time(harness, propagation)
+    switched_at = harness.clock()
+    rotation = _issuer_status(harness)["rotation"]
+    assert rotation["phase"] == "PreviousRootRetiring"
+    assert "RootSwitched" in harness.event_reasons(CA_ISSUER, "default")
+    assert condition(harness.certificate("late"), "Ready")["status"] == "True"
+    late_leaf = load_pem_chain(harness.secret_data(secret_of("late"))["tls.crt"])[0]
+    assert late_leaf.issuer == new_ca.cert.subject
+    assert harness.secret_data(secret_of("late"))["ca.crt"] == new_ca.cert_pem + root_ca.cert_pem
+    # The leaves are re-issued spread over the re-issue window; half old, half new: all trusted.
+    while harness.clock() < switched_at + propagation + 1:
+        await harness.advance(1)
+        assert_mutual_trust(harness, announced, snapshot(harness))
+    switched = snapshot(harness)
+    for name in PEERS:
+        assert load_pem_chain(switched[name]["tls.crt"])[0].issuer == new_ca.cert.subject
+        assert switched[name]["ca.crt"] == new_ca.cert_pem + root_ca.cert_pem
+    assert_mutual_trust(harness, announced, switched)
+
+    await pass_time(harness, 2 * propagation - (harness.clock() - switched_at))
+    retired = snapshot(harness)
+    for name in PEERS:
+        assert retired[name]["ca.crt"] == new_ca.cert_pem
+        assert retired[name]["tls.crt"] == switched[name]["tls.crt"]
+    assert_mutual_trust(harness, switched, retired)
+    assert "rotation" not in _issuer_status(harness)
+    assert "RootRetired" in harness.event_reasons(CA_ISSUER, "default")
+    assert [a["fingerprint"] for a in _issuer_status(harness)["trustAnchors"]] == [
+        _issuer_status(harness)["caFingerprint"]
+    ]

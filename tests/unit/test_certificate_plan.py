@@ -320,7 +320,7 @@ def test_a_certificate_signed_for_this_revision_is_stored_instead_of_signing_aga
     assert isinstance(decision, Issue) and decision.reuse is signed
     later_revision = Signed(2, 1, token, "web-2", key, issued)
     assert isinstance(d := plan(_snapshot(spec, signed=later_revision)), Issue) and d.reuse is None
-    other_issuer = Signed(1, 1, (True, "other", "other", 1, True), "web-1", key, issued)
+    other_issuer = Signed(1, 1, (True, "other", "other", 1, True, False), "web-1", key, issued)
     assert isinstance(d := plan(_snapshot(spec, signed=other_issuer)), Issue) and d.reuse is None
 
 

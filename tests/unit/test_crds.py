@@ -430,7 +430,7 @@ def test_issuer_status_fields() -> None:
             "observedGeneration",
         }
         assert status["caNotAfter"]["format"] == "date-time"
-        assert {"subject", "fingerprint", "notAfter", "signsThisCA"} == set(
+        assert {"subject", "fingerprint", "notAfter", "signsThisCA", "pem"} == set(
             status["trustAnchors"]["items"]["properties"]
         )
         assert status["caChain"]["items"]["properties"]["notAfter"]["format"] == "date-time"

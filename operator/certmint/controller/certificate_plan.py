@@ -43,6 +43,7 @@ from certmint.controller.signers import Refusal
 from certmint.controller.state import IssuerToken, Signed
 from certmint.controller.status import CertificateStatus, VerifiedStatus
 from certmint.core import renewal
+from certmint.core.ca_rotation import next_step
 from certmint.core.conditions import condition_status, parse_rfc3339, rfc3339
 from certmint.core.decisions import (
     HANDOVER_TO,
@@ -109,6 +110,7 @@ class CertificateReason(enum.StrEnum):
     ROOT_SWITCHED = "RootSwitched"
     ROOT_RETIRED = "RootRetired"
     REISSUE_SPREAD = "ReissueScheduled"  # signed by the previous CA, still trusted: re-issued at a spread time
+    WAITING_FOR_TRUST = "WaitingForTrust"  # the issuer's new root is not in every trust set yet (Hold)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +131,8 @@ class IssuerView:
     anchor_key_ids: frozenset[str] = frozenset()  # key ids of those anchors
     ca_since: datetime.datetime | None = None  # when the current CA was first seen (IssuerRecord.ca_since)
     reissue_window: datetime.timedelta | None = None  # IssuerRecord.reissue_window; None: trust_propagation
+    # Set while the issuer holds signing (a replaced CA Secret's new root is being announced): its switch time.
+    signs_from: datetime.datetime | None = None
 
     @property
     def description(self) -> str:
@@ -285,17 +289,26 @@ class Switch:
     retire_at: datetime.datetime
 
 
-Plan = Keep | Issue | Fail | ReadSecret | Wait | Resume | Stage | Staged | Switch
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """Nothing may be signed for this Certificate before ``until`` (its issuer's replaced CA Secret holds a root
+    that is not in every trust set yet), and its Secret holds no valid certificate to keep meanwhile."""
+
+    until: datetime.datetime
+    message: str
+
+
+Plan = Keep | Issue | Fail | ReadSecret | Wait | Resume | Stage | Staged | Switch | Hold
 
 
 def issuer_digest(token: IssuerToken) -> str | None:
     """What status.verified.issuer records of a ready, checked issuer: a digest of its CA and trust anchor (none for
     a selfSigned issuer), its generation (policy) and :data:`JUDGEMENT`; None for any other issuer (nothing is
     verified against it)."""
-    ready, ca_fingerprint, anchor_fingerprint, generation, checked = token
+    ready, ca_fingerprint, anchor_fingerprint, generation, checked, holds = token
     if not (ready and checked):
         return None
-    text = f"{JUDGEMENT}|{ca_fingerprint}|{anchor_fingerprint}|{generation}"
+    text = f"{JUDGEMENT}|{ca_fingerprint}|{anchor_fingerprint}|{generation}" + ("|holds" if holds else "")
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -351,9 +364,36 @@ def _plan_read(s: Snapshot, secret: SecretData | None) -> Plan:
         return dataclasses.replace(kept, takeover=takeover, wake_at=spread_at, deferred=why)
     renewing = renewal_time if facts is not None and reason.code in (RENEWING, MANUALLY_TRIGGERED) else None
     decision = _issue(s, secret, reason, renewing)
+    if isinstance(decision, Issue) and _holding(s):
+        return _held(s, secret, facts, renewal_time, decision, takeover)
     if isinstance(decision, Issue):
         return dataclasses.replace(decision, takeover=takeover, paced=spread_at is not None)
     return decision
+
+
+def _holding(s: Snapshot) -> bool:
+    return s.issuer.signs_from is not None and s.now < s.issuer.signs_from
+
+
+def _held(
+    s: Snapshot,
+    secret: SecretData | None,
+    facts: CertificateFacts | None,
+    renewal_time: datetime.datetime | None,
+    issue: Issue,
+    takeover: str | None,
+) -> Keep | Hold:
+    """An issuance the issuer holds back until its switch (IssuerView.signs_from): a valid certificate is kept
+    meanwhile (its ca.crt brought to the issuer's anchors, so the switch does not wait for it); otherwise Hold."""
+    assert s.issuer.signs_from is not None
+    why = (
+        f"{issue.reason.message}; {s.issuer.description} signs under the new root of its CA Secret only once every "
+        f"trust set holds it, from {rfc3339(s.issuer.signs_from)}"
+    )
+    if secret is not None and facts is not None and renewal_time is not None and s.now < facts.not_after:
+        kept = _keep(s, secret, facts, renewal_time)
+        return dataclasses.replace(kept, takeover=takeover, wake_at=s.issuer.signs_from, deferred=why)
+    return Hold(s.issuer.signs_from, why)
 
 
 def _spread_reissue(
@@ -433,42 +473,8 @@ def _root_phase(s: Snapshot, secret: SecretData, decision: Plan) -> Plan:
 def _next_step(
     s: Snapshot, at: datetime.datetime, pending: int | None, clear_since: datetime.datetime | None
 ) -> tuple[datetime.datetime, datetime.datetime] | None:
-    """A rotation step due ``at`` (switch, retire) that waits for ``pending`` trust sets or certificates: None to
-    take it now, else when it is due (``at``, or later: postponed, and the annotation rewritten) and when to look
-    again.
-
-    The step waits for what it depends on (every trust set holding the next root; no certificate left under the
-    old root) and comes at least half a propagation time after that was done, so that a workload that got the last
-    change has time to load it. This process knows when it was done only by looking: while something is pending
-    the root looks every quarter propagation time from three quarters before the step, and postpones the step to
-    a whole propagation time after each look that still finds something; the step then comes no earlier than
-    half a propagation time after the first look that found nothing (``clear_since``). A restart that finds
-    nothing pending late, after being down, postpones the step by that half. ``pending`` None (not known yet:
-    the issuers are not checked) holds the step and looks again soon."""
-    p = s.trust_propagation
-    closing = watch_from(at, p)
-    if pending is None:
-        return at, min(max(closing, s.now), s.now + p / 8)
-    if pending:
-        if s.now < closing:
-            return at, closing
-        return max(at, _whole_second_up(s.now + p)), s.now + p / 4
-    ready = max(at, _whole_second_up((clear_since or s.now) + p / 2))
-    if s.now >= ready:
-        return None
-    return ready, ready
-
-
-def watch_from(at: datetime.datetime, trust_propagation: datetime.timedelta) -> datetime.datetime:
-    """Where a rotation step due ``at`` starts watching what it waits for (_next_step): the root is looked at
-    then, after a stage or a switch, so that its first look is not the step's time."""
-    return at - trust_propagation * 3 / 4
-
-
-def _whole_second_up(moment: datetime.datetime) -> datetime.datetime:
-    """A postponed step's time, as its annotation keeps it (whole seconds), never earlier than ``moment``."""
-    whole = moment.replace(microsecond=0)
-    return whole if whole == moment else whole + datetime.timedelta(seconds=1)
+    """core.ca_rotation.next_step for this pass."""
+    return next_step(s.now, s.trust_propagation, at, pending, clear_since)
 
 
 def _annotation_time(secret: SecretData, key: str) -> datetime.datetime | None:
@@ -521,8 +527,10 @@ def _plan_unread(s: Snapshot, secret: UnreadSecret) -> Plan:
     if s.now < renewal_time:
         # A renewalTime that is not this one (an edited status, changed jitter settings) is put right by a full pass.
         return Resume(renewal_time, not_after) if status.get("renewalTime") == rfc3339(renewal_time) else ReadSecret()
-    if s.now >= not_after or s.spec.private_key.rotation_policy != "Always":
-        return ReadSecret()  # expired: the Secret decides; rotationPolicy Never reuses the Secret's key
+    if s.now >= not_after or s.spec.private_key.rotation_policy != "Always" or _holding(s):
+        # Expired: the Secret decides; rotationPolicy Never reuses the Secret's key; a held issuance keeps the
+        # certificate in the Secret meanwhile.
+        return ReadSecret()
     blocked = _blocked(s, valid=True)
     if blocked is not None:
         return blocked

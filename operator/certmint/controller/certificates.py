@@ -33,6 +33,7 @@ from certmint.controller.certificate_plan import (
     CertificateReason,
     Fail,
     Failure,
+    Hold,
     Issue,
     IssuerView,
     Keep,
@@ -45,17 +46,17 @@ from certmint.controller.certificate_plan import (
     Switch,
     UnreadSecret,
     Wait,
-    issuer_digest,
     plan,
     renewal_time_for,
     secret_metadata,
     verified_status,
-    watch_from,
 )
 from certmint.controller.runtime import Operator
 from certmint.controller.signers import SigningJob, signer_for
 from certmint.controller.state import NO_ISSUER, CertificateRecord, IssuerRecord, IssuerToken, Kind, Settled, Signed
 from certmint.controller.status import CertificateStatus, write_status
+from certmint.controller.trust_sets import pending_announcements, pending_reissues
+from certmint.core.ca_rotation import watch_from
 from certmint.core.conditions import Condition, merge_conditions, rfc3339
 from certmint.core.decisions import RENEWING, certificate_label_value
 from certmint.core.renewal import retry_delay
@@ -73,7 +74,7 @@ from certmint.pki.keys import (
     generate_private_key_pem,
     load_private_key,
 )
-from certmint.pki.signing import IssuedCertificate, SigningRequest, fingerprint_sha256
+from certmint.pki.signing import IssuedCertificate, SigningRequest
 
 log = logging.getLogger("certmint.certificates")
 
@@ -211,60 +212,15 @@ class _RootProbe:
 
     def pending(self, step: str) -> tuple[int | None, datetime.datetime | None]:
         if step.startswith("switch:"):
-            count = _pending_announcements(self.op, self.rec.namespace, self.spec)
+            count = pending_announcements(self.op, self.rec.namespace, self.spec.secret_name)
         else:
-            count = _pending_reissues(self.op, self.rec.namespace, self.spec)
+            count = pending_reissues(self.op, self.rec.namespace, self.spec.secret_name)
         if count != 0:
             self.rec.clear_since = None
             return count, None
         if self.rec.clear_since is None or self.rec.clear_since[0] != step:
             self.rec.clear_since = (step, self.now)
         return 0, self.rec.clear_since[1]
-
-
-def _pending_reissues(op: Operator, namespace: str, spec: CertificateSpec) -> int:
-    """For a root CA Certificate: how many certificates of the issuers on its Secret wait for their spread re-issue
-    after a CA change (still signed by the previous root). Decodes those certificates' statuses: roots are few,
-    and this runs once per pass of one (not for an intermediate, which has no phases)."""
-    pending = 0
-    for issuer in op.state.issuers_with_ca_secret(namespace, spec.secret_name, op.settings.namespace):
-        for key in op.state.certificates_using(issuer):
-            rec = op.state.certificates.get(key)
-            issuing = _condition_reason(rec.read_status(), "Issuing") if rec is not None else None
-            pending += issuing == CertificateReason.REISSUE_SPREAD
-    return pending
-
-
-def _pending_announcements(op: Operator, namespace: str, spec: CertificateSpec) -> int | None:
-    """For a root CA Certificate: how many trust sets of the issuers on its Secret do not hold those issuers'
-    current anchors yet: certificates whose last good pass (status.verified) was under other anchors, and Bundles
-    that have not written them everywhere. None while an issuer on it is not checked (after a restart) or not
-    ready: what its anchors are is not known. Decodes those certificates' statuses (see _pending_reissues)."""
-    pending = 0
-    for key in op.state.issuers_with_ca_secret(namespace, spec.secret_name, op.settings.namespace):
-        issuer = op.state.issuers.get(key)
-        if issuer is None:
-            continue
-        digest = issuer_digest(issuer.identity_token)
-        authority = issuer.authority
-        if digest is None or authority is None:
-            return None
-        for cert in op.state.certificates_using(key):
-            rec = op.state.certificates.get(cert)
-            verified = rec.read_status().get("verified") if rec is not None else None
-            pending += verified is not None and verified.get("issuer") != digest
-        if key[0] is Kind.CLUSTER_ISSUER:
-            wanted = {fingerprint_sha256(a) for a in authority.trust_anchors}
-            for name in op.state.bundles_using_issuer(key[2]):
-                status = op.state.bundles[name].status
-                have = {a.get("fingerprint") for a in status.get("anchors") or []}
-                # (a namespace whose target is someone else's never gets it: it does not hold the rotation up)
-                everywhere = all(
-                    (t.get("inSync") or 0) + (t.get("conflicts") or 0) >= (t.get("namespaces") or 0)
-                    for t in status.get("targets") or []
-                )
-                pending += not (wanted <= have and everywhere)
-    return pending
 
 
 async def _read_secret(op: Operator, namespace: str, name: str) -> SecretData | None:
@@ -313,6 +269,7 @@ def _issuer_view(spec: CertificateSpec, issuer: IssuerRecord | None) -> IssuerVi
         anchor_key_ids=authority.anchor_key_ids if authority is not None else frozenset(),
         ca_since=issuer.ca_since,
         reissue_window=issuer.reissue_window,
+        signs_from=issuer.replaced_root.next_step_at if issuer.replaced_root and issuer.holds_signing else None,
     )
 
 
@@ -346,6 +303,16 @@ async def _act(op: Operator, rec: CertificateRecord, s: Snapshot, decision: Plan
     if isinstance(decision, Switch):
         assert isinstance(s.secret, SecretData)
         return await _switch(op, rec, s, s.secret, decision, seen)
+    if isinstance(decision, Hold):
+        waiting = CertificateReason.WAITING_FOR_TRUST
+        conditions = [
+            Condition("Ready", "False", waiting, decision.message),
+            Condition("Issuing", "True", waiting, decision.message),
+        ]
+        await _write_status(op, rec, s.status, conditions, {})
+        metrics.set_ready(rec.namespace, rec.name, "False")
+        op.schedule((Kind.CERTIFICATE, rec.namespace, rec.name), decision.until)
+        return True  # the switch changes the issuer's identity token, which wakes this Certificate
     raise AssertionError(f"unplanned outcome {decision!r}")
 
 

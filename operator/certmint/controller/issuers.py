@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import logging
 from typing import Any
+
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from certmint.controller.runtime import Operator
 from certmint.controller.signers import Verdict, signer_for
 from certmint.controller.state import IssuerRecord, Kind
 from certmint.controller.status import write_status
+from certmint.controller.trust_sets import pending_announcements, pending_reissues
+from certmint.core.ca_rotation import ReplacedRoot, anchors_from_status, follow, next_step, switched, watch_from
 from certmint.core.conditions import Condition, rfc3339
 from certmint.core.policy import isolation_condition
+from certmint.kube.resources import ObjectRef
 from certmint.pki.signing import SigningAuthority, fingerprint_sha256
 
 log = logging.getLogger("certmint.issuers")
@@ -27,6 +33,7 @@ async def reconcile_issuer(op: Operator, kind: Kind, namespace: str, name: str) 
     before = rec.identity_token
     now = op.now()
     verdict = await _check(op, rec, now)
+    wake = await _replaced_root_step(op, rec, now) if rec.replaced_root is not None else None
     if rec.identity_token != before:
         log.info("%s %s: ready=%s (%s)", kind, _display(rec), rec.ready, rec.reason)
         op.enqueue_dependents_of_issuer(key)
@@ -40,6 +47,8 @@ async def reconcile_issuer(op: Operator, kind: Kind, namespace: str, name: str) 
         recheck = signer_for(rec.spec).recheck_at(verdict, now, interval)
         if recheck is not None:
             op.schedule(key, recheck)
+    if wake is not None:
+        op.schedule(key, wake)
 
 
 def _display(rec: IssuerRecord) -> str:
@@ -63,24 +72,131 @@ async def _check(op: Operator, rec: IssuerRecord, now: datetime.datetime) -> Ver
             cluster_scoped=rec.kind is Kind.CLUSTER_ISSUER,
             now=now,
         )
+    authority = verdict.authority
+    if authority is not None and rec.spec is not None and rec.spec.ca_secret_name is not None:
+        authority = _follow_replaced_root(op, rec, authority, now)
     previous = rec.authority.fingerprint_sha256 if rec.authority is not None else None
-    if verdict.authority is not None and verdict.authority.fingerprint_sha256 != previous:
+    if authority is not None and authority.fingerprint_sha256 != previous:
         # From the switch the CA Secret records (a restart in the middle of a rotation keeps its spread), else now.
         rec.ca_since = min(verdict.ca_since, now) if verdict.ca_since is not None else now
-        dependents = len(op.state.certificates_using((rec.kind, rec.namespace, rec.name)))
-        rec.reissue_window = max(
-            datetime.timedelta(seconds=op.settings.trust_propagation_seconds),
-            datetime.timedelta(seconds=dependents / op.settings.rotation_reissue_rate),
-        )
-    rec.rotation = verdict.rotation
+        _set_reissue_window(op, rec)
+    if rec.replaced_root is not None:
+        # Certificates under the previous root are re-issued over the window that starts at the switch.
+        replaced = rec.replaced_root
+        rec.ca_since = replaced.next_step_at if replaced.holds_signing else replaced.since
+    rec.rotation = rec.replaced_root.to_status() if rec.replaced_root is not None else verdict.rotation
     rec.ready, rec.reason, rec.message, rec.authority, rec.checked = (
         verdict.ready,
         verdict.reason,
         verdict.message,
-        verdict.authority,
+        authority,
         True,
     )
     return verdict
+
+
+def _set_reissue_window(op: Operator, rec: IssuerRecord) -> None:
+    dependents = len(op.state.certificates_using((rec.kind, rec.namespace, rec.name)))
+    rec.reissue_window = max(
+        datetime.timedelta(seconds=op.settings.trust_propagation_seconds),
+        datetime.timedelta(seconds=dependents / op.settings.rotation_reissue_rate),
+    )
+
+
+def _follow_replaced_root(
+    op: Operator, rec: IssuerRecord, authority: SigningAuthority, now: datetime.datetime
+) -> SigningAuthority:
+    """The CA a ``ca`` issuer signs with and the anchors it hands on, after its CA Secret read as ``authority``: a
+    root that replaced the one signed under so far starts the phases of core.ca_rotation."""
+    if not rec.status_read:  # this process's first check: take over what the status recorded
+        rec.status_read = True
+        rec.replaced_root = ReplacedRoot.from_status(rec.status.get("rotation"))
+        if rec.authority is None and not rec.last_anchors:
+            anchors, signing = anchors_from_status(rec.status.get("trustAnchors"))
+            rec.last_anchors, rec.last_root = anchors, anchors[signing] if signing >= 0 else None
+    ongoing = rec.replaced_root
+    replaced = follow(
+        ongoing,
+        previous_anchors=rec.last_anchors,
+        previous_root=rec.last_root,
+        authority=authority,
+        now=now,
+        propagation=datetime.timedelta(seconds=op.settings.trust_propagation_seconds),
+    )
+    if replaced is not None and (ongoing is None or ongoing.root != replaced.root):
+        log.info(
+            "%s %s: its CA Secret holds a new root (%s); phase %s, next step at %s",
+            rec.kind,
+            _display(rec),
+            replaced.root,
+            replaced.phase,
+            rfc3339(replaced.next_step_at),
+        )
+    rec.replaced_root = replaced
+    rec.secret_authority = authority
+    kept = authority.keeping(replaced.kept) if replaced is not None else authority
+    rec.last_anchors, rec.last_root = kept.trust_anchors, kept.trust_anchor
+    return kept
+
+
+async def _replaced_root_step(op: Operator, rec: IssuerRecord, now: datetime.datetime) -> datetime.datetime | None:
+    """Take the replaced root's next step when it is due (the switch, then the retirement), else say when to look
+    again. Its state is published with the status (status.rotation)."""
+    replaced, secret_authority = rec.replaced_root, rec.secret_authority
+    if replaced is None or secret_authority is None or rec.spec is None or rec.spec.ca_secret_name is None:
+        return None
+    if not rec.ready:
+        return None  # its Secret is not usable now: no step (the Secret watch wakes the issuer when it is again)
+    propagation = datetime.timedelta(seconds=op.settings.trust_propagation_seconds)
+    secret_namespace, secret_name = ca_secret_namespace(op, rec), rec.spec.ca_secret_name
+    step = f"{replaced.phase}:{replaced.root}"
+    if replaced.holds_signing:
+        pending = pending_announcements(op, secret_namespace, secret_name)
+    else:
+        pending = pending_reissues(op, secret_namespace, secret_name)
+    if pending != 0:
+        rec.clear_since = None
+    elif rec.clear_since is None or rec.clear_since[0] != step:
+        rec.clear_since = (step, now)
+    clear_since = rec.clear_since[1] if rec.clear_since is not None else None
+    due = next_step(now, propagation, replaced.next_step_at, pending, clear_since)
+    ref = ObjectRef(kind=rec.kind.value, namespace=rec.namespace or None, name=rec.name, uid=rec.uid)
+    if due is None and replaced.holds_signing:
+        rec.replaced_root = switched(replaced, now, propagation)
+        rec.ca_since = now
+        _set_reissue_window(op, rec)
+        rec.rotation = rec.replaced_root.to_status()
+        message = (
+            f"signing under the new root of its CA Secret {secret_namespace}/{secret_name} now that every trust set "
+            f"holds it; certificates signed under the previous root are re-issued from now on, and that root stays "
+            f"a trust anchor until at least {rfc3339(rec.replaced_root.next_step_at)}"
+        )
+        log.info("%s %s: %s", rec.kind, _display(rec), message)
+        await op.post_event(ref, "Normal", "RootSwitched", message)
+        return watch_from(rec.replaced_root.next_step_at, propagation)
+    if due is None:
+        rec.replaced_root, rec.rotation = None, None
+        rec.authority = secret_authority
+        rec.last_anchors, rec.last_root = secret_authority.trust_anchors, secret_authority.trust_anchor
+        message = "the previous root left the trust anchors: no certificate signed under it is left"
+        log.info("%s %s: %s", rec.kind, _display(rec), message)
+        await op.post_event(ref, "Normal", "RootRetired", message)
+        return None
+    at, wake = due
+    if at != replaced.next_step_at:
+        rec.replaced_root = dataclasses.replace(replaced, next_step_at=at)
+        rec.rotation = rec.replaced_root.to_status()
+        if replaced.holds_signing:
+            rec.ca_since = at
+        log.info(
+            "%s %s: %s trust set(s) or certificate(s) pending: the %s is postponed to %s",
+            rec.kind,
+            _display(rec),
+            pending,
+            "switch" if replaced.holds_signing else "retirement",
+            rfc3339(at),
+        )
+    return wake
 
 
 async def _publish(op: Operator, rec: IssuerRecord, now: datetime.datetime) -> None:
@@ -128,13 +244,16 @@ def chain_status(authority: SigningAuthority) -> list[dict[str, str]]:
 
 def anchors_status(authority: SigningAuthority) -> list[dict[str, Any]]:
     """status.trustAnchors: every root its certificates get in ca.crt, in that order (the chain's root, and the
-    other self-signed CA certificates of the CA Secret's ca.crt: a root being rotated in or out)."""
+    other self-signed CA certificates of the CA Secret's ca.crt: a root being rotated in or out; a replaced CA
+    Secret's previous root, kept until retired), with its PEM: what a restarted operator compares the CA Secret
+    with."""
     return [
         {
             "subject": anchor.subject.rfc4514_string(),
             "fingerprint": fingerprint_sha256(anchor),
             "notAfter": rfc3339(anchor.not_valid_after_utc),
             "signsThisCA": anchor == authority.trust_anchor,
+            "pem": anchor.public_bytes(Encoding.PEM).decode(),
         }
         for anchor in authority.trust_anchors
     ]

@@ -66,6 +66,16 @@ async def reconcile_request(op: Operator, namespace: str, name: str) -> None:
         # The issuer becoming ready wakes this request; the timer is only a safety net.
         op.schedule((Kind.REQUEST, namespace, name), now + retry_delay(spec.duration, 1))
         return
+    if issuer.replaced_root is not None and issuer.holds_signing and now < issuer.replaced_root.next_step_at:
+        until = rfc3339(issuer.replaced_root.next_step_at)
+        why = (
+            f"{ref.kind} {ref.name!r} signs under the new root of its CA Secret only once every trust set holds it, "
+            f"from {until}"
+        )
+        await _set(op, rec, now, [Condition("Ready", "False", "Pending", why)], {})
+        # The switch changes the issuer's identity, which wakes this request; the timer is only a safety net.
+        op.schedule((Kind.REQUEST, namespace, name), issuer.replaced_root.next_step_at)
+        return
     signer = signer_for(issuer.spec)
     if signer.own_key_only:
         await _finish(

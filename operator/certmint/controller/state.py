@@ -18,8 +18,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
+from cryptography import x509
+
 from certmint.controller.status import CertificateStatus
 from certmint.core.bundle import BundleSpec
+from certmint.core.ca_rotation import ReplacedRoot
 from certmint.core.decisions import RENEW_REQUEST
 from certmint.core.spec import CertificateRequestSpec, CertificateSpec, IssuerRef, IssuerSpec, SpecError, shared
 from certmint.pki.keys import PrivateKey
@@ -109,8 +112,8 @@ class Settled:
     waits_for_timer: bool  # a renewal or retry timer is part of the outcome; a fired timer means "look again"
 
 
-IssuerToken = tuple[bool, str | None, str | None, int, bool]  # see IssuerRecord.identity_token
-NO_ISSUER: IssuerToken = (False, None, None, 0, False)
+IssuerToken = tuple[bool, str | None, str | None, int, bool, bool]  # see IssuerRecord.identity_token
+NO_ISSUER: IssuerToken = (False, None, None, 0, False, False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,16 +196,33 @@ class IssuerRecord:
     # When this process first saw the current CA (its fingerprint changed): certificates signed by the previous
     # one that their peers still trust are re-issued spread over the trust propagation time from then.
     ca_since: datetime.datetime | None = None
-    rotation: dict[str, str] | None = None  # the CA Secret's root rotation in progress (Verdict.rotation)
+    rotation: dict[str, Any] | None = None  # status.rotation: a root rotation in progress (its or the CA Secret's)
     # Over how long after ca_since the certificates signed by the previous CA are re-issued (None: the trust
     # propagation time): longer when the rotation re-issue rate needs it for the certificates using it then.
     reissue_window: datetime.timedelta | None = None
+    # A replaced CA Secret's rotation (core.ca_rotation), run by this issuer; its state is in status.rotation.
+    replaced_root: ReplacedRoot | None = None
+    # The trust anchors and the root signed under as of the last check that found the CA usable (kept while it is
+    # not): what a replaced CA Secret is compared with. From status.trustAnchors at this process's first check.
+    last_anchors: tuple[x509.Certificate, ...] = ()
+    last_root: x509.Certificate | None = None
+    status_read: bool = False  # the first check has taken over what the status recorded
+    # The CA as its Secret gives it, before a replaced root's kept anchors are added (authority has them).
+    secret_authority: SigningAuthority | None = None
+    # Since when this process has seen nothing pending for the replaced root's next step, and which step.
+    clear_since: tuple[str, datetime.datetime] | None = None
+
+    @property
+    def holds_signing(self) -> bool:
+        """A replaced CA Secret's new root is being announced: nothing is signed under it yet."""
+        return self.replaced_root is not None and self.replaced_root.holds_signing
 
     @property
     def identity_token(self) -> IssuerToken:
         """Changes whenever certificates signed by this issuer must be looked at again: readiness, the CA,
         its trust anchor (a root added to the CA Secret's ca.crt later), the spec's generation (a changed
-        policy may now allow what it refused), and its first check (certificates waiting for it). One shared
+        policy may now allow what it refused), its first check (certificates waiting for it), and whether it holds
+        signing under a replaced CA Secret's new root (holds_signing). One shared
         tuple per value: every Certificate's settled inputs hold it."""
         authority = self.authority
         return shared(
@@ -212,6 +232,7 @@ class IssuerRecord:
                 authority.trust_bundle_fingerprint if authority else None,
                 self.generation,
                 self.checked,
+                self.holds_signing,
             )
         )
 

@@ -48,7 +48,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Final
 
@@ -283,6 +283,12 @@ class SigningAuthority:
         """Every root certificates of this CA get in ca.crt: the chain's, and other_anchors, in ca.crt's order."""
         others = self.other_anchors
         return (*others[: self.anchor_position], self.trust_anchor, *others[self.anchor_position :])
+
+    def keeping(self, roots: Sequence[x509.Certificate]) -> SigningAuthority:
+        """This CA with ``roots`` among its trust anchors too, after the others: roots that certificates in use
+        chain to although the CA Secret no longer holds them (a replaced CA Secret's previous root, until retired)."""
+        extra = tuple(r for r in _unique(list(roots)) if r not in self.trust_anchors)
+        return replace(self, other_anchors=(*self.other_anchors, *extra)) if extra else self
 
     @functools.cached_property
     def anchor_key_ids(self) -> frozenset[str]:
