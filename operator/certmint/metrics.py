@@ -155,6 +155,25 @@ def set_rotation_step(namespace: str, name: str, step: str | None, when: float =
         root_rotation.labels(namespace, name, step).set(when)
 
 
+issuer_rotation = Gauge(
+    "certmint_issuer_root_rotation_next_step_timestamp_seconds",
+    "An issuer whose CA Secret was given a CA under a new root: when its next step happens (step: switch, then "
+    "retire; Unix time).",
+    ["kind", "namespace", "name", "step"],
+    registry=REGISTRY,
+)
+
+
+def set_issuer_rotation_step(kind: str, namespace: str, name: str, step: str | None, when: float = 0.0) -> None:
+    """The replaced root's step to come for an issuer (None: none in progress)."""
+    for other in ("switch", "retire"):
+        if other != step:
+            with contextlib.suppress(KeyError):  # no such series
+                issuer_rotation.remove(kind, namespace, name, other)
+    if step is not None:
+        issuer_rotation.labels(kind, namespace, name, step).set(when)
+
+
 def set_ready(namespace: str, name: str, status: str) -> None:
     certificates.set_ready(namespace, name, status == "True")
 

@@ -22,6 +22,7 @@ from certmint.core.conditions import parse_rfc3339
 from certmint.pki.inspect import load_pem_chain
 from tests.controller.conftest import CA_ISSUER, CA_SECRET, SELF_SIGNED, running_harness
 from tests.controller.harness import OPERATOR_NAMESPACE, Harness, condition, controller_settings
+from tests.controller.test_requests import csr, request, submitted
 from tests.integration.builders import certificate, cluster_issuer
 from tests.unit.builders import CAPair, build_ca
 
@@ -473,6 +474,16 @@ def _issuer_status(harness: Harness) -> dict[str, Any]:
     return status
 
 
+def _issuer_steps() -> dict[str, float]:
+    """certmint_issuer_root_rotation_next_step_timestamp_seconds of the CA issuer: step -> when."""
+    return {
+        sample.labels["step"]: sample.value
+        for family in metrics.issuer_rotation.collect()
+        for sample in family.samples
+        if sample.labels["name"] == CA_ISSUER and sample.labels["kind"] == "ClusterIssuer"
+    }
+
+
 def _replace_ca_secret(harness: Harness, ca: CAPair) -> None:
     """What `kubectl create secret tls --dry-run=client -o yaml | kubectl apply -f -` with a new CA does."""
     harness.patch(
@@ -527,6 +538,15 @@ async def test_a_replaced_ca_secret_is_rotated_in_phases_without_a_peer_untruste
     assert harness.secret(secret_of("late")) is None
     assert not [r for r in harness.requests() if r["metadata"]["name"].startswith("late")]
 
+    # So does a bare CertificateRequest.
+    worker = await submitted(harness, request("worker", csr("worker.apps.svc")))
+    assert condition(worker, "Ready")["reason"] == "Pending" and "certificate" not in (worker.get("status") or {})
+    assert (
+        "signs under the new root of its CA Secret only once every trust set holds it"
+        in (condition(worker, "Ready")["message"])
+    )
+    assert _issuer_steps() == {"switch": announced_at + propagation}
+
     # A restart in the middle of the phase resumes it from the issuer's status: same switch time.
     await harness.restart()
     assert _issuer_status(harness)["rotation"] == rotation
@@ -537,7 +557,10 @@ async def test_a_replaced_ca_secret_is_rotated_in_phases_without_a_peer_untruste
     rotation = _issuer_status(harness)["rotation"]
     assert rotation["phase"] == "PreviousRootRetiring"
     assert "RootSwitched" in harness.event_reasons(CA_ISSUER, "default")
+    assert _issuer_steps() == {"retire": parse_rfc3339(rotation["nextStepAt"]).timestamp()}
     assert condition(harness.certificate("late"), "Ready")["status"] == "True"
+    signed = harness.get("CertificateRequest", "apps", "worker")["status"]["certificate"]
+    assert load_pem_chain(signed.encode())[0].issuer == new_ca.cert.subject
     late_leaf = load_pem_chain(harness.secret_data(secret_of("late"))["tls.crt"])[0]
     assert late_leaf.issuer == new_ca.cert.subject
     assert harness.secret_data(secret_of("late"))["ca.crt"] == new_ca.cert_pem + root_ca.cert_pem
@@ -559,6 +582,7 @@ async def test_a_replaced_ca_secret_is_rotated_in_phases_without_a_peer_untruste
     assert_mutual_trust(harness, switched, retired)
     assert "rotation" not in _issuer_status(harness)
     assert "RootRetired" in harness.event_reasons(CA_ISSUER, "default")
+    assert _issuer_steps() == {}
     assert [a["fingerprint"] for a in _issuer_status(harness)["trustAnchors"]] == [
         _issuer_status(harness)["caFingerprint"]
     ]

@@ -9,6 +9,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from certmint import metrics
 from certmint.controller.runtime import Operator
 from certmint.controller.signers import Verdict, signer_for
 from certmint.controller.state import IssuerRecord, Kind
@@ -29,6 +30,7 @@ async def reconcile_issuer(op: Operator, kind: Kind, namespace: str, name: str) 
     if rec is None:
         op.queue.cancel_timer(key)
         op.enqueue_dependents_of_issuer(key)  # their issuer is gone: they must say so
+        metrics.set_issuer_rotation_step(kind.value, namespace, name, None)
         return
     before = rec.identity_token
     now = op.now()
@@ -49,6 +51,10 @@ async def reconcile_issuer(op: Operator, kind: Kind, namespace: str, name: str) 
             op.schedule(key, recheck)
     if wake is not None:
         op.schedule(key, wake)
+    replaced = rec.replaced_root
+    step = None if replaced is None else "switch" if replaced.holds_signing else "retire"
+    when = replaced.next_step_at.timestamp() if replaced is not None else 0.0
+    metrics.set_issuer_rotation_step(kind.value, namespace, name, step, when)
 
 
 def _display(rec: IssuerRecord) -> str:
