@@ -18,6 +18,7 @@ from cryptography.x509 import verification
 
 from certmint import metrics
 from certmint.controller.certificate_plan import NEXT_CRT, NEXT_KEY, SWITCH_AT
+from certmint.core.ca_rotation import IMMEDIATE, ROOT_REPLACEMENT
 from certmint.core.conditions import parse_rfc3339
 from certmint.pki.inspect import load_pem_chain
 from tests.controller.conftest import CA_ISSUER, CA_SECRET, SELF_SIGNED, running_harness
@@ -586,3 +587,24 @@ async def test_a_replaced_ca_secret_is_rotated_in_phases_without_a_peer_untruste
     assert [a["fingerprint"] for a in _issuer_status(harness)["trustAnchors"]] == [
         _issuer_status(harness)["caFingerprint"]
     ]
+
+
+async def test_a_replaced_root_annotated_immediate_takes_effect_at_once(harness: Harness, root_ca: CAPair) -> None:
+    """A compromised CA: the person replaces the CA Secret and annotates the issuer root-replacement=Immediate. The
+    rotation in progress ends: the previous root leaves every ca.crt and every certificate is re-issued now."""
+    for name in PEERS:
+        await harness.issued(name, issuer=CA_ISSUER)
+    new_ca = build_ca("Replacement Root CA")
+    _replace_ca_secret(harness, new_ca)
+    await harness.advance(harness.settings.issuer_recheck_seconds)
+    assert _issuer_status(harness)["rotation"]["phase"] == "NextRootStaged"
+
+    harness.patch("ClusterIssuer", None, CA_ISSUER, {"metadata": {"annotations": {ROOT_REPLACEMENT: IMMEDIATE}}})
+    await harness.settle()
+    assert "rotation" not in _issuer_status(harness)
+    for name in PEERS:
+        data = harness.secret_data(secret_of(name))
+        assert data["ca.crt"] == new_ca.cert_pem
+        assert load_pem_chain(data["tls.crt"])[0].issuer == new_ca.cert.subject
+        assert harness.certificate(name)["status"]["revision"] == 2
+    assert _issuer_steps() == {}

@@ -49,6 +49,8 @@ T = TypeVar("T")
 LABEL_SELECTOR = CERTIFICATE_NAME
 #: How many violations are kept in full (all are counted).
 KEPT_VIOLATIONS = 20
+#: The most CA certificates above a certificate that ``to_root`` follows.
+MAX_CHAIN = 8
 
 
 def fingerprint(cert: x509.Certificate) -> str:
@@ -98,6 +100,17 @@ class RotationWatch:
     ca_secret: str
     certificate_secrets: Iterable[str]
     tracked: tuple[str, ...] = ()  # annotations of the CA Secret whose values are recorded (annotation_values)
+    #: Which Secrets of the namespace are listed and watched: certmint's (its label); None: every one, for a CA
+    #: Secret a person made (no label). Only ``ca_secret`` and ``certificate_secrets`` are recorded either way.
+    label_selector: str | None = LABEL_SELECTOR
+    #: Whether the CA Secret takes part in the check (its ca.crt a trust set, its tls.crt in use). False for a CA
+    #: Secret a person writes: a person may replace everything in it at once, and certmint then keeps the previous
+    #: root in the certificates' ca.crt and signs nothing under the new CA before they all hold its root, which the
+    #: certificates' Secrets alone show (still watched, for the CAs it names and what it recorded).
+    check_ca_secret: bool = True
+    #: A certificate's signer is the root its chain ends in instead of the CA certificate that signed it, for a CA
+    #: below a root: ca.crt holds roots (the chain is completed from every certificate seen, as for the signer).
+    to_root: bool = False
     violations: list[Violation] = field(default_factory=list)
     violating_states: int = 0
     #: Secret -> in how many states its certificate in use was signed by a CA missing from a trust set.
@@ -209,7 +222,7 @@ class RotationWatch:
                 for event in w.stream(  # type: ignore[no-untyped-call]
                     self._core.list_namespaced_secret,
                     self.namespace,
-                    label_selector=LABEL_SELECTOR,
+                    label_selector=self.label_selector,
                     resource_version=self._rv,
                     allow_watch_bookmarks=True,
                     timeout_seconds=3,  # server-side: the loop sees _stop at least this often, and resumes at _rv
@@ -261,7 +274,7 @@ class RotationWatch:
     def _list(self) -> dict[str, Any]:
         """The watched Secrets as one list (one resourceVersion), as the API server sends them (as the watch does)."""
         response: Any = self._core.list_namespaced_secret(
-            self.namespace, label_selector=LABEL_SELECTOR, _preload_content=False
+            self.namespace, label_selector=self.label_selector, _preload_content=False
         )
         body = json.loads(response.data)
         assert isinstance(body, dict)
@@ -311,7 +324,7 @@ class RotationWatch:
                 if not values or values[-1] != annotations.get(key):
                     values.append(annotations.get(key))
 
-    def _signer(self, leaf: x509.Certificate) -> str | None:
+    def _signer(self, leaf: x509.Certificate, depth: int = 0) -> str | None:
         der = leaf.public_bytes(Encoding.DER)
         found = self._signers.get(der)
         if found is not None:
@@ -321,6 +334,11 @@ class RotationWatch:
                 leaf.verify_directly_issued_by(ca)
             except (InvalidSignature, ValueError, TypeError):  # another issuer name, key type or signature
                 continue
+            if self.to_root and ca != leaf:  # signed by a CA below a root: that CA's root
+                above = self._signer(ca, depth + 1) if depth < MAX_CHAIN else None
+                if above is None:
+                    return None
+                fp = above
             self._signers[der] = fp
             return fp
         return None  # not known yet: looked up again at the next state
@@ -328,10 +346,12 @@ class RotationWatch:
     def _check(self, rv: str) -> None:
         now = time.monotonic()
         self.states += 1
-        present = [self._secrets[name] for name in sorted(self._members) if name in self._secrets]
         names = [name for name in sorted(self._members) if name in self._secrets]
+        all_present = len(names) == len(self._members)
+        if not self.check_ca_secret:
+            names = [name for name in names if name != self.ca_secret]
+        present = [self._secrets[name] for name in names]
         everywhere = frozenset.intersection(*(s.anchors for s in present)) if present else frozenset()
-        all_present = len(present) == len(self._members)
         in_use: dict[str, int] = {}
         violated = False
         for name, s in zip(names, present, strict=True):

@@ -15,7 +15,16 @@ from certmint.controller.signers import Verdict, signer_for
 from certmint.controller.state import IssuerRecord, Kind
 from certmint.controller.status import write_status
 from certmint.controller.trust_sets import pending_announcements, pending_reissues
-from certmint.core.ca_rotation import ReplacedRoot, anchors_from_status, follow, next_step, switched, watch_from
+from certmint.core.ca_rotation import (
+    IMMEDIATE,
+    ROOT_REPLACEMENT,
+    ReplacedRoot,
+    anchors_from_status,
+    follow,
+    next_step,
+    switched,
+    watch_from,
+)
 from certmint.core.conditions import Condition, rfc3339
 from certmint.core.policy import isolation_condition
 from certmint.kube.resources import ObjectRef
@@ -129,6 +138,16 @@ def _follow_replaced_root(
         now=now,
         propagation=datetime.timedelta(seconds=op.settings.trust_propagation_seconds),
     )
+    if replaced is not None and rec.replace_immediately:
+        log.warning(
+            "%s %s: its CA Secret holds a new root and annotation %s=%s: signing under it at once, the previous "
+            "root is no longer a trust anchor",
+            rec.kind,
+            _display(rec),
+            ROOT_REPLACEMENT,
+            IMMEDIATE,
+        )
+        replaced = None
     if replaced is not None and (ongoing is None or ongoing.root != replaced.root):
         log.info(
             "%s %s: its CA Secret holds a new root (%s); phase %s, next step at %s",
@@ -138,6 +157,8 @@ def _follow_replaced_root(
             replaced.phase,
             rfc3339(replaced.next_step_at),
         )
+    if ongoing is not None and replaced is None:
+        rec.ca_since = now  # the rotation ended early (annotated Immediate, its kept roots expired): signing now
     rec.replaced_root = replaced
     rec.secret_authority = authority
     kept = authority.keeping(replaced.kept) if replaced is not None else authority

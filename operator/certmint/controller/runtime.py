@@ -282,7 +282,9 @@ class Operator:
                     # Status-only change (often our own): keep what the reconciler learnt.
                     current.resource_version = record.resource_version
                     current.status = record.status
-                    return
+                    if current.replace_immediately == record.replace_immediately:
+                        return
+                    current.replace_immediately = record.replace_immediately  # checked again, below
             self.state.issuers[key] = parse_issuer(kind, body)
         self.queue.add(key)
 

@@ -22,7 +22,7 @@ from cryptography import x509
 
 from certmint.controller.status import CertificateStatus
 from certmint.core.bundle import BundleSpec
-from certmint.core.ca_rotation import ReplacedRoot
+from certmint.core.ca_rotation import IMMEDIATE, ROOT_REPLACEMENT, ReplacedRoot
 from certmint.core.decisions import RENEW_REQUEST
 from certmint.core.spec import CertificateRequestSpec, CertificateSpec, IssuerRef, IssuerSpec, SpecError, shared
 from certmint.pki.keys import PrivateKey
@@ -211,6 +211,8 @@ class IssuerRecord:
     secret_authority: SigningAuthority | None = None
     # Since when this process has seen nothing pending for the replaced root's next step, and which step.
     clear_since: tuple[str, datetime.datetime] | None = None
+    # The issuer's ROOT_REPLACEMENT annotation says Immediate: a replaced root takes effect without phases.
+    replace_immediately: bool = False
 
     @property
     def holds_signing(self) -> bool:
@@ -401,6 +403,7 @@ def parse_issuer(kind: Kind, body: dict[str, Any]) -> IssuerRecord:
         spec=spec,
         spec_error=error,
         status=dict(body.get("status") or {}),
+        replace_immediately=(meta.get("annotations") or {}).get(ROOT_REPLACEMENT) == IMMEDIATE,
     )
 
 

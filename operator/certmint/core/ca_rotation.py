@@ -45,6 +45,11 @@ from certmint.pki.timestamps import parse_rfc3339, rfc3339
 SOURCE: Final = "CASecretReplaced"
 #: At most this many previous roots are kept (each replacement during a rotation may add one).
 MAX_KEPT: Final = 4
+#: An issuer annotation: ``Immediate`` makes a replaced root take effect at once, without phases (a compromised
+#: CA: its root must leave the trust anchors now, and every certificate under it be re-issued); it also ends a
+#: rotation in progress. Any other value, or none: the phases.
+ROOT_REPLACEMENT: Final = "certmint.dev/root-replacement"
+IMMEDIATE: Final = "Immediate"
 
 
 class Phase(enum.StrEnum):
