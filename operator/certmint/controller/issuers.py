@@ -212,7 +212,6 @@ async def _replaced_root_step(op: Operator, rec: IssuerRecord, now: datetime.dat
     at, wake = due
     if at != replaced.next_step_at:
         rec.replaced_root = dataclasses.replace(replaced, next_step_at=at)
-        rec.rotation = rec.replaced_root.to_status()
         if replaced.holds_signing:
             rec.ca_since = at
         log.info(
@@ -223,7 +222,23 @@ async def _replaced_root_step(op: Operator, rec: IssuerRecord, now: datetime.dat
             "switch" if replaced.holds_signing else "retirement",
             rfc3339(at),
         )
+    rec.rotation = {**(rec.replaced_root or replaced).to_status(), "message": _waiting_for(replaced, pending)}
     return wake
+
+
+def _waiting_for(replaced: ReplacedRoot, pending: int | None) -> str:
+    """status.rotation.message: what the next step waits for, in words."""
+    if replaced.holds_signing:
+        if pending is None:
+            return (
+                "waiting for the first check of the issuers on the CA Secret to see which trust sets hold the new root"
+            )
+        if pending:
+            return f"{pending} trust set(s) (certificates' ca.crt, Bundles) do not hold the new root yet"
+        return "every trust set holds the new root; the switch comes half a propagation time after they all had it"
+    if pending:
+        return f"{pending} certificate(s) signed under the previous root are still to be re-issued"
+    return "no certificate under the previous root is left; it is retired half a propagation time after that"
 
 
 async def _publish(op: Operator, rec: IssuerRecord, now: datetime.datetime) -> None:
