@@ -334,13 +334,14 @@ class RotationWatch:
                 leaf.verify_directly_issued_by(ca)
             except (InvalidSignature, ValueError, TypeError):  # another issuer name, key type or signature
                 continue
+            signer = fp
             if self.to_root and ca != leaf:  # signed by a CA below a root: that CA's root
                 above = self._signer(ca, depth + 1) if depth < MAX_CHAIN else None
                 if above is None:
                     return None
-                fp = above
-            self._signers[der] = fp
-            return fp
+                signer = above
+            self._signers[der] = signer
+            return signer
         return None  # not known yet: looked up again at the next state
 
     def _check(self, rv: str) -> None:
