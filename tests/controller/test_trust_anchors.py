@@ -531,6 +531,7 @@ async def test_a_replaced_ca_secret_is_rotated_in_phases_without_a_peer_untruste
     assert rotation["previousRoots"] == [root_ca.cert_pem.decode()]
     assert parse_rfc3339(rotation["nextStepAt"]).timestamp() == announced_at + propagation
     assert [a["signsThisCA"] for a in _issuer_status(harness)["trustAnchors"]] == [True, False]
+    assert harness.event_reasons(CA_ISSUER, "default") == ["RootStaged"]
 
     # A Certificate created meanwhile waits for the switch: nothing is signed under the new root before it.
     harness.create(certificate("late", "apps", issuer_name=CA_ISSUER, duration="24h"))
@@ -558,7 +559,7 @@ async def test_a_replaced_ca_secret_is_rotated_in_phases_without_a_peer_untruste
     switched_at = harness.clock()
     rotation = _issuer_status(harness)["rotation"]
     assert rotation["phase"] == "PreviousRootRetiring"
-    assert "RootSwitched" in harness.event_reasons(CA_ISSUER, "default")
+    assert harness.event_reasons(CA_ISSUER, "default") == ["RootStaged", "RootSwitched"]
     assert _issuer_steps() == {"retire": parse_rfc3339(rotation["nextStepAt"]).timestamp()}
     assert condition(harness.certificate("late"), "Ready")["status"] == "True"
     signed = harness.get("CertificateRequest", "apps", "worker")["status"]["certificate"]
@@ -583,7 +584,7 @@ async def test_a_replaced_ca_secret_is_rotated_in_phases_without_a_peer_untruste
         assert retired[name]["tls.crt"] == switched[name]["tls.crt"]
     assert_mutual_trust(harness, switched, retired)
     assert "rotation" not in _issuer_status(harness)
-    assert "RootRetired" in harness.event_reasons(CA_ISSUER, "default")
+    assert harness.event_reasons(CA_ISSUER, "default") == ["RootStaged", "RootSwitched", "RootRetired"]
     assert _issuer_steps() == {}
     assert [a["fingerprint"] for a in _issuer_status(harness)["trustAnchors"]] == [
         _issuer_status(harness)["caFingerprint"]

@@ -89,7 +89,7 @@ async def _check(op: Operator, rec: IssuerRecord, now: datetime.datetime) -> Ver
         )
     authority = verdict.authority
     if authority is not None and rec.spec is not None and rec.spec.ca_secret_name is not None:
-        authority = _follow_replaced_root(op, rec, authority, now)
+        authority = await _follow_replaced_root(op, rec, authority, now)
     previous = rec.authority.fingerprint_sha256 if rec.authority is not None else None
     if authority is not None and authority.fingerprint_sha256 != previous:
         # From the switch the CA Secret records (a restart in the middle of a rotation keeps its spread), else now.
@@ -118,7 +118,7 @@ def _set_reissue_window(op: Operator, rec: IssuerRecord) -> None:
     )
 
 
-def _follow_replaced_root(
+async def _follow_replaced_root(
     op: Operator, rec: IssuerRecord, authority: SigningAuthority, now: datetime.datetime
 ) -> SigningAuthority:
     """The CA a ``ca`` issuer signs with and the anchors it hands on, after its CA Secret read as ``authority``: a
@@ -149,14 +149,20 @@ def _follow_replaced_root(
         )
         replaced = None
     if replaced is not None and (ongoing is None or ongoing.root != replaced.root):
-        log.info(
-            "%s %s: its CA Secret holds a new root (%s); phase %s, next step at %s",
-            rec.kind,
-            _display(rec),
-            replaced.root,
-            replaced.phase,
-            rfc3339(replaced.next_step_at),
-        )
+        secret = f"{ca_secret_namespace(op, rec)}/{rec.spec.ca_secret_name if rec.spec else ''}"
+        if replaced.holds_signing:
+            message = (
+                f"CA Secret {secret} holds a CA under a new root (SHA-256 {replaced.root}): it joins every trust set "
+                f"beside the previous root, and nothing is signed under it before {rfc3339(replaced.next_step_at)}"
+            )
+        else:
+            message = (
+                f"CA Secret {secret} holds a CA under a root already announced (SHA-256 {replaced.root}): signing "
+                f"under it; the previous root stays a trust anchor until at least {rfc3339(replaced.next_step_at)}"
+            )
+        log.info("%s %s: %s", rec.kind, _display(rec), message)
+        ref = ObjectRef(kind=rec.kind.value, namespace=rec.namespace or None, name=rec.name, uid=rec.uid)
+        await op.post_event(ref, "Normal", "RootStaged" if replaced.holds_signing else "RootSwitched", message)
     if ongoing is not None and replaced is None:
         rec.ca_since = now  # the rotation ended early (annotated Immediate, its kept roots expired): signing now
     rec.replaced_root = replaced
