@@ -41,6 +41,7 @@ from typing import Any, TypeVar
 import pytest
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.serialization import Encoding
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
@@ -411,7 +412,68 @@ def test_a_replaced_ca_secret_rotation_resumes_the_phase_the_operator_was_killed
         f"{seen.violating_states} broke the invariant; trust ahead of signing by {trust_ahead:.1f}s, the last leaf "
         f"under the previous root replaced {retire_behind:.1f}s before the retirement"
     )
+    spread = reissued[-1] - reissued[0]
     assert trust_ahead >= PROPAGATION_S / 2, f"the first leaf under the new CA came {trust_ahead:.1f}s after trust"
     assert retire_behind >= PROPAGATION_S / 2, (
         f"the previous root left a ca.crt {retire_behind:.1f}s after its last leaf"
     )
+    # Re-issued spread over the window (CERTMINT_ROTATION_REISSUE_RATE 20/s: 40 in 2 s, so the propagation time),
+    # not one burst at the switch.
+    assert spread >= PROPAGATION_S / 3, f"re-issued in {spread:.1f}s, peak {max(per_second.values())}/s: {reissued}"
+
+
+# -- the watch's options for a person's CA Secret, fed states by hand ------------------------------------------
+
+
+def _leaf(name: str, ca: PersonCA) -> x509.Certificate:
+    now = datetime.datetime.now(datetime.UTC)
+    end = now + datetime.timedelta(hours=1)
+    return build_ca(name, parent=ca.ca, ca=False, key_cert_sign=None, not_before=now, not_after=end).cert
+
+
+@pytest.mark.parametrize("broken", [None, "a leaf under the new CA before every ca.crt has its root"])
+def test_the_watch_checks_roots_of_chains_and_leaves_a_persons_ca_secret_out(broken: str | None) -> None:
+    """With ``to_root`` a leaf's signer is the root above its issuing CA, and with ``check_ca_secret`` False the
+    person's write of the new CA (ca.crt the new root alone) is no violation; a leaf under the new CA while one
+    certificate's ca.crt lacks the new root is one, naming that Secret."""
+    old, new = PersonCA.make(), PersonCA.make()
+    watched = RotationWatch(
+        client.ApiClient(),
+        "ns",
+        CA_SECRET,
+        ["a-tls", "b-tls"],
+        label_selector=None,
+        check_ca_secret=False,
+        to_root=True,
+    )
+    revisions = iter(range(1, 100))
+
+    def write(name: str, tls: list[x509.Certificate], ca_crt: list[x509.Certificate]) -> None:
+        data = {
+            key: base64.b64encode(b"".join(c.public_bytes(Encoding.PEM) for c in certs)).decode()
+            for key, certs in (("tls.crt", tls), ("ca.crt", ca_crt))
+        }
+        metadata = {"name": name, "resourceVersion": str(next(revisions))}
+        watched.observe("MODIFIED", {"metadata": metadata, "data": data})
+
+    a_old, b_old, a_new, b_new = (_leaf(n, ca) for ca in (old, new) for n in ("a", "b"))
+    write(CA_SECRET, [old.ca.cert], [old.root.cert])
+    write("a-tls", [a_old, old.ca.cert], [old.root.cert])
+    write("b-tls", [b_old, old.ca.cert], [old.root.cert])
+    write(CA_SECRET, [new.ca.cert], [new.root.cert])  # the person
+    both = [new.root.cert, old.root.cert]
+    write("a-tls", [a_old, old.ca.cert], both)
+    old_root, new_root = fingerprint(old.root.cert), fingerprint(new.root.cert)
+    if broken:
+        write("a-tls", [a_new, new.ca.cert], both)
+        assert [(v.secret, v.signer, v.missing_from) for v in watched.violations] == [("a-tls", new_root, ("b-tls",))]
+        return
+    write("b-tls", [b_old, old.ca.cert], both)
+    write("a-tls", [a_new, new.ca.cert], both)
+    write("b-tls", [b_new, new.ca.cert], both)
+    write("a-tls", [a_new, new.ca.cert], [new.root.cert])
+    write("b-tls", [b_new, new.ca.cert], [new.root.cert])
+    assert watched.violations == [] and watched.states == 10
+    assert watched.signer(CA_SECRET) == watched.signer("a-tls") == new_root
+    assert watched.everywhere_at[new_root] < watched.first_use_at[new_root]
+    assert watched.last_use_ended_at[old_root] < watched.dropped_at[old_root]
