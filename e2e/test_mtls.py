@@ -44,6 +44,7 @@ The suite reaches the cluster only through a ``ClusterProvider``: the local node
 from __future__ import annotations
 
 import base64
+import datetime
 import functools
 import hashlib
 import json
@@ -54,17 +55,20 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 from kubernetes import client, config, watch
 from tests.integration import kubeutil
 from tests.integration.builders import GROUP, ISOLATION_POLICY, VERSION, Certmint, resource
+from tests.x509util import certificate_builder, common_name
 
 from e2e import operator_image
 from e2e.conftest import SUMMARY, missing
@@ -1148,12 +1152,21 @@ def _config_map_pem(kube: Kube, name: str, ns: str) -> str | None:
 
 
 def _start_bundle(
-    provider: ClusterProvider, kube: Kube, ns: str, bundle: str, issuer: str, ca_secret: str, trust: dict[str, str]
+    provider: ClusterProvider,
+    kube: Kube,
+    ns: str,
+    bundle: str,
+    issuer: str,
+    ca_secret: str,
+    trust: dict[str, str],
+    *,
+    root: x509.Certificate | None = None,
 ) -> dict[str, str]:
     """A Bundle of ``issuer``'s trust anchors targeting the namespace ``ns``; returned once its ConfigMap there
-    (and its ClusterTrustBundle, where served) holds the root in ``ca_secret``. Returns ``trust`` as the pods will
-    have it: the local node serves ClusterTrustBundles and mounts them; elsewhere (kind) a pod meant to read the
-    ClusterTrustBundle reads the ConfigMap instead when the API server does not serve them."""
+    (and its ClusterTrustBundle, where served) holds ``root`` (by default the root CA in ``ca_secret``'s tls.crt).
+    Returns ``trust`` as the pods will have it: the local node serves ClusterTrustBundles and mounts them; elsewhere
+    (kind) a pod meant to read the ClusterTrustBundle reads the ConfigMap instead when the API server does not serve
+    them."""
     served = cluster_trust_bundles_served(kube)
     if not served and provider.name == "local":
         raise ScenarioError("the local node's API server does not serve ClusterTrustBundles (e2e/localnode.py)")
@@ -1167,7 +1180,7 @@ def _start_bundle(
         },
     }
     kube.apply("Bundle", bundle, spec)
-    root = kube.secret_cert(ca_secret, OPERATOR_NS)
+    root = root or kube.secret_cert(ca_secret, OPERATOR_NS)
     if root is None:
         raise ScenarioError(f"the root's Secret {ca_secret} is missing")
 
@@ -1255,11 +1268,11 @@ def _start_load(
 
 
 def _stop_rotation_pair(
-    kube: Kube, ns: str, *, clients: tuple[str, ...], issuer: str, ca: str, bundle: str = ""
+    kube: Kube, ns: str, *, clients: tuple[str, ...], issuer: str, ca: str = "", bundle: str = "", ca_secret: str = ""
 ) -> None:
     """Stop the load at once, remove the Bundle ``bundle`` (its ConfigMaps and ClusterTrustBundle go with it) and
-    the chain (the CA ClusterIssuer ``issuer``, the CA Certificate ``ca``); the namespace (and the server) goes with
-    ``setup``."""
+    the chain (the CA ClusterIssuer ``issuer``, the CA Certificate ``ca`` or a CA Secret ``ca_secret`` made by
+    hand, in the operator's namespace); the namespace (and the server) goes with ``setup``."""
     deletions: list[tuple[str, Callable[[], object]]] = [
         (f"pod {name}", functools.partial(kube.core.delete_namespaced_pod, name, ns, grace_period_seconds=0))
         for name in clients
@@ -1267,7 +1280,11 @@ def _stop_rotation_pair(
     if bundle:
         deletions.append((f"Bundle {bundle}", functools.partial(kube.delete, "Bundle", bundle)))
     deletions.append((f"ClusterIssuer {issuer}", functools.partial(kube.delete, "ClusterIssuer", issuer)))
-    deletions.append((f"Certificate {ca}", functools.partial(kube.delete, "Certificate", ca, OPERATOR_NS)))
+    if ca:
+        deletions.append((f"Certificate {ca}", functools.partial(kube.delete, "Certificate", ca, OPERATOR_NS)))
+    if ca_secret:
+        delete_secret = functools.partial(kube.core.delete_namespaced_secret, ca_secret, OPERATOR_NS)
+        deletions.append((f"Secret {ca_secret}", delete_secret))
     for what, delete in deletions:
         try:
             delete()
@@ -1462,13 +1479,7 @@ def test_root_rotation_under_load_without_one_failed_handshake(rotation_pair: Ro
     def until_retired() -> None:
         """The load goes on until the old root has left every pod's trust anchors, wherever the pod reads them."""
         in_ca_crt.append(len(_secret_certs(kube, client_secret, ns, "ca.crt")))  # old and new root, still
-        wait_for(
-            lambda: all(_first_trust(kube.log_records(name, ns), t0, {new_fp}) for name in pods),
-            "every pod on trust anchors of the new root alone (the old root retired)",
-            ROTATION_TIMEOUT_S,
-            interval=2,
-            error=ScenarioError,
-        )
+        _wait_pods_trust_alone(pair, t0, new_root)
 
     h = _handshakes_until_settled(pair, t0, start, new_root, then=until_retired)
     loads = {name: [r for r in kube.log_records(name, ns) if r.get("event") == "loaded"] for name in pods}
@@ -1510,6 +1521,19 @@ def test_root_rotation_under_load_without_one_failed_handshake(rotation_pair: Ro
     if served:
         assert _changes(ctb_versions) == overlap_then_new, ctb_versions
     assert kube.ready("Bundle", pair.bundle) is not None, kube.get("Bundle", pair.bundle).get("status")
+
+
+def _wait_pods_trust_alone(pair: RotationPair, since: float, root: x509.Certificate) -> None:
+    """Until every pod of ``pair`` has verified its peers with ``root`` alone as its trust anchors (wherever it reads
+    them), at or after ``since``: the previous root has left every pod."""
+    pods, fingerprint = (pair.server.name, *pair.client_ips), _sha256_hex(root)
+    wait_for(
+        lambda: all(_first_trust(pair.kube.log_records(name, pair.ns), since, {fingerprint}) for name in pods),
+        "every pod on trust anchors of the new root alone (the old root retired)",
+        ROTATION_TIMEOUT_S,
+        interval=2,
+        error=ScenarioError,
+    )
 
 
 def _sha256_hex(cert: x509.Certificate) -> str:
@@ -1695,3 +1719,285 @@ def _written_since(list_objects: Callable[..., Any], *args: str, since: str) -> 
         return [event["raw_object"] for event in events]
     except client.ApiException as e:  # 410 Gone: history no longer kept
         raise ScenarioError(f"no watch from resourceVersion {since}: {e.status} {e.reason}") from e
+
+
+# -- 8. a person's CA Secret replaced under a new root, under load ------------------------------------------
+
+# The person's CA Secret (kubernetes.io/tls, operator's namespace, made by the test as with openssl: a CA under a root
+# R1, ca.crt = R1; not a certmint Certificate, so not watched by certmint) and the CA ClusterIssuer on it.
+PERSON_CA = "e2e-person-ca"
+PERSON_SERVER = "person-server"  # pod, Service and Certificate; Secret person-server-tls
+PERSON_CLIENT_CERT = "person-client"  # the Certificate all client pods mount (Secret person-client-tls)
+PERSON_CLIENTS = tuple(f"person-client-{x}" for x in "abcd")  # four, as in the root scenario (for the same reason)
+PERSON_BUNDLE = "e2e-person-trust"  # a Bundle of the issuer's anchors, read by one client
+# Everyone reads the Secret's ca.crt, the path a person's workloads have; one client reads the Bundle's ConfigMap.
+PERSON_TRUST = {"person-client-c": BUNDLE_CONFIGMAP}
+PERSON_LOOK_S = 0.5  # how often the scenario reads the issuer's status and the workload Secrets
+# The least number of handshakes of the four clients from the replacement until the previous root has left every
+# pod: the phases take at least three propagation times (the switch one after the replacement is seen, the
+# retirement two after the switch), and each client connects at least twice a second (_report_rotation).
+PERSON_MIN_HANDSHAKES = len(PERSON_CLIENTS) * 2 * 3 * TRUST_PROPAGATION_S
+STAGED, RETIRING = "NextRootStaged", "PreviousRootRetiring"  # status.rotation.phase of a replaced CA Secret
+
+
+def _hand_made_ca(
+    name: str, issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None = None
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A CA made with cryptography alone, as a person would with openssl: a root (``issuer`` None) or a CA under
+    ``issuer``; valid from an hour ago for two days."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    parent, parent_key = issuer if issuer is not None else (None, key)
+    now = datetime.datetime.now(datetime.UTC)
+    usage = x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=True,
+        crl_sign=True,
+        encipher_only=False,
+        decipher_only=False,
+    )
+    builder = (
+        certificate_builder(
+            common_name(name),
+            key.public_key(),
+            now - datetime.timedelta(hours=1),
+            now + datetime.timedelta(days=2),
+            issuer=None if parent is None else parent.subject,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None if parent is None else 0), critical=True)
+        .add_extension(usage, critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(parent_key.public_key()), critical=False)
+    )
+    return builder.sign(parent_key, hashes.SHA256()), key
+
+
+def _ca_secret_data(ca: x509.Certificate, key: ec.EllipticCurvePrivateKey, root: x509.Certificate) -> dict[str, str]:
+    """A CA Secret's data as a person writes it: the CA and its key, its root alone in ca.crt."""
+    data = {
+        "tls.crt": ca.public_bytes(Encoding.PEM),
+        "tls.key": key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()),
+        "ca.crt": root.public_bytes(Encoding.PEM),
+    }
+    return {k: base64.b64encode(v).decode() for k, v in data.items()}
+
+
+@pytest.fixture(scope="module")
+def person_ca_pair(request: pytest.FixtureRequest) -> Iterator[RotationPair]:
+    """A CA Secret made by hand (a CA under a root R1) -> a CA ClusterIssuer on it; a server and four clients with
+    leaves from it, the clients connecting every 150 ms. Removed afterwards (the namespace goes later)."""
+    stop = functools.partial(
+        _stop_rotation_pair, clients=PERSON_CLIENTS, issuer=PERSON_CA, bundle=PERSON_BUNDLE, ca_secret=PERSON_CA
+    )
+    yield from _rotation_scenario(request, "person-ca-rotation", _start_person_ca_pair, stop)
+
+
+def _start_person_ca_pair(provider: ClusterProvider, kube: Kube, ns: str) -> RotationPair:
+    root, root_key = _hand_made_ca("certmint e2e person root R1")
+    ca, ca_key = _hand_made_ca("certmint e2e person CA 1", (root, root_key))
+    secret = {"metadata": {"name": PERSON_CA}, "type": "kubernetes.io/tls", "data": _ca_secret_data(ca, ca_key, root)}
+    try:
+        kube.core.create_namespaced_secret(OPERATOR_NS, secret)
+    except client.ApiException as e:
+        if e.status != 409:
+            raise
+        kube.core.replace_namespaced_secret(PERSON_CA, OPERATOR_NS, secret)  # left by an earlier run
+    kube.apply_ready("ClusterIssuer", {PERSON_CA: {"ca": {"secretName": PERSON_CA}, "policy": ISOLATION_POLICY}})
+    trust = _start_bundle(provider, kube, ns, PERSON_BUNDLE, PERSON_CA, PERSON_CA, PERSON_TRUST, root=root)
+    return _start_load(
+        provider,
+        kube,
+        ns,
+        PERSON_CA,
+        PERSON_SERVER,
+        PERSON_CLIENT_CERT,
+        PERSON_CLIENTS,
+        trust=trust,
+        bundle=PERSON_BUNDLE,
+    )
+
+
+@dataclass
+class ReplacedRootProgress:
+    """What the scenario sees of the rotation of a replaced CA Secret, looking every PERSON_LOOK_S: the issuer's
+    status.rotation phase at each change, and when (wall clock) each state was first seen."""
+
+    pair: RotationPair
+    issuer: str
+    old_root: x509.Certificate
+    new_root: x509.Certificate
+    new_ca: x509.Certificate
+    phases: list[str | None] = field(default_factory=list)  # status.rotation.phase, each change (None: no rotation)
+    seen: dict[str, float] = field(default_factory=dict)
+    # Leaves signed under the new CA seen before an earlier look had found the new root in every workload Secret's
+    # ca.crt (a peer may not have had it yet): (time, Secret).
+    early_leaves: list[tuple[float, str]] = field(default_factory=list)
+
+    def _first(self, state: str, now: float) -> None:
+        self.seen.setdefault(state, now)
+
+    def look(self) -> bool:
+        """One look. True once the rotation is over: no status.rotation, the new root alone in the issuer's trust
+        anchors and in every workload Secret's ca.crt, and every leaf signed by the new CA."""
+        kube, ns = self.pair.kube, self.pair.ns
+        status = kube.get("ClusterIssuer", self.issuer).get("status") or {}
+        secrets = (self.pair.server_secret, self.pair.client_secret)
+        leaves: dict[str, x509.Certificate | None] = {}
+        ca_crts: dict[str, set[x509.Certificate]] = {}
+        for name in secrets:  # one read of each Secret: its leaf and its ca.crt as written together
+            secret = kube.secret(name, ns)
+            data = {k: base64.b64decode(v) for k, v in ((secret.data if secret else None) or {}).items()}
+            leaves[name] = x509.load_pem_x509_certificates(data["tls.crt"])[0] if data.get("tls.crt") else None
+            ca_crts[name] = set(x509.load_pem_x509_certificates(data["ca.crt"])) if data.get("ca.crt") else set()
+        now = time.time()
+        phase = (status.get("rotation") or {}).get("phase")
+        if not self.phases or self.phases[-1] != phase:
+            self.phases.append(phase)
+        if phase:
+            self._first(phase, now)
+        both, new_alone = {self.old_root, self.new_root}, {self.new_root}
+        signed = {name for name, leaf in leaves.items() if leaf is not None and _signed_by(leaf, self.new_ca)}
+        if "new_root_in_every_ca_crt" not in self.seen:
+            self.early_leaves += [(now, name) for name in sorted(signed)]
+        if all(self.new_root in anchors for anchors in ca_crts.values()):
+            self._first("new_root_in_every_ca_crt", now)
+        if all(anchors == both for anchors in ca_crts.values()):
+            self._first("both_roots_in_ca_crt", now)
+        if all(anchors == new_alone for anchors in ca_crts.values()):
+            self._first("new_root_alone_in_ca_crt", now)
+        if signed:
+            self._first("first_leaf_under_new_ca", now)
+        if signed == set(secrets):
+            self._first("leaves_under_new_ca", now)
+        anchors = [a.get("fingerprint") for a in status.get("trustAnchors") or []]
+        over = phase is None and anchors == [_sha256_fingerprint(self.new_root)]
+        if over and "new_root_alone_in_ca_crt" in self.seen and "leaves_under_new_ca" in self.seen:
+            self._first("over", now)
+            return True
+        return False
+
+
+def _issuer_events(kube: Kube, kind: str, name: str) -> list[str]:
+    """The reasons of the Events about an issuer, oldest first (a ClusterIssuer's are in namespace default)."""
+    selector = f"involvedObject.kind={kind},involvedObject.name={name}"
+    events = kube.core.list_event_for_all_namespaces(field_selector=selector).items
+    when: list[tuple[datetime.datetime, str]] = [
+        (e.event_time or e.last_timestamp or e.metadata.creation_timestamp, str(e.reason)) for e in events
+    ]
+    return [reason for _, reason in sorted(when)]
+
+
+def test_person_replaced_ca_secret_rotates_under_load_without_one_failed_handshake(
+    person_ca_pair: RotationPair,
+) -> None:
+    # Only this fixture (no AssertionError escapes its setup): see _rotation_scenario.
+    # A person replaces the CA Secret of a ca issuer with a CA under a new root (ca.crt: the new root alone), as they
+    # would without certmint. Before ca73441 the issuer re-issued every leaf at once with the new root alone in
+    # ca.crt; now it keeps the previous root as an anchor beside the new one, signs under the new CA only once every
+    # trust set holds it, and retires the previous root when nothing uses it. The load is counted until the previous
+    # root has left every pod.
+    pair = person_ca_pair
+    kube, ns = pair.kube, pair.ns
+    old_roots, old_cas = (_secret_certs(kube, PERSON_CA, OPERATOR_NS, key) for key in ("ca.crt", "tls.crt"))
+    old_server, old_client = kube.secret_cert(pair.server_secret, ns), kube.secret_cert(pair.client_secret, ns)
+    if len(old_roots) != 1 or len(old_cas) != 1 or old_server is None or old_client is None:
+        raise ScenarioError(f"the person's CA Secret or the leaves are not as set up: {old_roots} {old_cas}")
+    old_root, old_ca = old_roots[0], old_cas[0]
+    if not (_signed_by(old_server, old_ca) and _signed_by(old_client, old_ca)):
+        raise ScenarioError("the leaves are not signed by the person's CA before the replacement")
+    if _secret_certs(kube, pair.client_secret, ns, "ca.crt") != [old_root]:
+        raise ScenarioError("the client's ca.crt is not the person's root R1 before the replacement")
+
+    new_root, new_root_key = _hand_made_ca("certmint e2e person root R2")
+    new_ca, new_ca_key = _hand_made_ca("certmint e2e person CA 2", (new_root, new_root_key))
+    replacement = _ca_secret_data(new_ca, new_ca_key, new_root)
+    progress = ReplacedRootProgress(pair, PERSON_CA, old_root, new_root, new_ca)
+    progress.look()
+    if progress.phases != [None]:
+        raise ScenarioError(f"the issuer shows a rotation before the replacement: {progress.phases}")
+
+    # One write replaces tls.crt, tls.key and ca.crt (kubectl apply of a new tls Secret). certmint does not watch a
+    # Secret it did not make: the issuer sees the replacement at its next re-check (issuerRecheckSeconds, the
+    # chart's 60 s here). Nothing else is done to the issuer: a change of its metadata alone does not wake it
+    # (observe_issuer takes it for a status change), except certmint.dev/root-replacement=Immediate, which skips the
+    # phases; and a spec change is not what a person does to rotate.
+    t0, start = time.time(), time.monotonic()
+    kube.core.patch_namespaced_secret(PERSON_CA, OPERATOR_NS, {"data": replacement})
+    wait_for(
+        progress.look,
+        "the rotation over: no status.rotation, the new root alone in the issuer's anchors and every ca.crt, "
+        "every leaf signed by the new CA",
+        ROTATION_TIMEOUT_S,
+        interval=PERSON_LOOK_S,
+        error=ScenarioError,
+    )
+    h = _handshakes_until_settled(
+        pair, t0, start, new_ca, then=functools.partial(_wait_pods_trust_alone, pair, t0, new_root)
+    )
+    pods = (pair.server.name, *pair.client_ips)
+    logs = {name: kube.log_records(name, ns) for name in pods}
+    old_fp, new_fp = _sha256_hex(old_root), _sha256_hex(new_root)
+    trusted = {name: _first_trust(records, t0, {old_fp, new_fp}) for name, records in logs.items()}
+    alone = {name: _first_trust(records, t0, {new_fp}) for name, records in logs.items()}
+    seen = {state: t - t0 for state, t in progress.seen.items()}
+    switched_at = progress.seen.get(RETIRING)
+    during = [r for records in h.records.values() for r in records if r["t"] >= t0]
+    before_switch = [r for r in during if switched_at is None or r["t"] < switched_at]
+    events = _issuer_events(kube, "ClusterIssuer", PERSON_CA)
+    left_pods = None if None in alone.values() else max(t for t in alone.values() if t is not None)
+
+    def at(state: str) -> str:
+        return f"{seen[state]:.1f}" if state in seen else "none"
+
+    def between(a: str, b: str) -> str:
+        return f"{seen[b] - seen[a]:.1f}" if a in seen and b in seen else "none"
+
+    def per_pod(values: dict[str, float | None]) -> str:
+        return ",".join(f"{name}:{_seconds_after(t, t0)}" for name, t in values.items())
+
+    phases = (
+        f"replacement_seen_s={at(STAGED)} both_roots_in_ca_crt_s={at('both_roots_in_ca_crt')} "
+        f"switched_s={at(RETIRING)} first_leaf_under_new_ca_s={at('first_leaf_under_new_ca')} "
+        f"reissues_done_s={at('leaves_under_new_ca')} retired_s={at('over')} "
+        f"old_root_left_pods_s={_seconds_after(left_pods, t0)} "
+        f"staged_for_s={between(STAGED, RETIRING)} reissues_took_s={between(RETIRING, 'leaves_under_new_ca')} "
+        f"retiring_for_s={between(RETIRING, 'over')}"
+    )
+    extra = (
+        f"phases_seen={'>'.join(str(p) for p in progress.phases)} handshakes_during={len(during)} "
+        f"handshakes_before_switch={len(before_switch)} early_leaves={len(progress.early_leaves)} "
+        f"trust={','.join(f'{n}:{t}' for n, t in pair.trust.items())} "
+        f"next_root_trusted_s={per_pod(trusted)} old_root_dropped_s={per_pod(alone)} events={','.join(events)}"
+    )
+    errors = _report_rotation(pair, "person-ca-rotation", h, phases, extra)
+
+    assert not h.failures, f"{len(h.failures)} failed handshakes seen by the clients: {errors.most_common(3)}"
+    assert not h.refused, f"{len(h.refused)} handshakes refused by the server: {h.refused[:3]}"
+    assert len(during) >= PERSON_MIN_HANDSHAKES, f"{len(during)} handshakes: fewer than {PERSON_MIN_HANDSHAKES}"
+    # The phases, in order: the replacement seen (NextRootStaged), the switch (PreviousRootRetiring), then no rotation.
+    assert [p for p in progress.phases if p] == [STAGED, RETIRING], progress.phases
+    assert progress.phases[-1] is None, progress.phases
+    # Nothing was signed under the new CA before its root was in every workload Secret's ca.crt (seen at an earlier
+    # look), beside the previous one; the switch came after that, and the leaves were re-issued after the switch.
+    assert not progress.early_leaves, progress.early_leaves[:3]
+    assert seen["both_roots_in_ca_crt"] <= seen[RETIRING] <= seen["first_leaf_under_new_ca"], seen
+    # Every pod verified its peers with both roots at once before the previous one left it, through its own path.
+    assert all(trusted[name] is not None for name in pods), f"no pod may skip the overlap: {trusted}"
+    assert all(t is not None for t in alone.values()), alone
+    # The end state: leaves from the new CA with the new root alone in ca.crt, the issuer on the new CA with the new
+    # root its only anchor; the person's Secret as the person wrote it (certmint never writes it).
+    for secret in (pair.server_secret, pair.client_secret):
+        assert _signed_by(_secret_certs(kube, secret, ns, "tls.crt")[0], new_ca), secret
+        assert _secret_certs(kube, secret, ns, "ca.crt") == [new_root], secret
+    status = kube.get("ClusterIssuer", PERSON_CA).get("status", {})
+    assert "rotation" not in status, status["rotation"]
+    assert [a["fingerprint"] for a in status["trustAnchors"]] == [_sha256_fingerprint(new_root)], status
+    assert status["caChain"][0]["fingerprint"] == _sha256_fingerprint(new_ca), status["caChain"]
+    written = kube.core.read_namespaced_secret(PERSON_CA, OPERATOR_NS).data
+    assert written == replacement, "certmint wrote the person's CA Secret"
+    assert {"RootSwitched", "RootRetired"} <= set(events), events
+    assert events.index("RootSwitched") < events.index("RootRetired"), events
+    assert kube.ready("Bundle", pair.bundle) is not None, kube.get("Bundle", pair.bundle).get("status")
