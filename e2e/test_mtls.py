@@ -34,6 +34,15 @@ Certificates and talk mutual TLS over the cluster network (scripts in ``e2e/work
              is re-issued with a new key by the ``certmint.dev/renew-request`` annotation. 0 failed handshakes,
              and no trust change: every ca.crt (and the issuers' status.trustAnchors) stays byte-identical while
              the leaves move to the new intermediate.
+8. person-ca-rotation  a CA Secret made by hand (``e2e-person-ca``: a CA under root R1, ca.crt R1, not a certmint
+             Certificate) behind a CA ClusterIssuer, a server and four clients on it (the server and three clients
+             trust their Secret's ca.crt, one client the ConfigMap of a Bundle of the issuer's anchors). The test
+             replaces tls.crt, tls.key and ca.crt in one write with a CA under a new root R2 (ca.crt R2 alone), as a
+             person would. The issuer sees it at its re-check (60 s; such a Secret is not watched) and runs the
+             phases in status.rotation: NextRootStaged (R1 and R2 in every ca.crt, nothing signed under R2's CA),
+             PreviousRootRetiring (leaves re-issued), then none (R2 alone). Counts handshakes until R1 has left every
+             pod: 0 failures, and prints when each phase was first seen. (At ed57cd9, before the issuer ran the
+             phases, every leaf was re-issued with R2 alone in ca.crt at once: 66 and 46 failures on 2026-11-30.)
 
 Each scenario prints ``e2e: scenario=<name> handshakes=N failures=M``.
 
