@@ -19,6 +19,10 @@ The check, after every event (each state):
 - A *violation* is a certificate in use whose signer is missing from at least one trust set, compared as the same
   certificate (DER): a peer holding that ca.crt would refuse it. A Secret without a ca.crt misses every signer.
 
+For a CA Secret a person made (tests/integration/test_replaced_root.py) the watch lists every Secret of the namespace
+(that one has no label), leaves the CA Secret out of the check (``check_ca_secret``) and takes as a certificate's
+signer the root its chain ends in (``to_root``: the person's CA is an issuing CA below a root).
+
 The watch also keeps what a test asks about a rotation: each Secret's leaf serials in order, when each CA first signed
 a certificate in use and when it last stopped doing so, when each CA was first in every trust set and when it first
 left one after that, and every value the CA Secret's rotation annotations took.

@@ -20,7 +20,9 @@ to bridge. Asserted after the run: no state broke the invariant, nothing was sig
 ca.crt held its root (at least half a propagation delay before), the previous root left no ca.crt until half a delay
 after the last certificate under it was replaced; status.rotation was one rotation whose phases came in order, each
 begun once and its next step never moved earlier (so the new process resumed the phase it was killed in); neither
-step came before its time; the rotation completed and re-issued each certificate exactly once.
+step came before its time; the rotation completed and re-issued each certificate exactly once, spread over the
+re-issue window (not one burst at the switch). Printed: when each phase came, the re-issues per second at their peak,
+the margins.
 
 The operator watches only the test's namespace, with a propagation time of PROPAGATION_S and an issuer re-check
 every RECHECK_S: a person's Secret is not watched (it has no label), and a person replaces a Secret without touching
