@@ -22,7 +22,7 @@ from certmint.core.ca_rotation import IMMEDIATE, ROOT_REPLACEMENT
 from certmint.core.conditions import parse_rfc3339
 from certmint.pki.inspect import load_pem_chain
 from tests.controller.conftest import CA_ISSUER, CA_SECRET, SELF_SIGNED, running_harness
-from tests.controller.harness import OPERATOR_NAMESPACE, Harness, condition, controller_settings
+from tests.controller.harness import OPERATOR_NAMESPACE, Harness, ca_secret, condition, controller_settings
 from tests.controller.test_requests import csr, request, submitted
 from tests.integration.builders import certificate, cluster_issuer
 from tests.unit.builders import CAPair, build_ca
@@ -276,7 +276,8 @@ async def test_an_intermediate_of_certmints_is_replaced_at_once_without_a_trust_
     harness: Harness, root_ca: CAPair
 ) -> None:
     """The root is unchanged, so nothing needs to be announced: the intermediate is re-issued and switched at once,
-    every certificate's ca.crt stays as it was, and its certificates are re-issued under the new intermediate."""
+    every certificate's ca.crt stays as it was, and its certificates are re-issued under the new intermediate,
+    spread over the re-issue window (the old intermediate still leads to the root every peer trusts)."""
     harness.create(cluster_issuer("root-of-intermediates", ca_secret=CA_SECRET, policy={"allowCA": True}))
     harness.create(
         certificate(
@@ -299,6 +300,10 @@ async def test_an_intermediate_of_certmints_is_replaced_at_once_without_a_trust_
     harness.patch("Certificate", OPERATOR_NAMESPACE, "mesh-intermediate", {"spec": {"duration": "700h"}})
     await harness.settle()
     assert NEXT_CRT not in harness.secret_data("mesh-intermediate-tls", OPERATOR_NAMESPACE)
+    assert snapshot(harness) == before  # nothing re-issued yet: the spread starts at the change
+    for name in PEERS:
+        assert condition(harness.certificate(name), "Issuing")["reason"] == "ReissueScheduled"
+    await pass_time(harness, harness.settings.trust_propagation_seconds)
     after = snapshot(harness)
     for name in PEERS:
         assert after[name]["ca.crt"] == before[name]["ca.crt"] == root_ca.cert_pem
@@ -610,3 +615,39 @@ async def test_a_replaced_root_annotated_immediate_takes_effect_at_once(harness:
         assert load_pem_chain(data["tls.crt"])[0].issuer == new_ca.cert.subject
         assert harness.certificate(name)["status"]["revision"] == 2
     assert _issuer_steps() == {}
+
+
+async def test_a_replaced_intermediate_under_a_new_root_has_its_certificates_reissued_spread(harness: Harness) -> None:
+    """The person's CA Secret holds an intermediate under root R1 and is replaced by one under R2: after the switch
+    the certificates signed by the previous intermediate (which still leads to R1, a kept anchor) are re-issued spread
+    over the window, not all at the switch."""
+    first_root, second_root = build_ca("Person Root 1"), build_ca("Person Root 2")
+    first = build_ca("Person Issuing CA 1", parent=first_root)
+    harness.create(ca_secret("person-ca", OPERATOR_NAMESPACE, first, ca_crt=first_root.cert_pem))
+    harness.create(cluster_issuer("person", ca_secret="person-ca"))
+    await harness.settle()
+    many = [f"svc-{i:02d}" for i in range(20)]
+    for name in many:
+        await harness.issued(name, issuer="person")
+    propagation = harness.settings.trust_propagation_seconds
+    second = build_ca("Person Issuing CA 2", parent=second_root)
+    replacement = ca_secret("person-ca", OPERATOR_NAMESPACE, second, ca_crt=second_root.cert_pem)
+    harness.patch("Secret", OPERATOR_NAMESPACE, "person-ca", {"data": replacement["data"]})
+    await harness.advance(harness.settings.issuer_recheck_seconds)
+    assert harness.get("ClusterIssuer", None, "person")["status"]["rotation"]["phase"] == "NextRootStaged"
+    await pass_time(harness, propagation)  # the switch
+    switched_at = harness.clock()
+    assert harness.get("ClusterIssuer", None, "person")["status"]["rotation"]["phase"] == "PreviousRootRetiring"
+    deferred = [n for n in many if condition(harness.certificate(n), "Issuing")["reason"] == "ReissueScheduled"]
+    assert len(deferred) >= len(many) - 2, deferred  # at most a couple drew a time of (almost) zero
+    times: dict[str, float] = {}
+    while len(times) < len(many) and harness.clock() <= switched_at + 2 * propagation:
+        await harness.advance(2)
+        for name in many:
+            if name not in times and harness.certificate(name)["status"]["revision"] == 2:
+                times[name] = harness.clock() - switched_at
+                leaf = load_pem_chain(harness.secret_data(secret_of(name))["tls.crt"])[0]
+                assert leaf.issuer == second.cert.subject, name
+    assert set(times) == set(many), sorted(set(many) - set(times))
+    buckets = {int(t // (propagation / 4)) for t in times.values()}
+    assert len(buckets) >= 3, times  # spread over the window, not one burst

@@ -10,11 +10,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed448
 
-from certmint.pki.inspect import certificate_facts, chain_above, issued_by, load_pem_chain, self_signed
+from certmint.pki.inspect import certificate_facts, chain_above, issued_by, leads_to, load_pem_chain, self_signed
 from certmint.pki.keys import PKIError
 from certmint.pki.names import SubjectNames
 from certmint.pki.signing import SigningAuthority
-from tests.unit.builders import NOW, certificate_spec, issue_for
+from tests.unit.builders import NOW, build_ca, certificate_spec, issue_for
 from tests.x509util import certificate_builder, common_name
 
 
@@ -143,3 +143,20 @@ def test_chain_above_follows_issuers_and_prefers_a_self_signed_one() -> None:
     assert chain_above(sub, [cross, middle]) == ([middle, cross], False)  # X is unknown
     assert chain_above(sub, []) == ([], False)
     assert chain_above(root, [middle]) == ([], True)
+
+
+def test_a_served_chain_leads_to_the_anchor_above_its_last_certificate() -> None:
+    """What decides whether a certificate of a previous CA is still trusted (and its re-issue may be spread)."""
+    root, other_root = build_ca("Root A"), build_ca("Root B")
+    intermediate = build_ca("Issuing A", parent=root)
+    authority = SigningAuthority.from_pem(intermediate.cert_pem, intermediate.key_pem, ca_crt=root.cert_pem, now=NOW)
+    issued, _ = issue_for(certificate_spec(), authority)
+    chain = load_pem_chain(issued.chain_pem)  # what tls.crt holds: the leaf, then the intermediate
+    assert [c.subject for c in chain] == [chain[0].subject, intermediate.cert.subject]
+    assert leads_to(chain, [other_root.cert, root.cert], NOW)
+    assert not leads_to(chain, [other_root.cert], NOW)
+    assert not leads_to([*chain[:1], other_root.cert], [root.cert], NOW)  # a broken link
+    assert not leads_to(chain, [root.cert], intermediate.cert.not_valid_after_utc)  # the intermediate expired
+    direct, _ = issue_for(certificate_spec(), SigningAuthority.from_pem(root.cert_pem, root.key_pem, now=NOW))
+    assert leads_to(load_pem_chain(direct.chain_pem), [root.cert], NOW)
+    assert not leads_to([], [root.cert], NOW)

@@ -37,6 +37,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Final, Protocol
 
+from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from certmint.controller.signers import Refusal
@@ -70,7 +71,7 @@ from certmint.core.decisions import (
 from certmint.core.policy import check_policy
 from certmint.core.spec import CertificateSpec, IssuerRef, Policy
 from certmint.kube.resources import SecretData
-from certmint.pki.inspect import CertificateFacts, certificate_facts, load_pem_chain
+from certmint.pki.inspect import CertificateFacts, certificate_facts, leads_to, load_pem_chain
 from certmint.pki.keys import PKIError, PrivateKey, key_algorithm, load_private_key
 
 #: A Secret that is not certmint's is looked at again at least this often (it is not labelled, so
@@ -128,7 +129,7 @@ class IssuerView:
     own_key_only: bool = False
     refusal: Refusal | None = None  # the kind cannot sign this Certificate as specified
     trust_anchor_pem: bytes | None = None  # what ca.crt must hold (a CA issuer): its trust anchors, as a PEM bundle
-    anchor_key_ids: frozenset[str] = frozenset()  # key ids of those anchors
+    anchors: tuple[x509.Certificate, ...] = ()  # those anchors
     ca_since: datetime.datetime | None = None  # when the current CA was first seen (IssuerRecord.ca_since)
     reissue_window: datetime.timedelta | None = None  # IssuerRecord.reissue_window; None: trust_propagation
     # Set while the issuer holds signing (a replaced CA Secret's new root is being announced): its switch time.
@@ -356,7 +357,7 @@ def _plan_read(s: Snapshot, secret: SecretData | None) -> Plan:
         assert secret is not None
         return dataclasses.replace(_keep(s, secret, facts, renewal_time), takeover=takeover)
     assert reason is not None
-    spread_at = _spread_reissue(s, reason, facts, renewal_time)
+    spread_at = _spread_reissue(s, reason, facts, renewal_time, secret)
     if spread_at is not None and s.now < spread_at and renewal_time is not None and secret is not None:
         assert facts is not None
         kept = _keep(s, secret, facts, renewal_time)
@@ -397,25 +398,38 @@ def _held(
 
 
 def _spread_reissue(
-    s: Snapshot, reason: Reason, facts: CertificateFacts | None, renewal_time: datetime.datetime | None
+    s: Snapshot,
+    reason: Reason,
+    facts: CertificateFacts | None,
+    renewal_time: datetime.datetime | None,
+    secret: SecretData | None,
 ) -> datetime.datetime | None:
     """When a certificate signed by the issuer's previous CA is to be re-issued (None: at once, unpaced).
 
-    Only while its peers still trust it (signed by one of the issuer's trust anchors: a rotated root kept in
-    ca.crt) and no renewal is due; then spread over the issuer's re-issue window after the CA changed (the trust
-    propagation time, longer when CERTMINT_ROTATION_REISSUE_RATE needs it), by a hash of the certificate, so that
-    a rotation does not re-issue everything at once; the controller also paces them to that rate (Issue.paced).
-    The previous root is retired only once none is left (RotationProbe)."""
+    Only while its peers still trust it (its chain in the Secret leads to one of the issuer's trust anchors: a
+    rotated root kept in ca.crt, directly or through the previous intermediate) and no renewal is due; then spread
+    over the issuer's re-issue window after the CA changed (the trust propagation time, longer when
+    CERTMINT_ROTATION_REISSUE_RATE needs it), by a hash of the certificate, so that a rotation does not re-issue
+    everything at once; the controller also paces them to that rate (Issue.paced). The previous root is retired
+    only once none is left (RotationProbe)."""
     issuer = s.issuer
     if reason.code != INCORRECT_ISSUER or facts is None or renewal_time is None or issuer.ca_since is None:
         return None
     if s.trust_propagation <= datetime.timedelta(0) or not s.now < min(renewal_time, facts.not_after):
         return None
-    if facts.issuer_key_id is None or facts.issuer_key_id not in issuer.anchor_key_ids:
+    if secret is None or not _leads_to_anchor(secret, issuer.anchors, s.now):
         return None
     digest = hashlib.sha256(f"{s.uid}/{facts.serial_number}".encode()).digest()
     window = issuer.reissue_window or s.trust_propagation
     return issuer.ca_since + window * (int.from_bytes(digest[:4], "big") / 2**32)
+
+
+def _leads_to_anchor(secret: SecretData, anchors: tuple[x509.Certificate, ...], now: datetime.datetime) -> bool:
+    """Whether the certificate chain in the Secret's tls.crt leads to one of ``anchors`` (pki.inspect.leads_to)."""
+    try:
+        return leads_to(load_pem_chain(secret.data.get("tls.crt") or b""), anchors, now)
+    except PKIError:
+        return False
 
 
 def _rotates_roots(s: Snapshot) -> bool:

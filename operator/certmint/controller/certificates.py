@@ -266,7 +266,7 @@ def _issuer_view(spec: CertificateSpec, issuer: IssuerRecord | None) -> IssuerVi
         own_key_only=signer.own_key_only,
         refusal=signer.refusal(spec, f"{ref.kind} {ref.name!r}"),
         trust_anchor_pem=anchor,
-        anchor_key_ids=authority.anchor_key_ids if authority is not None else frozenset(),
+        anchors=authority.trust_anchors if authority is not None else (),
         ca_since=issuer.ca_since,
         reissue_window=issuer.reissue_window,
         signs_from=issuer.replaced_root.next_step_at if issuer.replaced_root and issuer.holds_signing else None,

@@ -8,6 +8,8 @@ and sorted, usages use cert-manager's canonical names.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -141,6 +143,15 @@ def issued_by(cert: x509.Certificate, candidate: x509.Certificate) -> bool:
     except (ValueError, TypeError, InvalidSignature):
         return False
     return True
+
+
+def leads_to(chain: Sequence[x509.Certificate], anchors: Sequence[x509.Certificate], now: datetime) -> bool:
+    """Whether a served chain (a leaf, then the CAs above it) leads to one of ``anchors``: each certificate issued by
+    the next one, every CA above the leaf valid at ``now``, and the last one issued by an anchor (or one itself)."""
+    for below, above in itertools.pairwise(chain):
+        if not above.not_valid_before_utc <= now < above.not_valid_after_utc or not issued_by(below, above):
+            return False
+    return bool(chain) and any(chain[-1] == a or issued_by(chain[-1], a) for a in anchors)
 
 
 def self_signed(cert: x509.Certificate) -> bool:

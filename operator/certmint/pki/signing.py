@@ -290,12 +290,6 @@ class SigningAuthority:
         extra = tuple(r for r in _unique(list(roots)) if r not in self.trust_anchors)
         return replace(self, other_anchors=(*self.other_anchors, *extra)) if extra else self
 
-    @functools.cached_property
-    def anchor_key_ids(self) -> frozenset[str]:
-        """Key ids (hex) of trust_anchors: a certificate whose AuthorityKeyIdentifier is one of them is signed by a
-        root its peers trust (e.g. by the previous root, kept in ca.crt during a rotation)."""
-        return frozenset(_issuer_key_identifier(a).digest.hex() for a in self.trust_anchors)
-
     @functools.cached_property  # read on every reconcile of every certificate it signs
     def trust_bundle_pem(self) -> bytes:
         """What certificates get in ca.crt: the PEM of each of trust_anchors, concatenated."""
