@@ -162,13 +162,16 @@ def follow(
         # root's retirement is left, unless the Secret still holds it (then it is the person's to remove).
         if all(c in authority.trust_anchors for c in kept):
             return None
-        return ReplacedRoot(Phase.RETIRING, now + 2 * propagation, fingerprint, kept, now)
-    return ReplacedRoot(Phase.ANNOUNCED, now + propagation, fingerprint, kept, now)
+        return ReplacedRoot(Phase.RETIRING, _whole_second_up(now + 2 * propagation), fingerprint, kept, now)
+    return ReplacedRoot(Phase.ANNOUNCED, _whole_second_up(now + propagation), fingerprint, kept, now)
 
 
 def switched(rotation: ReplacedRoot, now: datetime.datetime, propagation: datetime.timedelta) -> ReplacedRoot:
     """The rotation once the issuer signs under the new root."""
-    return dataclasses.replace(rotation, phase=Phase.RETIRING, since=now, next_step_at=now + 2 * propagation)
+    # (Whole seconds, up: the status keeps no fraction, and a restart must not take the step earlier.)
+    return dataclasses.replace(
+        rotation, phase=Phase.RETIRING, since=now, next_step_at=_whole_second_up(now + 2 * propagation)
+    )
 
 
 def _same_signer(a: x509.Certificate, b: x509.Certificate) -> bool:
