@@ -69,6 +69,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.elector_task = asyncio.create_task(op.lead(), name="certmint-leader-election")
     memo.secrets_task = asyncio.create_task(_watch_secrets(op), name="certmint-secret-watch")
     memo.bundle_inputs_task = asyncio.create_task(_watch_bundle_inputs(op), name="certmint-bundle-watch")
+    if config.pod_certificates:
+        memo.pod_requests_task = asyncio.create_task(_watch_pod_requests(op), name="certmint-pod-request-watch")
     memo.housekeeping_task = asyncio.create_task(op.release_memory_when_quiet(), name="certmint-housekeeping")
     if config.http_port:
         memo.http = await start_http_server(
@@ -97,6 +99,11 @@ async def _watch_secrets(op: Operator) -> None:
 async def _watch_bundle_inputs(op: Operator) -> None:
     await op.logged_in.wait()
     await op.watch_bundle_inputs()
+
+
+async def _watch_pod_requests(op: Operator) -> None:
+    await op.logged_in.wait()
+    await op.watch_pod_requests()
 
 
 def kopf_session(info: kopf.ConnectionInfo, health: ApiHealth) -> kopf.AiohttpSession:
@@ -135,7 +142,7 @@ async def login(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
-    for task_name in ("elector_task", "secrets_task", "bundle_inputs_task", "housekeeping_task"):
+    for task_name in ("elector_task", "secrets_task", "bundle_inputs_task", "pod_requests_task", "housekeeping_task"):
         if memo.get(task_name) is not None:
             memo[task_name].cancel()
     op: Operator | None = memo.get("operator")

@@ -90,6 +90,7 @@ class Settings:
     lease_retry: float = 2.0
     identity: str = ""
     watch_namespaces: tuple[str, ...] = ()
+    pod_certificates: bool = False  # sign PodCertificateRequests for ClusterIssuers that enable it
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -117,6 +118,7 @@ class Settings:
                 watch_namespaces=tuple(
                     n.strip() for n in e.get("CERTMINT_WATCH_NAMESPACES", "").split(",") if n.strip()
                 ),
+                pod_certificates=_bool(e.get("CERTMINT_POD_CERTIFICATES", "false")),
             )
         except ValueError as err:
             raise SystemExit(f"certmint: invalid configuration: {err}") from err

@@ -249,9 +249,11 @@ class ControlPlane:
                 "--service-cluster-ip-range=10.0.0.0/24",
                 "--allow-privileged=true",
                 "--enable-priority-and-fairness=false",
-                # ClusterTrustBundles (beta, off by default in 1.36): certmint publishes Bundles as them.
-                "--feature-gates=ClusterTrustBundle=true",
-                "--runtime-config=certificates.k8s.io/v1beta1/clustertrustbundles=true",
+                # ClusterTrustBundles and PodCertificateRequests (beta, off by default in 1.36): certmint publishes
+                # Bundles and pod signers' anchors as the former and signs the latter.
+                "--feature-gates=ClusterTrustBundle=true,PodCertificateRequest=true",
+                "--runtime-config=certificates.k8s.io/v1beta1/clustertrustbundles=true,"
+                "certificates.k8s.io/v1beta1/podcertificaterequests=true",
                 "--v=1",
             ],
         )

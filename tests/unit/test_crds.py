@@ -45,7 +45,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "singular": "clusterissuer",
         "scope": "Cluster",
         "shortNames": ["ciss"],
-        "columns": ["Ready", "CA Secret", "CA Not After", "Status", "Age"],
+        "columns": ["Ready", "CA Secret", "Pod Signer", "CA Not After", "Status", "Age"],
     },
     "certmint.dev_bundles.yaml": {
         "kind": "Bundle",
@@ -382,13 +382,22 @@ def test_schema_at_can_fail() -> None:
 # --------------------------------------------------------------------------- shared shapes
 
 
-def test_issuer_and_clusterissuer_differ_only_in_allowed_namespaces() -> None:
+def test_issuer_and_clusterissuer_differ_only_in_allowed_namespaces_and_pod_certificates() -> None:
+    """A ClusterIssuer alone has policy.allowedNamespaces and podCertificates (a signer name is cluster-wide)."""
     ns = strip_docs(root_schema(load("certmint.dev_issuers.yaml")))
     cl = strip_docs(root_schema(load("certmint.dev_clusterissuers.yaml")))
     policy_props = cl["properties"]["spec"]["properties"]["policy"]["properties"]
     assert "allowedNamespaces" in policy_props
     assert "allowedNamespaces" not in ns["properties"]["spec"]["properties"]["policy"]["properties"]
     del policy_props["allowedNamespaces"]
+    for part in ("spec", "status"):
+        assert "podCertificates" not in ns["properties"][part]["properties"]
+        del cl["properties"][part]["properties"]["podCertificates"]
+    assert [r["rule"] for r in cl.pop("x-kubernetes-validations")] == [
+        "!has(self.spec.podCertificates) || self.spec.podCertificates.signerName == 'certmint.dev/' + self.metadata.name"
+    ]
+    pod_rule = cl["properties"]["spec"]["x-kubernetes-validations"].pop()
+    assert pod_rule["rule"] == "!has(self.podCertificates) || has(self.ca)"
     assert ns == cl
 
 
@@ -428,6 +437,7 @@ def test_issuer_status_fields() -> None:
             "trustAnchors",
             "rotation",
             "observedGeneration",
+            *(["podCertificates"] if name == "certmint.dev_clusterissuers.yaml" else []),
         }
         assert status["caNotAfter"]["format"] == "date-time"
         assert {"subject", "fingerprint", "notAfter", "signsThisCA", "pem"} == set(

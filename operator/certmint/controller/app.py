@@ -8,6 +8,7 @@ from collections.abc import Callable
 from certmint.controller.bundles import reconcile_bundle
 from certmint.controller.certificates import prune_requests, reconcile_certificate
 from certmint.controller.issuers import reconcile_issuer
+from certmint.controller.pod_requests import reconcile_pod_request
 from certmint.controller.requests import reconcile_request
 from certmint.controller.runtime import Operator, Reconcilers
 from certmint.kube.client import KubeClient
@@ -19,6 +20,7 @@ RECONCILERS = Reconcilers(
     issuer=reconcile_issuer,
     request=reconcile_request,
     bundle=reconcile_bundle,
+    pod_request=reconcile_pod_request,
 )
 
 

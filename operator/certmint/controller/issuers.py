@@ -27,10 +27,15 @@ from certmint.core.ca_rotation import (
 )
 from certmint.core.conditions import Condition, rfc3339
 from certmint.core.policy import isolation_condition
+from certmint.kube import resources
+from certmint.kube.client import ApiError, ApiUnavailable
 from certmint.kube.resources import ObjectRef
 from certmint.pki.signing import SigningAuthority, fingerprint_sha256
 
 log = logging.getLogger("certmint.issuers")
+
+#: The label on a pod signer's ClusterTrustBundle (its value: the ClusterIssuer's name).
+ISSUER_LABEL = "certmint.dev/issuer"
 
 
 async def reconcile_issuer(op: Operator, kind: Kind, namespace: str, name: str) -> None:
@@ -52,7 +57,8 @@ async def reconcile_issuer(op: Operator, kind: Kind, namespace: str, name: str) 
             # The root Certificate whose Secret this is: its rotation steps wait on what this check tells.
             for cert in op.state.certificates_with_secret(ca_secret_namespace(op, rec), rec.spec.ca_secret_name):
                 op.queue.add((Kind.CERTIFICATE, *cert))
-    await _publish(op, rec, now)
+    pods = await _publish_pod_trust(op, rec) if rec.kind is Kind.CLUSTER_ISSUER else None
+    await _publish(op, rec, now, pods)
     if rec.spec is not None:
         interval = datetime.timedelta(seconds=op.settings.issuer_recheck_seconds)
         recheck = signer_for(rec.spec).recheck_at(verdict, now, interval)
@@ -247,7 +253,53 @@ def _waiting_for(replaced: ReplacedRoot, pending: int | None) -> str:
     return "no certificate under the previous root is left; it is retired half a propagation time after that"
 
 
-async def _publish(op: Operator, rec: IssuerRecord, now: datetime.datetime) -> None:
+async def _publish_pod_trust(op: Operator, rec: IssuerRecord) -> dict[str, Any] | None:
+    """status.podCertificates of a ClusterIssuer that signs pod certificates: its signer name, and its trust anchors
+    (with a rotation's overlap) published as a ClusterTrustBundle linked to that signer, which pods mount with a
+    ``clusterTrustBundle: {signerName, labelSelector: {}}`` projected volume. None when it does not sign them."""
+    pods = rec.spec.pod_certificates if rec.spec is not None else None
+    if pods is None:
+        return None
+    status: dict[str, Any] = {"signerName": pods.signer_name}
+    if not op.settings.pod_certificates:
+        return {**status, "state": "Disabled", "message": "the operator runs without CERTMINT_POD_CERTIFICATES"}
+    authority = rec.authority
+    if authority is None:
+        return {**status, "state": "NotReady", "message": "the issuer cannot sign: nothing is published"}
+    name = f"{pods.signer_name.replace('/', ':')}:anchors"
+    fingerprint = authority.trust_bundle_fingerprint
+    published = rec.status.get("podCertificates") or {}
+    if published.get("state") == "Published" and published.get("anchorsFingerprint") == fingerprint:
+        return dict(published)  # (each check would otherwise read the ClusterTrustBundle)
+    pem = authority.trust_bundle_pem.decode()
+    try:
+        version = await resources.cluster_trust_bundle_version(op.api)
+        if version is None:
+            return {**status, "state": "NotServed", "message": "the API server does not serve ClusterTrustBundles"}
+        found = await resources.read_cluster_trust_bundle(op.api, version, name)
+        owner = ObjectRef(kind=rec.kind.value, namespace=None, name=rec.name, uid=rec.uid)
+        if found is None:
+            await resources.create_cluster_trust_bundle(
+                op.api, version, name, pem=pem, owner=owner, signer_name=pods.signer_name, label=ISSUER_LABEL
+            )
+        elif rec.uid not in resources.owner_uids(found):
+            message = f"ClusterTrustBundle {name} exists and is not this ClusterIssuer's: left as it is"
+            return {**status, "clusterTrustBundle": name, "state": "Conflict", "message": message}
+        elif (found.get("spec") or {}).get("trustBundle") != pem:
+            rv = found["metadata"]["resourceVersion"]
+            await resources.update_cluster_trust_bundle(op.api, version, name, resource_version=rv, pem=pem)
+    except (ApiError, ApiUnavailable) as e:
+        return {**status, "clusterTrustBundle": name, "state": "Failed", "message": str(e)[:500]}
+    return {
+        **status,
+        "clusterTrustBundle": name,
+        "state": "Published",
+        "message": "",
+        "anchorsFingerprint": fingerprint,
+    }
+
+
+async def _publish(op: Operator, rec: IssuerRecord, now: datetime.datetime, pods: dict[str, Any] | None) -> None:
     conditions = [Condition("Ready", "True" if rec.ready else "False", rec.reason, rec.message)]
     if rec.kind is Kind.CLUSTER_ISSUER and rec.spec is not None:
         # A shared CA whose policy lets namespaces obtain each other's names: legal, but never silent.
@@ -261,6 +313,7 @@ async def _publish(op: Operator, rec: IssuerRecord, now: datetime.datetime) -> N
         "trustAnchor": anchor_status(authority) if authority else None,
         "trustAnchors": anchors_status(authority) if authority else None,
         "rotation": rec.rotation,
+        "podCertificates": pods,
     }
     written = await write_status(
         op.api,

@@ -36,6 +36,7 @@ from certmint.controller.state import (
 from certmint.controller.workqueue import Pacer, WorkQueue
 from certmint.core.bundle import content_digest
 from certmint.core.decisions import RENEW_REQUEST
+from certmint.core.spec import SIGNER_DOMAIN
 from certmint.kube import resources
 from certmint.kube.client import ApiError, ApiUnavailable, Credentials, KubeClient
 from certmint.kube.leader import LeaderElector, LeaseConfig
@@ -61,6 +62,7 @@ class Reconcilers:
     issuer: ReconcileIssuer  # Issuer and ClusterIssuer alike
     request: Reconcile
     bundle: Reconcile  # (operator, "", name): Bundles are cluster-scoped
+    pod_request: Reconcile
 
 
 class Operator:
@@ -163,6 +165,8 @@ class Operator:
                 await self.reconcilers.request(self, namespace, name)
             case Kind.BUNDLE:
                 await self.reconcilers.bundle(self, namespace, name)
+            case Kind.POD_REQUEST:
+                await self.reconcilers.pod_request(self, namespace, name)
             case _:
                 assert_never(kind)
 
@@ -392,6 +396,8 @@ class Operator:
         if key[0] is Kind.CLUSTER_ISSUER:
             for bundle in self.state.bundles_using_issuer(key[2]):
                 self.queue.add((Kind.BUNDLE, "", bundle))
+            for namespace, name in self.state.pod_requests_for(f"{SIGNER_DOMAIN}/{key[2]}"):
+                self.queue.add((Kind.POD_REQUEST, namespace, name))
 
     # -- Bundles and what they write ---------------------------------------------------------------------
 
@@ -473,6 +479,45 @@ class Operator:
         if self.bundle_inputs_listed:
             self._enqueue_bundles()
 
+    def observe_pod_request(self, event_type: str, body: dict[str, Any]) -> None:
+        """A PodCertificateRequest: kept (and queued) while it is unanswered and names a signer of certmint's."""
+        self.events_seen += 1
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        signer = str((body.get("spec") or {}).get("signerName") or "")
+        if (
+            event_type == "DELETED"
+            or not signer.startswith(f"{SIGNER_DOMAIN}/")
+            or pod_request_is_final(body.get("status") or {})
+        ):
+            self.state.pod_requests.pop(key, None)
+            return
+        self.state.pod_requests[key] = body
+        self.queue.add((Kind.POD_REQUEST, *key))
+
+    def _pod_requests_listed(self, present: set[tuple[str, str]]) -> None:
+        for key in set(self.state.pod_requests) - present:
+            self.state.pod_requests.pop(key, None)
+
+    async def watch_pod_requests(self) -> None:
+        """Watch PodCertificateRequests until cancelled, where the API server serves them (else log once and
+        return). Every signer's requests arrive (a field selector takes one signer name, and the kubelet sets no
+        labels): those of other signers are dropped at once."""
+        if not await resources.pod_certificate_requests_served(self.api):
+            log.info(
+                "the API server does not serve certificates.k8s.io/%s podcertificaterequests (feature gate "
+                "PodCertificateRequest off): no pod certificates are signed",
+                resources.PCR_VERSION,
+            )
+            return
+        await ListWatch(
+            self.api,
+            resources.pod_certificate_requests_path(),
+            label_selector="",
+            on_event=self.observe_pod_request,
+            on_listed=self._pod_requests_listed,
+        ).run()
+
     async def watch_bundle_inputs(self) -> None:
         """Watch namespaces' labels and the objects Bundles write (ConfigMaps and Secrets with the Bundle label)
         until cancelled."""
@@ -499,6 +544,11 @@ class Operator:
             for ns in namespaces
         ]
         await asyncio.gather(*(w.run() for w in watches))
+
+
+def pod_request_is_final(status: dict[str, Any]) -> bool:
+    """Issued, Denied or Failed: the API server refuses any further status change."""
+    return any(c.get("type") in ("Issued", "Denied", "Failed") for c in status.get("conditions") or [])
 
 
 def request_is_final(status: dict[str, Any]) -> bool:

@@ -41,6 +41,7 @@ class Kind(enum.StrEnum):
     CLUSTER_ISSUER = "ClusterIssuer"
     REQUEST = "CertificateRequest"
     BUNDLE = "Bundle"
+    POD_REQUEST = "PodCertificateRequest"
 
 
 Key = tuple[Kind, str, str]  # (kind, namespace or "", name)
@@ -291,6 +292,8 @@ class State:
     # CertificateRequests being signed inline by the certificate reconciler right now.
     inflight_requests: set[NamespacedName] = field(default_factory=set)
     bundles: dict[str, BundleRecord] = field(default_factory=dict)
+    # PodCertificateRequests for a certmint signer that are not answered yet, as their watch delivered them.
+    pod_requests: dict[NamespacedName, dict[str, Any]] = field(default_factory=dict)
     # Labels of every namespace (the Bundles' namespace selectors), and whether they have been listed.
     namespaces: dict[str, Mapping[str, str]] = field(default_factory=dict)
     namespaces_listed: bool = False
@@ -316,6 +319,17 @@ class State:
             ):
                 found.append(key)
         return found
+
+    def pod_requests_for(self, signer_name: str) -> list[NamespacedName]:
+        """Unanswered PodCertificateRequests that name ``signer_name``."""
+        return [key for key, obj in self.pod_requests.items() if obj["spec"].get("signerName") == signer_name]
+
+    def pod_signer(self, signer_name: str) -> IssuerRecord | None:
+        """The ClusterIssuer whose spec.podCertificates names ``signer_name`` (the CRD makes it the one named so)."""
+        name = signer_name.partition("/")[2]
+        rec = self.issuers.get((Kind.CLUSTER_ISSUER, "", name))
+        pods = rec.spec.pod_certificates if rec is not None and rec.spec is not None else None
+        return rec if pods is not None and pods.signer_name == signer_name else None
 
     def requests_using(self, issuer: IssuerKey) -> list[NamespacedName]:
         kind, namespace, name = issuer

@@ -730,6 +730,39 @@ def _cidr(text: str, path: str) -> str:
 # --- Issuer / ClusterIssuer ---------------------------------------------------------------------
 
 
+#: A pod-certificate signer's name is certmint's domain and the ClusterIssuer's name (the CRD checks it too).
+SIGNER_DOMAIN: Final = "certmint.dev"
+_TRUST_DOMAIN: Final = re.compile(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?")
+
+
+@dataclass(frozen=True, slots=True)
+class PodCertificates:
+    """spec.podCertificates of a ClusterIssuer: the signer name pods ask for, the SPIFFE trust domain, and the
+    ServiceAccounts (namespace/name patterns) whose pods may get a certificate (None: every one)."""
+
+    signer_name: str
+    trust_domain: str
+    allowed_service_accounts: tuple[str, ...] | None = None
+
+    @classmethod
+    def from_dict(cls, value: Any, path: str = "spec.podCertificates") -> PodCertificates:
+        d = _mapping(value, path)
+        signer = _required_string(d.get("signerName"), f"{path}.signerName")
+        if not signer.startswith(f"{SIGNER_DOMAIN}/") or len(signer) == len(SIGNER_DOMAIN) + 1:
+            raise _fail(f"{path}.signerName", f"{_q(signer)} must be {SIGNER_DOMAIN}/ followed by the issuer's name")
+        domain = _required_string(d.get("trustDomain"), f"{path}.trustDomain")
+        if len(domain) > 255 or not _TRUST_DOMAIN.fullmatch(domain):
+            raise _fail(
+                f"{path}.trustDomain",
+                f"{_q(domain)} is not a SPIFFE trust domain (lower case letters, digits, dots and hyphens)",
+            )
+        accounts = _optional_strings(d, "allowedServiceAccounts", path)
+        for i, pattern in enumerate(accounts or ()):
+            if pattern.count("/") != 1 or pattern.startswith("/") or pattern.endswith("/"):
+                raise _fail(f"{path}.allowedServiceAccounts[{i}]", f"{_q(pattern)} is not namespace/name")
+        return cls(signer_name=signer, trust_domain=domain, allowed_service_accounts=accounts)
+
+
 @dataclass(frozen=True, slots=True)
 class IssuerSpec:
     """A parsed Issuer/ClusterIssuer spec. ``signer`` is the issuer kind the spec selects, "selfSigned" or "ca"
@@ -738,18 +771,31 @@ class IssuerSpec:
     signer: str
     ca_secret_name: str | None = None
     policy: Policy = field(default_factory=Policy)
+    pod_certificates: PodCertificates | None = None
 
     @classmethod
     def from_dict(cls, spec: Mapping[str, Any]) -> IssuerSpec:
-        """Exactly one of ``selfSigned: {}`` or ``ca: {secretName}`` must be set."""
+        """Exactly one of ``selfSigned: {}`` or ``ca: {secretName}`` must be set; ``podCertificates`` only with ca."""
         spec = _mapping(spec, "spec")
         kinds = [kind for kind in ("selfSigned", "ca") if spec.get(kind) is not None]
         if len(kinds) != 1:
             raise _fail("spec", "set exactly one of selfSigned or ca")
         policy = Policy.from_dict(spec.get("policy"))
+        pods = spec.get("podCertificates")
         if kinds[0] == "selfSigned":
             _mapping(spec["selfSigned"], "spec.selfSigned")
+            if pods is not None:
+                raise _fail(
+                    "spec.podCertificates",
+                    "needs spec.ca: a selfSigned issuer signs with the certificate's own key, which the kubelet "
+                    "keeps on the node",
+                )
             return cls(signer="selfSigned", policy=policy)
         ca = _mapping(spec["ca"], "spec.ca")
         secret_name = _required_string(ca.get("secretName"), "spec.ca.secretName")
-        return cls(signer="ca", ca_secret_name=secret_name, policy=policy)
+        return cls(
+            signer="ca",
+            ca_secret_name=secret_name,
+            policy=policy,
+            pod_certificates=PodCertificates.from_dict(pods) if pods is not None else None,
+        )

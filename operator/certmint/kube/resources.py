@@ -231,12 +231,26 @@ async def read_cluster_trust_bundle(api: KubeClient, version: str, name: str) ->
     return await api.get(cluster_trust_bundle_path(version, name))
 
 
-async def create_cluster_trust_bundle(api: KubeClient, version: str, name: str, *, pem: str, owner: ObjectRef) -> JSON:
+async def create_cluster_trust_bundle(
+    api: KubeClient,
+    version: str,
+    name: str,
+    *,
+    pem: str,
+    owner: ObjectRef,
+    signer_name: str | None = None,
+    label: str = BUNDLE_LABEL,
+) -> JSON:
+    """A ClusterTrustBundle owned by ``owner`` and labelled ``label: <owner's name>``; linked to ``signer_name`` when
+    given (its name must then start with the signer name, "/" written ":", and ":")."""
+    spec: JSON = {"trustBundle": pem}
+    if signer_name is not None:
+        spec["signerName"] = signer_name
     body: JSON = {
         "apiVersion": f"{CTB_GROUP}/{version}",
         "kind": "ClusterTrustBundle",
-        "metadata": {"name": name, "labels": {BUNDLE_LABEL: owner.name}, "ownerReferences": [owner_reference(owner)]},
-        "spec": {"trustBundle": pem},
+        "metadata": {"name": name, "labels": {label: owner.name}, "ownerReferences": [owner_reference(owner)]},
+        "spec": spec,
     }
     return await api.create(cluster_trust_bundle_path(version), body)
 
@@ -246,6 +260,32 @@ async def update_cluster_trust_bundle(
 ) -> JSON:
     body: JSON = {"metadata": {"resourceVersion": resource_version}, "spec": {"trustBundle": pem}}
     return await api.merge_patch(cluster_trust_bundle_path(version, name), body)
+
+
+# -- PodCertificateRequests --------------------------------------------------------------------------------
+
+PCR_VERSION = "v1beta1"  # the one version Kubernetes 1.36 serves them in
+
+
+async def pod_certificate_requests_served(api: KubeClient) -> bool:
+    """Whether the API server serves certificates.k8s.io/v1beta1 podcertificaterequests (feature gate
+    PodCertificateRequest and its runtime-config)."""
+    found = await api.get(f"/apis/{CTB_GROUP}/{PCR_VERSION}")
+    return found is not None and any(r.get("name") == "podcertificaterequests" for r in found.get("resources") or [])
+
+
+def pod_certificate_requests_path(namespace: str | None = None, name: str | None = None) -> str:
+    base = f"/apis/{CTB_GROUP}/{PCR_VERSION}"
+    if namespace is None:
+        return f"{base}/podcertificaterequests"
+    path = f"{base}/namespaces/{namespace}/podcertificaterequests"
+    return f"{path}/{name}" if name else path
+
+
+async def answer_pod_certificate_request(api: KubeClient, namespace: str, name: str, status: JSON) -> JSON:
+    """Write a PodCertificateRequest's final status (Issued with the chain and times, or Denied, or Failed): one
+    merge patch of the status subresource; the API server refuses a second answer."""
+    return await api.merge_patch(pod_certificate_requests_path(namespace, name) + "/status", {"status": status})
 
 
 # -- certmint objects ------------------------------------------------------------------------------------

@@ -333,6 +333,26 @@ def sign(request: SigningRequest, authority: SigningAuthority, *, now: datetime)
     duration = _positive(request.duration)
     not_before = max(now - backdate_for(duration), authority.not_before)
     not_after = min(now + duration, authority.not_after)
+    return _signed_by(request, authority, not_before, not_after)
+
+
+def sign_within(
+    request: SigningRequest, authority: SigningAuthority, *, not_before: datetime, not_after: datetime, now: datetime
+) -> IssuedCertificate:
+    """Issue a certificate valid exactly from ``not_before`` to ``not_after`` (whole seconds: what a caller with its
+    own lifetime rules decided, a PodCertificateRequest's), which must lie within the CA's validity."""
+    authority.validate(now=now)
+    if not authority.not_before <= not_before < not_after <= authority.not_after:
+        raise PKIError(
+            f"validity {rfc3339(not_before)} to {rfc3339(not_after)} is not within the CA's, "
+            f"{rfc3339(authority.not_before)} to {rfc3339(authority.not_after)}"
+        )
+    return _signed_by(request, authority, not_before, not_after)
+
+
+def _signed_by(
+    request: SigningRequest, authority: SigningAuthority, not_before: datetime, not_after: datetime
+) -> IssuedCertificate:
     cert = _build_and_sign(
         request,
         issuer=authority.certificate.subject,
