@@ -83,7 +83,7 @@ async def reconcile_pod_request(op: Operator, namespace: str, name: str) -> None
     else:
         status = {"conditions": [_condition(answer.type, answer.reason, answer.message, now)]}
     try:
-        await resources.answer_pod_certificate_request(op.api, namespace, name, status)
+        written = await resources.answer_pod_certificate_request(op.api, namespace, name, status)
     except ApiError as e:
         if e.status in (404, 409, 422):  # deleted, or answered meanwhile (the status is final then)
             log.info("PodCertificateRequest %s/%s: not answered: %s", namespace, name, e)
@@ -94,6 +94,7 @@ async def reconcile_pod_request(op: Operator, namespace: str, name: str) -> None
         op.schedule(key, now + RETRY)
         return
     op.state.pod_requests.pop((namespace, name), None)  # answered: nothing more to do for it
+    op.state.pod_requests_answered[(namespace, name)] = str(written["metadata"]["resourceVersion"])
     if isinstance(answer, Grant):
         metrics.issuances.labels("PodCertificateRequest", ISSUED).inc()
         metrics.issuance_seconds.observe(time.perf_counter() - started)

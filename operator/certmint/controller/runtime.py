@@ -491,7 +491,11 @@ class Operator:
             or pod_request_is_final(body.get("status") or {})
         ):
             self.state.pod_requests.pop(key, None)
+            self.state.pod_requests_answered.pop(key, None)
             return
+        answered = self.state.pod_requests_answered.get(key)
+        if answered is not None and newer_or_equal(answered, meta["resourceVersion"]):
+            return  # older than our answer (its own event follows)
         self.state.pod_requests[key] = body
         self.queue.add((Kind.POD_REQUEST, *key))
 

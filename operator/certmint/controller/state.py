@@ -294,6 +294,8 @@ class State:
     bundles: dict[str, BundleRecord] = field(default_factory=dict)
     # PodCertificateRequests for a certmint signer that are not answered yet, as their watch delivered them.
     pod_requests: dict[NamespacedName, dict[str, Any]] = field(default_factory=dict)
+    # Answered by us, until the watch delivers the answer: the resourceVersion our status write returned.
+    pod_requests_answered: dict[NamespacedName, str] = field(default_factory=dict)
     # Labels of every namespace (the Bundles' namespace selectors), and whether they have been listed.
     namespaces: dict[str, Mapping[str, str]] = field(default_factory=dict)
     namespaces_listed: bool = False
