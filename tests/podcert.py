@@ -40,7 +40,7 @@ def pod_key(key_type: str) -> PodKey:
     raise ValueError(f"unknown keyType {key_type}")
 
 
-def _hash_for(key: PodKey) -> hashes.HashAlgorithm | None:
+def _hash_for(key: PodKey) -> hashes.SHA256 | None:
     return None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
 
 

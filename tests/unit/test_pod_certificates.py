@@ -87,7 +87,7 @@ def granted(answer: pc.Grant | pc.Refusal) -> pc.Grant:
     return answer
 
 
-def refused(answer: pc.Grant | pc.Refusal, type_: str, reason: str) -> pc.Refusal:
+def refused(answer: object, type_: str, reason: str) -> pc.Refusal:
     assert isinstance(answer, pc.Refusal), answer
     assert (answer.type, answer.reason) == (type_, reason), answer
     assert answer.message
