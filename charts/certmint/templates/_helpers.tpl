@@ -90,6 +90,17 @@ certmint-operator
 {{- if ne (len .Values.watchNamespaces) (len (uniq .Values.watchNamespaces)) }}
 {{- fail "watchNamespaces lists a namespace twice" }}
 {{- end }}
+{{- /*
+Pod certificates need the API server to serve PodCertificateRequests. Only a render that knows the cluster can tell:
+a cluster's discovery (helm install/upgrade, template --validate, --dry-run=server; Argo CD passes it on) lists every
+served kind as "group/version/Kind", while Helm's built-in capabilities (an offline helm template, helm lint) list
+group/versions only. "v1/Namespace" is a kind every cluster serves: without it there is no cluster to ask.
+*/}}
+{{- if and .Values.podCertificates.enabled (.Capabilities.APIVersions.Has "v1/Namespace") }}
+{{- if not (.Capabilities.APIVersions.Has "certificates.k8s.io/v1beta1/PodCertificateRequest") }}
+{{- fail "podCertificates.enabled=true, but the cluster does not serve certificates.k8s.io/v1beta1 PodCertificateRequests: start kube-apiserver (Kubernetes 1.35 or later) with --feature-gates=PodCertificateRequest=true and --runtime-config=certificates.k8s.io/v1beta1/podcertificaterequests=true, or set podCertificates.enabled=false" }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/* ---- RBAC rules, one block per concern ----------------------------------------------------------- */}}
@@ -155,11 +166,43 @@ in the release namespace (read). Bundle Secrets use the secrets grant above (nev
   verbs: ["get"]
 {{- end }}
 
-{{/* ClusterTrustBundles named after Bundles (no signer, so no attest verb is needed): read, create, patch. */}}
+{{/*
+ClusterTrustBundles: those named after Bundles (no signer) and, with podCertificates, a pod signer's
+"certmint.dev:<issuer>:anchors" (linked to its signer: creating or changing it also needs "attest", granted below).
+Read, create, patch; never update or delete.
+*/}}
 {{- define "certmint.rules.clusterTrustBundles" -}}
 - apiGroups: ["certificates.k8s.io"]
   resources: ["clustertrustbundles"]
   verbs: ["get", "create", "patch"]
+{{- end }}
+
+{{/* The domain of certmint's pod-certificate signer names, certmint.dev/<ClusterIssuer>; the operator and the CRD
+hard-code it (certmint.core.spec.SIGNER_DOMAIN). */}}
+{{- define "certmint.signerDomain" -}}
+certmint.dev
+{{- end }}
+
+{{/*
+Pod certificates (podCertificates.enabled): the operator lists and watches every PodCertificateRequest (one signer
+name per field selector, and the kubelet sets no labels, so it filters by signer itself) and answers those of its
+signers with one merge patch of their status. The API server lets a status change through only for a user who may
+"sign" for the request's signer, and a signer-linked ClusterTrustBundle only for one who may "attest" for it; both
+checks are cluster-scoped and accept "<domain>/*" as the resource name, so these rules hold for certmint's signer
+names only. No "create" on podcertificaterequests: the API server attests a request's pod, ServiceAccount and node
+only when a node creates it (NodeRestriction); anyone else who may create one can forge a pod identity that certmint would sign.
+*/}}
+{{- define "certmint.rules.podCertificates" -}}
+- apiGroups: ["certificates.k8s.io"]
+  resources: ["podcertificaterequests"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["certificates.k8s.io"]
+  resources: ["podcertificaterequests/status"]
+  verbs: ["patch"]
+- apiGroups: ["certificates.k8s.io"]
+  resources: ["signers"]
+  resourceNames: [{{ printf "%s/*" (include "certmint.signerDomain" .) | quote }}]
+  verbs: ["sign", "attest"]
 {{- end }}
 
 {{/* ClusterIssuer CA Secrets in the release namespace, in namespaced mode: read only. */}}
