@@ -13,6 +13,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import x25519
+from cryptography.x509 import verification
 from cryptography.x509.oid import ExtensionOID
 
 from certmint.core import pod_certificates as pc
@@ -340,4 +341,7 @@ def test_the_signed_leaf_carries_only_the_uri_and_the_pods_key(key_type: str, au
     }
     chain = x509.load_pem_x509_certificates(issued.chain_pem)
     assert chain[0] == leaf
-    leaf.verify_directly_issued_by(authority.certificate)
+    # A client that trusts the CA accepts it as a TLS client certificate naming exactly the SPIFFE ID.
+    store = verification.Store([authority.trust_anchor])
+    verified = verification.PolicyBuilder().store(store).time(NOW).build_client_verifier().verify(leaf, chain[1:])
+    assert verified.subjects == [x509.UniformResourceIdentifier("spiffe://cluster.local/ns/shop/sa/web")]
