@@ -128,6 +128,8 @@ def test_every_value_is_commented() -> None:
         ({"clusterIssuer": {"create": True, "selfSigned": False}}, "exactly one of"),
         ({"serviceAccount": {"create": False}}, "serviceAccount.name is required"),
         ({"watchNamespaces": ["a", "a"]}, "watchNamespaces"),
+        ({"podCertificates": {"enabled": "yes"}}, "podCertificates/enabled"),
+        ({"podCertificates": {"signerName": "x"}}, "additional properties 'signerName' not allowed"),
     ],
 )
 def test_invalid_values_are_rejected_with_a_reason(helm: Path, values: dict[str, Any], message: str) -> None:
@@ -224,7 +226,9 @@ def _expand(scope: str, group: str, resources: list[str], verbs: list[str], name
     return {(scope, group, r, v, name) for r in resources for v in verbs}
 
 
-def expected_grants(scopes: list[str], namespace: str, *, leader_election: bool = True) -> set[Grant]:
+def expected_grants(
+    scopes: list[str], namespace: str, *, leader_election: bool = True, pod_certificates: bool = False
+) -> set[Grant]:
     """The operator's API calls (operator/certmint/kube/resources.py, leader.py, and kopf's watches)."""
     kinds = ["certificates", "issuers", "certificaterequests"]
     grants: set[Grant] = set()
@@ -248,7 +252,19 @@ def expected_grants(scopes: list[str], namespace: str, *, leader_election: bool 
     if leader_election:
         grants |= _expand(namespace, "coordination.k8s.io", ["leases"], ["create"])
         grants |= _expand(namespace, "coordination.k8s.io", ["leases"], ["get", "patch"], "certmint-operator")
+    if pod_certificates:  # cluster-scoped in both modes: the API server's sign and attest checks are
+        grants |= POD_CERTIFICATE_GRANTS
     return grants
+
+
+# Exactly what podCertificates.enabled adds: watch every request, answer with one status patch, sign and attest for
+# certmint's signer names only (ClusterTrustBundles: the Bundles' get/create/patch grant, not repeated).
+POD_CERTIFICATE_GRANTS: set[Grant] = (
+    _expand("cluster", "certificates.k8s.io", ["podcertificaterequests"], ["get", "list", "watch"])
+    | _expand("cluster", "certificates.k8s.io", ["podcertificaterequests/status"], ["patch"])
+    | _expand("cluster", "certificates.k8s.io", ["signers"], ["sign", "attest"], "certmint.dev/*")
+)
+PODS_ON = {"podCertificates": {"enabled": True}}
 
 
 def test_cluster_wide_rbac_is_exactly_the_operators_calls(helm: Path) -> None:
@@ -296,3 +312,102 @@ def test_user_roles_aggregate_into_view_and_edit(helm: Path) -> None:
     assert "clusterissuers" not in {res for r in edit["rules"] for res in r["resources"]}
     off = documents(render(helm, RELEASE, NAMESPACE, {"rbac": {"aggregateToDefaultRoles": False}}))
     assert not [d for d in off if d["metadata"]["name"] in ("cm-certmint-view", "cm-certmint-edit")]
+
+
+# -- pod certificates ----------------------------------------------------------------------------------------
+
+
+def test_pod_certificate_rules_only_when_enabled(helm: Path) -> None:
+    off = operator_grants(documents(render(helm, RELEASE, NAMESPACE)), "cm-certmint", NAMESPACE)
+    assert not {g for g in off if g[2] in ("signers", "podcertificaterequests", "podcertificaterequests/status")}
+    on = operator_grants(documents(render(helm, RELEASE, NAMESPACE, PODS_ON)), "cm-certmint", NAMESPACE)
+    assert on == expected_grants(["cluster"], NAMESPACE, pod_certificates=True)
+    assert on - off == POD_CERTIFICATE_GRANTS
+
+
+def test_pod_certificate_rules_are_cluster_wide_in_namespaced_mode(helm: Path) -> None:
+    """A RoleBinding cannot grant sign or attest (the API server checks them without a namespace): a ClusterRole
+    even when the rest is namespaced."""
+    values = {**value_sets(RELEASE)["namespaced"], **PODS_ON}
+    grants = operator_grants(documents(render(helm, RELEASE, NAMESPACE, values)), "cm-certmint", NAMESPACE)
+    assert grants == expected_grants(values["watchNamespaces"], NAMESPACE, pod_certificates=True)
+
+
+def test_pod_certificate_role_is_exactly_these_rules(helm: Path) -> None:
+    """The rules as written, resourceNames included: a sign rule without resourceNames would sign for any signer
+    (kubernetes.io/kube-apiserver-client included)."""
+    docs = documents(render(helm, RELEASE, NAMESPACE, PODS_ON))
+    (role,) = [
+        d for d in docs if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "cm-certmint-pod-certificates"
+    ]
+    group = ["certificates.k8s.io"]
+    assert role["rules"] == [
+        {"apiGroups": group, "resources": ["podcertificaterequests"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": group, "resources": ["podcertificaterequests/status"], "verbs": ["patch"]},
+        {
+            "apiGroups": group,
+            "resources": ["signers"],
+            "resourceNames": ["certmint.dev/*"],
+            "verbs": ["sign", "attest"],
+        },
+    ]
+    (binding,) = [
+        d for d in docs if d["kind"] == "ClusterRoleBinding" and d["metadata"]["name"] == role["metadata"]["name"]
+    ]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "cm-certmint", "namespace": NAMESPACE}]
+
+
+@pytest.mark.parametrize("name", ["defaults", "namespaced"])
+def test_nothing_may_create_pod_certificate_requests(helm: Path, name: str) -> None:
+    """Whoever may create a PodCertificateRequest (other than a node) can name any pod and ServiceAccount, and
+    certmint would sign that identity: no role of the chart grants it, to the operator or to users, not even through
+    a wildcard."""
+    docs = documents(render(helm, RELEASE, NAMESPACE, {**value_sets(RELEASE)[name], **PODS_ON}))
+    for role in docs:
+        if role["kind"] not in ("ClusterRole", "Role"):
+            continue
+        for rule in role["rules"]:
+            assert "*" not in rule["verbs"] and "*" not in rule["resources"], role["metadata"]["name"]
+            if {"certificates.k8s.io", "*"} & set(rule["apiGroups"]) and "podcertificaterequests" in rule["resources"]:
+                assert not {"create", "update", "delete", "deletecollection"} & set(rule["verbs"]), rule
+
+
+def test_pod_certificates_environment(helm: Path) -> None:
+    def env(values: dict[str, Any] | None) -> dict[str, str]:
+        container = _deployment(helm, values)["spec"]["template"]["spec"]["containers"][0]
+        return {e["name"]: e.get("value") for e in container["env"]}
+
+    assert env(None)["CERTMINT_POD_CERTIFICATES"] == "false"
+    assert env(PODS_ON)["CERTMINT_POD_CERTIFICATES"] == "true"
+
+
+# What `helm template --api-versions` adds to Helm's built-in capabilities (group/versions only, no kinds): a
+# cluster's discovery lists every kind, v1/Namespace always.
+CLUSTER_WITHOUT_PCR = ["v1/Namespace", "certificates.k8s.io/v1beta1/ClusterTrustBundle"]
+CLUSTER_WITH_PCR = [*CLUSTER_WITHOUT_PCR, "certificates.k8s.io/v1beta1/PodCertificateRequest"]
+
+
+def _template(helm: Path, values: dict[str, Any], api_versions: list[str]) -> tuple[int, str]:
+    path = values_file(values)
+    flags = [f"--api-versions={v}" for v in api_versions]
+    try:
+        proc = run_helm(helm, "template", RELEASE, str(CHART), "--values", str(path), *flags, check=False)
+    finally:
+        path.unlink()
+    return proc.returncode, proc.stderr
+
+
+def test_pod_certificates_fail_on_a_cluster_without_the_api(helm: Path) -> None:
+    code, stderr = _template(helm, PODS_ON, CLUSTER_WITHOUT_PCR)
+    assert code != 0
+    assert "does not serve certificates.k8s.io/v1beta1 PodCertificateRequests" in stderr, stderr
+    assert "--feature-gates=PodCertificateRequest=true" in stderr
+    assert "--runtime-config=certificates.k8s.io/v1beta1/podcertificaterequests=true" in stderr
+    assert _template(helm, PODS_ON, CLUSTER_WITH_PCR) == (0, "")
+    assert _template(helm, {}, CLUSTER_WITHOUT_PCR)[0] == 0, "asked only when enabled"
+
+
+def test_pod_certificates_render_offline_without_the_check(helm: Path) -> None:
+    """An offline helm template (and helm lint, which takes no --api-versions) knows no cluster: it renders."""
+    assert _template(helm, PODS_ON, [])[0] == 0
+    assert _template(helm, PODS_ON, ["certificates.k8s.io/v1beta1/PodCertificateRequest"])[0] == 0

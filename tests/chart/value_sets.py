@@ -33,6 +33,7 @@ def value_sets(release: str) -> dict[str, dict[str, Any]]:
                 "policy": {"allowedDNSNames": ["*.svc"], "maxDuration": "720h"},
             }
         },
+        "pod-certificates": {"podCertificates": {"enabled": True}},
         "bring-your-own": {
             "crds": {"enabled": False},
             "rbac": {"create": False},
