@@ -394,7 +394,8 @@ def test_issuer_and_clusterissuer_differ_only_in_allowed_namespaces_and_pod_cert
         assert "podCertificates" not in ns["properties"][part]["properties"]
         del cl["properties"][part]["properties"]["podCertificates"]
     assert [r["rule"] for r in cl.pop("x-kubernetes-validations")] == [
-        "!has(self.spec.podCertificates) || self.spec.podCertificates.signerName == 'certmint.dev/' + self.metadata.name"
+        "!has(self.spec.podCertificates) || "
+        "self.spec.podCertificates.signerName == 'certmint.dev/' + self.metadata.name"
     ]
     pod_rule = cl["properties"]["spec"]["x-kubernetes-validations"].pop()
     assert pod_rule["rule"] == "!has(self.podCertificates) || has(self.ca)"

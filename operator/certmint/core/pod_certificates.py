@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import dh, x448, x25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
 from certmint.core import renewal
@@ -132,9 +132,9 @@ def _public_key(spec: Mapping[str, Any]) -> PublicKey:
         return supported_public_key(csr.public_key())
     if spec.get("pkixPublicKey"):
         key = load_der_public_key(base64.b64decode(spec["pkixPublicKey"]))
-        if isinstance(key, dh.DHPublicKey | x25519.X25519PublicKey | x448.X448PublicKey):
-            raise PKIError(f"{type(key).__name__} is not a signature key")
-        return supported_public_key(key)
+        if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey):
+            raise PKIError(f"{type(key).__name__} is not supported (ECDSA, RSA or Ed25519)")
+        return key
     raise PKIError("the request carries neither stubPKCS10Request nor pkixPublicKey")
 
 
