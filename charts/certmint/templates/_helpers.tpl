@@ -92,7 +92,7 @@ certmint-operator
 {{- end }}
 {{- /*
 Pod certificates need the API server to serve PodCertificateRequests. Only a render that knows the cluster can tell:
-a cluster's discovery (helm install/upgrade, template --validate, --dry-run=server; Argo CD passes it on) lists every
+a cluster's discovery (helm install/upgrade, template --validate, --dry-run=server) lists every
 served kind as "group/version/Kind", while Helm's built-in capabilities (an offline helm template, helm lint) list
 group/versions only. "v1/Namespace" is a kind every cluster serves: without it there is no cluster to ask.
 */}}
