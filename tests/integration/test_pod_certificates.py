@@ -70,7 +70,7 @@ def pod_operator(control_plane: ControlPlane, operator: OperatorProcess) -> Iter
 
 
 @pytest.fixture(scope="module")
-def signer(api: client.ApiClient, pod_operator: OperatorProcess) -> PodSigner:
+def signer(api: client.ApiClient, pod_operator: OperatorProcess) -> Iterator[PodSigner]:
     """A CA ClusterIssuer that signs pod certificates: ServiceAccounts web and api of one namespace, any of the
     burst namespace; ECDSA and Ed25519 keys; at most 24h."""
     cm = Certmint(api)
@@ -106,7 +106,12 @@ def signer(api: client.ApiClient, pod_operator: OperatorProcess) -> PodSigner:
     cm.create(body)
     cm.wait_ready("ClusterIssuer", name)
     roots = x509.load_pem_x509_certificates(cm.secret_data(f"{name}-tls", OPERATOR_NAMESPACE)["ca.crt"])
-    return PodSigner(name, f"certmint.dev/{name}", allowed, refused, burst, roots, pod_operator)
+    yield PodSigner(name, f"certmint.dev/{name}", allowed, refused, burst, roots, pod_operator)
+    # The control plane is shared with later modules, whose operators run without pod certificates: a pod signer
+    # left behind would get its status rewritten by them (status.podCertificates.state Disabled), a write that the
+    # restart tests count.
+    cm.delete("ClusterIssuer", name)
+    cm.delete("ClusterIssuer", f"{name}-selfsigned")
 
 
 def _time(obj: dict[str, Any], field: str) -> datetime.datetime:
