@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
 from certmint.core import renewal
-from certmint.core.policy import RequestedIdentity, check_policy, pattern_matches
+from certmint.core.policy import RequestedIdentity, check_policy, namespace_allowed, pattern_matches
 from certmint.core.spec import PodCertificates, Policy, format_duration
 from certmint.pki.csr import CSRInfo
 from certmint.pki.keys import PKIError, PublicKey, key_algorithm, supported_public_key
@@ -155,9 +155,7 @@ def judge(
     """What to answer ``req`` with, for an issuer whose pod certificates are ``pods`` under ``policy`` and whose CA
     is valid from ``ca_not_before`` to ``ca_not_after``."""
     allowed_namespaces = policy.allowed_namespaces
-    if allowed_namespaces is not None and not any(
-        pattern_matches(p, req.namespace, namespace=None) for p in allowed_namespaces
-    ):
+    if allowed_namespaces is not None and not namespace_allowed(allowed_namespaces, req.namespace):
         listing = ", ".join(quote(p) for p in allowed_namespaces) or "none"
         return Refusal(
             DENIED,

@@ -310,8 +310,13 @@ def _check_ips(addresses: Sequence[str], ranges: Sequence[str] | None) -> list[s
     return violations
 
 
+def namespace_allowed(patterns: Sequence[str] | None, namespace: str) -> bool:
+    """Whether a ClusterIssuer's policy.allowedNamespaces (None: every namespace) admits ``namespace``."""
+    return patterns is None or any(pattern_matches(p, namespace, namespace=None) for p in patterns)
+
+
 def _check_namespace(patterns: Sequence[str] | None, namespace: str) -> list[str]:
-    if patterns is None or any(pattern_matches(p, namespace, namespace=None) for p in patterns):
+    if namespace_allowed(patterns, namespace):
         return []
     empty = "(policy.allowedNamespaces is empty)"
     allowed = f"(allowed namespaces: {_listing(patterns)})" if patterns else empty
