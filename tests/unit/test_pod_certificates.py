@@ -17,7 +17,7 @@ from cryptography.x509 import verification
 from cryptography.x509.oid import ExtensionOID
 
 from certmint.core import pod_certificates as pc
-from certmint.core.spec import PodCertificates, Policy
+from certmint.core.spec import PodCertificates, Policy, SpecError
 from certmint.pki.signing import SigningAuthority, sign_within
 from tests.podcert import PodKey, b64, pcr, pod_key, spki
 from tests.unit.builders import NOW
@@ -222,6 +222,23 @@ def test_different_requests_refresh_at_different_times() -> None:
 def test_without_jitter_the_refresh_is_a_third_of_the_lifetime_before_expiry() -> None:
     grant = granted(judge(request(max_expiration_seconds=3 * 3600), jitter_fraction=0.0))
     assert grant.not_after - grant.begin_refresh_at == HOUR
+
+
+def test_refresh_before_percentage_moves_the_refresh_and_the_apis_margin_still_holds() -> None:
+    half = PodCertificates(signer_name=SIGNER, trust_domain=TRUST_DOMAIN, refresh_before_percentage=50)
+    grant = granted(judge(request(max_expiration_seconds=4 * 3600), pods=half, jitter_fraction=0.0))
+    assert grant.not_after - grant.begin_refresh_at == 2 * HOUR
+    # 95% of an hour before expiry is 3 minutes after notBefore: the API's 10 minutes win.
+    early = PodCertificates(signer_name=SIGNER, trust_domain=TRUST_DOMAIN, refresh_before_percentage=95)
+    grant = granted(judge(request(max_expiration_seconds=3600), pods=early, jitter_fraction=0.1))
+    assert grant.begin_refresh_at == grant.not_before + pc.REFRESH_MARGIN
+
+
+@pytest.mark.parametrize("value", [0, 100, "50", True])
+def test_refresh_before_percentage_outside_1_to_99_is_refused(value: object) -> None:
+    spec = {"signerName": SIGNER, "trustDomain": TRUST_DOMAIN, "refreshBeforePercentage": value}
+    with pytest.raises(SpecError, match="refreshBeforePercentage"):
+        PodCertificates.from_dict(spec)
 
 
 def test_a_ca_that_expires_in_a_day_caps_the_lifetime() -> None:

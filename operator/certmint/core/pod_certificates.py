@@ -15,8 +15,9 @@ judges a Certificate's: the namespace (``allowedNamespaces``), the key type (``a
 The API's own rules for an issued certificate, which :func:`judge` keeps: notBefore within 5 minutes of the API
 server's clock, a lifetime of at least 1 hour and at most the request's ``maxExpirationSeconds``, and
 ``beginRefreshAt`` at least 10 minutes after notBefore and 10 minutes before notAfter. certmint places
-``beginRefreshAt`` as it places a Certificate's renewal (a third of the lifetime before expiry, minus a jitter by
-the request's UID), so that a node's pods do not refresh together.
+``beginRefreshAt`` as it places a Certificate's renewal (``podCertificates.refreshBeforePercentage`` of the lifetime
+before expiry, a third by default, minus a jitter by the request's UID), so that a node's pods do not refresh
+together.
 
 Pure: a decoded request and the issuer's spec in, a :class:`Grant` or a :class:`Refusal` out.
 """
@@ -216,7 +217,7 @@ def judge(
         not_before,
         not_after,
         renew_before=None,
-        renew_before_percentage=None,
+        renew_before_percentage=pods.refresh_before_percentage,
         jitter_key=req.uid or req.name,
         max_jitter_fraction=jitter_fraction,
     )

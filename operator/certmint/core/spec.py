@@ -738,11 +738,13 @@ _TRUST_DOMAIN: Final = re.compile(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?")
 @dataclass(frozen=True, slots=True)
 class PodCertificates:
     """spec.podCertificates of a ClusterIssuer: the signer name pods ask for, the SPIFFE trust domain, and the
-    ServiceAccounts (namespace/name patterns) whose pods may get a certificate (None: every one)."""
+    ServiceAccounts (namespace/name patterns) whose pods may get a certificate (None: every one); the kubelet is told
+    to refresh when ``refresh_before_percentage`` percent of the lifetime is left (None: a third)."""
 
     signer_name: str
     trust_domain: str
     allowed_service_accounts: tuple[str, ...] | None = None
+    refresh_before_percentage: int | None = None
 
     @classmethod
     def from_dict(cls, value: Any, path: str = "spec.podCertificates") -> PodCertificates:
@@ -760,7 +762,15 @@ class PodCertificates:
         for i, pattern in enumerate(accounts or ()):
             if pattern.count("/") != 1 or pattern.startswith("/") or pattern.endswith("/"):
                 raise _fail(f"{path}.allowedServiceAccounts[{i}]", f"{_q(pattern)} is not namespace/name")
-        return cls(signer_name=signer, trust_domain=domain, allowed_service_accounts=accounts)
+        percentage = _integer(d.get("refreshBeforePercentage"), f"{path}.refreshBeforePercentage")
+        if percentage is not None and not 1 <= percentage <= 99:
+            raise _fail(f"{path}.refreshBeforePercentage", f"{percentage} must be between 1 and 99")
+        return cls(
+            signer_name=signer,
+            trust_domain=domain,
+            allowed_service_accounts=accounts,
+            refresh_before_percentage=percentage,
+        )
 
 
 @dataclass(frozen=True, slots=True)
