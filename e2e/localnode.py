@@ -278,19 +278,26 @@ def cni_config(slot: Slot, ipam_dir: Path) -> dict[str, object]:
 
 # -- the control plane, with what a node needs from it --------------------------------------------------
 
-# ClusterTrustBundles (certificates.k8s.io/v1beta1) are beta and off by default in Kubernetes 1.36. Serving them
-# needs the ClusterTrustBundle gate and the API version; mounting one in a pod (a ``clusterTrustBundle`` source of a
-# projected volume) needs ClusterTrustBundleProjection on both sides: the API server silently drops the source
-# from a new pod while it is off (pkg/api/pod/util.go, dropDisabledClusterTrustBundleProjection), and only a
-# kubelet with it on starts its ClusterTrustBundle informer (pkg/kubelet/kubelet.go). The gate declares
-# ClusterTrustBundle as its dependency, and a component refuses to start with one on and the other off.
-CLUSTER_TRUST_BUNDLE_GATES = {"ClusterTrustBundle": True, "ClusterTrustBundleProjection": True}
-CLUSTER_TRUST_BUNDLE_API = "certificates.k8s.io/v1beta1/clustertrustbundles=true"
+# The beta APIs of certificates.k8s.io/v1beta1 the e2e scenarios use, off by default in Kubernetes 1.36:
+# - ClusterTrustBundles: serving them needs the ClusterTrustBundle gate and the API version; mounting one in a pod
+#   (a projected volume's ``clusterTrustBundle`` source) needs ClusterTrustBundleProjection on both sides: the API
+#   server silently drops the source from a new pod while it is off (pkg/api/pod/util.go,
+#   dropDisabledClusterTrustBundleProjection), and only a kubelet with it on starts its ClusterTrustBundle informer
+#   (pkg/kubelet/kubelet.go). The gate declares ClusterTrustBundle as its dependency, and a component refuses to
+#   start with one on and the other off.
+# - PodCertificateRequests: the API server serves them and keeps a pod's ``podCertificate`` source only with the
+#   PodCertificateRequest gate (it drops the source from a new pod otherwise, pkg/api/pod/util.go); a kubelet without
+#   it fails every such mount (a no-op manager, pkg/kubelet/kubelet.go).
+NODE_FEATURE_GATES = {"ClusterTrustBundle": True, "ClusterTrustBundleProjection": True, "PodCertificateRequest": True}
+NODE_APIS = (
+    "certificates.k8s.io/v1beta1/clustertrustbundles=true",
+    "certificates.k8s.io/v1beta1/podcertificaterequests=true",
+)
 
 
-def with_cluster_trust_bundles(argv: list[str]) -> list[str]:
-    """kube-apiserver's ``argv`` with CLUSTER_TRUST_BUNDLE_GATES added to its feature gates and the
-    ClusterTrustBundle API to its runtime config (each kept as one flag, merged with what ``argv`` sets)."""
+def with_node_apis(argv: list[str]) -> list[str]:
+    """kube-apiserver's ``argv`` with NODE_FEATURE_GATES added to its feature gates and NODE_APIS to its runtime
+    config (each kept as one flag, merged with what ``argv`` sets)."""
     gates: dict[str, str] = {}
     runtime: list[str] = []
     rest = []
@@ -304,9 +311,8 @@ def with_cluster_trust_bundles(argv: list[str]) -> list[str]:
             runtime += filter(None, value.split(","))
         else:
             rest.append(arg)
-    gates.update({name: str(on).lower() for name, on in CLUSTER_TRUST_BUNDLE_GATES.items()})
-    if CLUSTER_TRUST_BUNDLE_API not in runtime:
-        runtime.append(CLUSTER_TRUST_BUNDLE_API)
+    gates.update({name: str(on).lower() for name, on in NODE_FEATURE_GATES.items()})
+    runtime += [api for api in NODE_APIS if api not in runtime]
     feature_gates = ",".join(f"{name}={on}" for name, on in gates.items())
     return [*rest, f"--feature-gates={feature_gates}", f"--runtime-config={','.join(runtime)}"]
 
@@ -330,7 +336,7 @@ class NodeControlPlane(ControlPlane):
                 pki, "apiserver-kubelet-client", "kube-apiserver-kubelet-client", ("system:masters",)
             )
             argv = [*argv, f"--kubelet-client-certificate={cert}", f"--kubelet-client-key={key}"]
-            argv = with_cluster_trust_bundles(argv)
+            argv = with_node_apis(argv)
             argv += [f"--kubelet-certificate-authority={pki / 'ca.crt'}", "--enable-admission-plugins=NodeRestriction"]
             # Reach kubelets by the Node's InternalIP (on the node's bridge), never by resolving its name:
             # the default order starts with Hostname, a DNS query to this machine's resolver.
@@ -601,9 +607,9 @@ disabled_plugins = [
             "serverTLSBootstrap": False,
             "protectKernelDefaults": False,
             "shutdownGracePeriod": "0s",
-            # Pods may mount ClusterTrustBundles (a projected volume's clusterTrustBundle source); the API server
-            # is started with the same gates (with_cluster_trust_bundles).
-            "featureGates": CLUSTER_TRUST_BUNDLE_GATES,
+            # Pods may mount ClusterTrustBundles and pod certificates (a projected volume's clusterTrustBundle and
+            # podCertificate sources); the API server is started with the same gates (with_node_apis).
+            "featureGates": NODE_FEATURE_GATES,
         }
         conf = _write(self.workdir / "kubelet-config.json", json.dumps(config, indent=2), 0o644)
         self._spawn(
