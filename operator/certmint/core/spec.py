@@ -290,9 +290,9 @@ class KeySpec:
     def from_dict(cls, key: Any, path: str = "spec.privateKey") -> KeySpec:
         """Parse ``privateKey`` with cert-manager's fields; the default is ECDSA P-256 (fast, small).
 
-        For Ed25519 any size is ignored and the encoding is PKCS8: the CRD
-        refuses PKCS1 there, and should such an object slip through (an older
-        CRD) it still gets the only encoding that can hold the key.
+        The encoding defaults to PKCS1 for RSA and ECDSA and to PKCS8 for Ed25519 (as cert-manager writes it
+        unasked). For Ed25519 any size is ignored and the encoding is PKCS8: the CRD refuses PKCS1 there, and
+        should such an object slip through (an older CRD) it still gets the only encoding that can hold the key.
         """
         key = _mapping(key, path)
         algorithm = _string(key.get("algorithm"), f"{path}.algorithm") or ECDSA
@@ -304,7 +304,7 @@ class KeySpec:
         if size not in KEY_SIZES[algorithm]:
             allowed = ", ".join(map(str, sorted(KEY_SIZES[algorithm])))
             raise _fail(f"{path}.size", f"{size} is not a valid {algorithm} key size (use {allowed})")
-        encoding = _string(key.get("encoding"), f"{path}.encoding") or PKCS1
+        encoding = _string(key.get("encoding"), f"{path}.encoding") or (PKCS8 if algorithm == ED25519 else PKCS1)
         if encoding not in (PKCS1, PKCS8):
             raise _fail(f"{path}.encoding", f"{_q(encoding)} is not one of PKCS1, PKCS8")
         if algorithm == ED25519:
