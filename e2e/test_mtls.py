@@ -282,6 +282,18 @@ def helm(provider: ClusterProvider, *args: str, timeout: float = 300) -> subproc
     return subprocess.run(cmd, capture_output=True, text=True, check=False, env=env, timeout=timeout)
 
 
+def serves_pod_certificates(kube: Kube) -> bool:
+    """Whether the cluster serves PodCertificateRequests (certificates.k8s.io/v1beta1, feature gate
+    PodCertificateRequest and its runtime-config)."""
+    try:
+        resources = client.CertificatesV1beta1Api(kube.api).get_api_resources().resources
+    except client.ApiException as e:
+        if e.status == 404:
+            return False
+        raise
+    return any(r.name == "podcertificaterequests" for r in resources)
+
+
 @dataclass
 class Installed:
     seconds: float
@@ -297,6 +309,8 @@ def operator(provider: ClusterProvider, kube: Kube) -> Iterator[Installed]:
     # The chart's own hook makes the self-signed bootstrap issuer the CA chain starts from.
     args += ["--set", "clusterIssuer.create=true", "--set", f"clusterIssuer.name={BOOTSTRAP}"]
     args += ["--set", f"operator.trustPropagationSeconds={TRUST_PROPAGATION_S}"]  # this node's kubelet: 5 s sync
+    if serves_pod_certificates(kube):  # e2e/test_pod_certificates.py; the chart refuses it where not served
+        args += ["--set", "podCertificates.enabled=true"]
     args += ["--wait", "--timeout", "180s"]
     if not provider.cluster_dns:
         api_ip = kube.core.read_namespaced_service("kubernetes", "default").spec.cluster_ip
@@ -335,6 +349,21 @@ def operator(provider: ClusterProvider, kube: Kube) -> Iterator[Installed]:
             kube.core.delete_namespace(OPERATOR_NS)
         except client.ApiException as e:
             print(f"e2e cleanup: deleting namespace {OPERATOR_NS}: {e.reason}", file=sys.stderr)
+        # The next module installs the chart again (--create-namespace), which a terminating namespace refuses.
+        try:
+            wait_for(lambda: _namespace_gone(kube, OPERATOR_NS), f"namespace {OPERATOR_NS} deleted", 180)
+        except AssertionError as e:
+            print(f"e2e cleanup: {e}", file=sys.stderr)
+
+
+def _namespace_gone(kube: Kube, name: str) -> bool:
+    try:
+        kube.core.read_namespace(name)
+    except client.ApiException as e:
+        if e.status == 404:
+            return True
+        raise
+    return False
 
 
 def _operator_state(kube: Kube, provider: ClusterProvider) -> str:
@@ -619,6 +648,13 @@ def start_server(
         labels={"app": name},
         trust_volume=trust_volume,
     )
+    ip, pod = expose_server(kube, ns, name)
+    return Server(name=name, ip=ip, dns=f"{name}.{ns}.svc", pod_uid=pod.metadata.uid)
+
+
+def expose_server(kube: Kube, ns: str, name: str) -> tuple[str, client.V1Pod]:
+    """A Service for the server pod ``name`` (label app=name); waits until the pod is running, listening and in the
+    Service's endpoints. The Service's ClusterIP, and the pod."""
     service = {
         "metadata": {"name": name},
         "spec": {"selector": {"app": name}, "ports": [{"port": PORT, "targetPort": PORT}]},
@@ -642,7 +678,7 @@ def start_server(
         f"Service {name} has the server's endpoint",
         60,
     )
-    return Server(name=name, ip=svc.spec.cluster_ip, dns=f"{name}.{ns}.svc", pod_uid=pod.metadata.uid)
+    return svc.spec.cluster_ip, pod
 
 
 @pytest.fixture(scope="module")
