@@ -113,6 +113,7 @@ mkdir -p "$r/etc/containerd" "$r/etc/cni/net.d" "$r/etc/kubernetes/manifests"
 install -m 0644 "$here/node/containerd.toml" "$r/etc/containerd/config.toml"
 install -m 0644 "$here/node/cni.conflist" "$r/etc/cni/net.d/10-certmint-bridge.conflist"
 install -m 0644 "$here/node/crictl.yaml" "$r/etc/crictl.yaml"
+install -m 0644 "$here/node/kubelet.default" "$r/etc/default/kubelet"
 mkdir -p "$r/etc/systemd/journald.conf.d"
 install -m 0644 "$here/node/journald.conf" "$r/etc/systemd/journald.conf.d/certmint.conf"
 for unit in containerd.service kubelet.service kubelet.slice certmint-images.service; do
