@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The e2e suite on kind, in one command, for a user with Docker and kind:
 #
-#   bash e2e/kind/run.sh
+#   bash e2e/kind/run.sh          # create, load, run the suite, delete
+#   bash e2e/kind/run.sh up       # create and load only; the cluster is kept (kind delete cluster --name ...)
 #
 # 1. creates a kind cluster (e2e/kind/kind-config.yaml);
 # 2. builds the operator image from the repository's Dockerfile with Docker (base python:3.11-slim,
@@ -13,39 +14,91 @@
 #    node logs there first).
 #
 # Needs: docker, kind, python3 (3.11+) with `make setup` done or doable; helm on PATH or fetched by
-# tests/chart/get_helm.sh. Environment: KIND_NODE_IMAGE (default: the kind v0.33.0 image of Kubernetes
-# 1.36.4, by digest), CERTMINT_E2E_KIND_CLUSTER (certmint-e2e), CERTMINT_E2E_WORKLOAD_IMAGE.
+# tests/chart/get_helm.sh. Environment: KIND_NODE_IMAGE (default: kind v0.33.0's own default node image,
+# by digest), CERTMINT_E2E_KIND_CLUSTER (certmint-e2e), CERTMINT_E2E_WORKLOAD_IMAGE.
 #
-# Not run on this project's own machines: there is no kind binary, no kind node image can be pulled,
-# and their cgroup v1 is refused by kind's node images from Kubernetes 1.35 on. CI there runs the
-# local provider (`pytest e2e -m e2e`); this script is what the copyable workflow
-# (e2e/kind/github-workflow.yml) runs.
+# CERTMINT_KIND_NODE_IMAGE=local: for machines with no registry and no kind binary (this project's):
+# kind is built from its Go module (e2e/kind/build-kind.sh), the node image from local parts
+# (e2e/kind/build-node-image.sh: certmint.local/kind-node:<Kubernetes version>) with the config of
+# e2e/kind/kind-config-local.yaml (cgroup v1, bridge CNI, the pod-certificate gates), the operator image
+# offline by e2e/operator_image.py and the workload image by e2e/images/build.sh, both loaded with
+# `kind load image-archive`. It runs its own dockerd (socket /run/certmint-kind-docker/docker.sock, data
+# root /var/lib/certmint-kind-docker kept between runs: CERTMINT_KIND_DOCKER_RUN, CERTMINT_KIND_DOCKER_DATA;
+# no iptables changes; runc through e2e/kind/runc-bounded) and stops it at the end. Needs root, Go,
+# docker.io, debootstrap, gcc. CERTMINT_VENV: the virtualenv with the test dependencies (.venv);
+# CERTMINT_E2E_OPERATOR_ARCHIVE: an operator image archive (`docker save`) to load instead of building one.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 cluster=${CERTMINT_E2E_KIND_CLUSTER:-certmint-e2e}
-# kind v0.33.0's release notes list this image for Kubernetes 1.36.4 (pin by digest, as kind advises).
-node_image=${KIND_NODE_IMAGE:-kindest/node:v1.36.4@sha256:099e049362a1526b2db71494e1947aae99bd16290d7c895f2b7ea312e3cbfaed}
+# kind v0.33.0's default node image, as its source names it (sigs.k8s.io/kind@v0.33.0,
+# pkg/apis/config/defaults/image.go:21, `const Image`): Kubernetes 1.37.0, by digest.
+node_image=${KIND_NODE_IMAGE:-kindest/node:v1.37.0@sha256:a1ed56cfb0e7b93589bdf97c8cd566405a265939e3620fc4f5de89adff580ae5}
 image=certmint.local/certmint-operator:e2e
 workload=${CERTMINT_E2E_WORKLOAD_IMAGE:-python:3.11-slim-bookworm}
+config=e2e/kind/kind-config.yaml
+local_mode=0
+[ "${CERTMINT_KIND_NODE_IMAGE:-}" = local ] && local_mode=1
+up_only=0
+[ "${1:-}" = up ] && up_only=1
+cd "$repo"
+venv=${CERTMINT_VENV:-.venv}
+work=$(mktemp -d)
+dockerd_pid=""
 
+if [ "$local_mode" = 1 ]; then
+  [ "$(id -u)" = 0 ] || { echo "run.sh: CERTMINT_KIND_NODE_IMAGE=local needs root (dockerd)" >&2; exit 1; }
+  command -v dockerd >/dev/null || { echo "run.sh: dockerd is required (apt-get install docker.io)" >&2; exit 1; }
+  kind_bin=$(bash e2e/kind/build-kind.sh | tail -1)
+  mkdir -p "$work/bin"
+  ln -s "$kind_bin" "$work/bin/kind"
+  # Debian's docker client matches Debian's daemon; kind calls `docker` from PATH.
+  [ ! -x /usr/bin/docker ] || ln -s /usr/bin/docker "$work/bin/docker"
+  export PATH="$work/bin:$PATH"
+  run_dir=${CERTMINT_KIND_DOCKER_RUN:-/run/certmint-kind-docker}
+  data_dir=${CERTMINT_KIND_DOCKER_DATA:-/var/lib/certmint-kind-docker}
+  mkdir -p "$run_dir" "$data_dir"
+  exec 8>"$run_dir/run.lock"
+  flock 8  # one local-mode run at a time: they share this dockerd
+  export DOCKER_HOST="unix://$run_dir/docker.sock"
+  if ! docker version >/dev/null 2>&1; then
+    # (8>&-: the daemon must not hold the run lock; it may outlive this run with `up`.)
+    dockerd --host="$DOCKER_HOST" --data-root="$data_dir" --exec-root="$run_dir/exec" \
+      --pidfile="$run_dir/dockerd.pid" --bridge=none --iptables=false --ip-masq=false \
+      --add-runtime "certmint-runc=$repo/e2e/kind/runc-bounded" --default-runtime certmint-runc \
+      >>"$run_dir/dockerd.log" 2>&1 8>&- &
+    dockerd_pid=$!
+    for _ in $(seq 120); do docker version >/dev/null 2>&1 && break; sleep 0.5; done
+    docker version >/dev/null 2>&1 || { echo "run.sh: dockerd did not answer (see $run_dir/dockerd.log)" >&2; exit 1; }
+  fi
+  if [ "$(docker info --format '{{.DefaultRuntime}}')" != certmint-runc ]; then
+    echo "run.sh: the dockerd at $DOCKER_HOST does not run e2e/kind/runc-bounded; kind's privileged nodes fail here without it" >&2
+    exit 1
+  fi
+  node_image=$(bash e2e/kind/build-node-image.sh | tail -1)
+  config=e2e/kind/kind-config-local.yaml
+  workload=certmint.local/e2e-workload:bookworm
+fi
 for tool in docker kind; do
   command -v "$tool" >/dev/null || { echo "run.sh: $tool is required" >&2; exit 1; }
 done
-cd "$repo"
-[ -x .venv/bin/pytest ] || make setup
-helm_bin=$(command -v helm || bash tests/chart/get_helm.sh | tail -1)
-work=$(mktemp -d)
+[ "$up_only" = 1 ] || [ -x "$venv/bin/pytest" ] || make setup
+[ "$up_only" = 1 ] || helm_bin=$(command -v helm || bash tests/chart/get_helm.sh | tail -1)
 
 teardown() {
   rc=$?
   if [ "$rc" != 0 ] && [ -n "${CERTMINT_E2E_KIND_LOGS:-}" ]; then
     kind export logs --name "$cluster" "$CERTMINT_E2E_KIND_LOGS" >/dev/null 2>&1 || true
   fi
-  if [ "${KEEP_CLUSTER:-0}" = 1 ]; then
+  if [ "${KEEP_CLUSTER:-0}" = 1 ] || { [ "$up_only" = 1 ] && [ "$rc" = 0 ]; }; then
     echo "run.sh: kept kind cluster $cluster (kind delete cluster --name $cluster)" >&2
+    [ -z "$dockerd_pid" ] || echo "run.sh: and its dockerd, pid $dockerd_pid (DOCKER_HOST=$DOCKER_HOST)" >&2
   else
     kind delete cluster --name "$cluster" >/dev/null 2>&1 || true
+    if [ -n "$dockerd_pid" ]; then
+      kill "$dockerd_pid" 2>/dev/null || true
+      wait "$dockerd_pid" 2>/dev/null || true
+    fi
   fi
   rm -rf "$work"
   exit "$rc"
@@ -53,12 +106,25 @@ teardown() {
 trap teardown EXIT
 
 start=$(date +%s)
-kind create cluster --name "$cluster" --image "$node_image" --config e2e/kind/kind-config.yaml --wait 180s
-docker build --tag "$image" .
-docker pull "$workload"
-kind load docker-image --name "$cluster" "$image" "$workload"
+kind create cluster --name "$cluster" --image "$node_image" --config "$config" --wait 180s
+if [ "$local_mode" = 1 ]; then
+  # No registry here: both images are built offline and loaded as archives.
+  operator_archive=${CERTMINT_E2E_OPERATOR_ARCHIVE:-}
+  [ -n "$operator_archive" ] || operator_archive=$("$venv/bin/python" -m e2e.operator_image | tail -1)
+  workload_archive=$(bash e2e/images/build.sh | tail -1)/workload.tar
+  kind load image-archive --name "$cluster" "$operator_archive"
+  kind load image-archive --name "$cluster" "$workload_archive"
+else
+  docker build --tag "$image" .
+  docker pull "$workload"
+  kind load docker-image --name "$cluster" "$image" "$workload"
+fi
 kind get kubeconfig --name "$cluster" >"$work/kubeconfig"
 echo "run.sh: cluster ready and images loaded in $(( $(date +%s) - start ))s" >&2
+if [ "$up_only" = 1 ]; then
+  echo "run.sh: kubeconfig: kind get kubeconfig --name $cluster; workload image $workload, operator image $image" >&2
+  exit 0
+fi
 
 CERTMINT_E2E_PROVIDER=kind \
 CERTMINT_E2E_KIND_CLUSTER="$cluster" \
@@ -66,4 +132,4 @@ CERTMINT_E2E_KUBECONFIG="$work/kubeconfig" \
 CERTMINT_E2E_IMAGE="$image" \
 CERTMINT_E2E_WORKLOAD_IMAGE="$workload" \
 HELM="$helm_bin" \
-  .venv/bin/pytest e2e/test_mtls.py -m e2e -s -q -p no:cacheprovider
+  "$venv/bin/pytest" e2e/test_mtls.py -m e2e -s -q -p no:cacheprovider
