@@ -40,6 +40,7 @@ if [ "$(docker image inspect --format "{{index .Config.Labels \"$label\"}}" "$im
   exit 0
 fi
 start=$(date +%s)
+previous=$(docker image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 r="$tmp/rootfs"
@@ -142,5 +143,9 @@ mkdir -p "$tmp/context"
 printf 'FROM %s\nSTOPSIGNAL SIGRTMIN+3\nLABEL %s=%s\n' "$base" "$label" "$key" >"$tmp/context/Dockerfile"
 DOCKER_BUILDKIT=0 docker build --quiet --tag "$image" "$tmp/context" >/dev/null
 docker rmi "$base" >/dev/null
+# The image this one replaces (about 1 GB), unless a container still uses it.
+if [ -n "$previous" ] && [ "$previous" != "$(docker image inspect --format '{{.Id}}' "$image")" ]; then
+  docker rmi "$previous" >/dev/null 2>&1 || true
+fi
 echo "built node image $image ($key) in $(( $(date +%s) - start ))s" >&2
 echo "$image"

@@ -106,6 +106,10 @@ teardown() {
 trap teardown EXIT
 
 start=$(date +%s)
+if [ "$local_mode" = 1 ]; then
+  # A cluster of this name left by an interrupted run on our own dockerd: kind would refuse to create it.
+  kind delete cluster --name "$cluster" >/dev/null 2>&1 || true
+fi
 kind create cluster --name "$cluster" --image "$node_image" --config "$config" --wait 180s
 if [ "$local_mode" = 1 ]; then
   # No registry here: both images are built offline and loaded as archives.
