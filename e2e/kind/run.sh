@@ -2,7 +2,8 @@
 # The e2e suite on kind, in one command, for a user with Docker and kind:
 #
 #   bash e2e/kind/run.sh          # create, load, run the suite, delete
-#   bash e2e/kind/run.sh up       # create and load only; the cluster is kept (kind delete cluster --name ...)
+#   bash e2e/kind/run.sh up       # create and load only; the cluster is kept
+#   bash e2e/kind/run.sh down     # delete it (and, in local mode, stop the dockerd that `up` started)
 #
 # 1. creates a kind cluster (e2e/kind/kind-config.yaml);
 # 2. builds the operator image from the repository's Dockerfile with Docker (base python:3.11-slim,
@@ -41,6 +42,9 @@ local_mode=0
 [ "${CERTMINT_KIND_NODE_IMAGE:-}" = local ] && local_mode=1
 up_only=0
 [ "${1:-}" = up ] && up_only=1
+if [ "${1:-}" = down ] && [ "${CERTMINT_KIND_NODE_IMAGE:-}" != local ]; then
+  exec kind delete cluster --name "$cluster"
+fi
 cd "$repo"
 venv=${CERTMINT_VENV:-.venv}
 work=$(mktemp -d)
@@ -61,6 +65,18 @@ if [ "$local_mode" = 1 ]; then
   exec 8>"$run_dir/run.lock"
   flock 8  # one local-mode run at a time: they share this dockerd
   export DOCKER_HOST="unix://$run_dir/docker.sock"
+  started="$run_dir/dockerd.started-by-run.sh"  # the PID of a dockerd that `run.sh up` started and kept
+  if [ "${1:-}" = down ]; then
+    ! docker version >/dev/null 2>&1 || kind delete cluster --name "$cluster"
+    if [ -f "$started" ]; then
+      pid=$(cat "$started")
+      kill "$pid" 2>/dev/null || true
+      for _ in $(seq 120); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+      rm -f "$started"
+    fi
+    rm -rf "$work"
+    exit 0
+  fi
   if ! docker version >/dev/null 2>&1; then
     # (8>&-: the daemon must not hold the run lock; it may outlive this run with `up`.)
     dockerd --host="$DOCKER_HOST" --data-root="$data_dir" --exec-root="$run_dir/exec" \
@@ -91,8 +107,11 @@ teardown() {
     kind export logs --name "$cluster" "$CERTMINT_E2E_KIND_LOGS" >/dev/null 2>&1 || true
   fi
   if [ "${KEEP_CLUSTER:-0}" = 1 ] || { [ "$up_only" = 1 ] && [ "$rc" = 0 ]; }; then
-    echo "run.sh: kept kind cluster $cluster (kind delete cluster --name $cluster)" >&2
-    [ -z "$dockerd_pid" ] || echo "run.sh: and its dockerd, pid $dockerd_pid (DOCKER_HOST=$DOCKER_HOST)" >&2
+    echo "run.sh: kept kind cluster $cluster (\`bash e2e/kind/run.sh down\` with the same environment deletes it)" >&2
+    if [ -n "$dockerd_pid" ]; then
+      echo "$dockerd_pid" >"$started"
+      echo "run.sh: and its dockerd, pid $dockerd_pid (DOCKER_HOST=$DOCKER_HOST), which \`run.sh down\` stops" >&2
+    fi
   else
     kind delete cluster --name "$cluster" >/dev/null 2>&1 || true
     if [ -n "$dockerd_pid" ]; then

@@ -2,8 +2,8 @@
 # A smoke test of kind on this project's machines, without the e2e suite: `run.sh up` with the local node
 # image (kind built from its module, node image from local parts, own dockerd, operator and workload images
 # loaded), then one pod from the workload image that reaches the API server through the `kubernetes`
-# Service and resolves cluster names through CoreDNS; then the cluster is deleted and the dockerd stopped
-# if run.sh started it. Prints the time of each step. Needs what run.sh's local mode needs.
+# Service and resolves cluster names through CoreDNS; then `run.sh down` deletes the cluster and stops
+# the dockerd if `up` started it. Prints the time of each step. Needs what run.sh's local mode needs.
 #
 #   bash e2e/kind/smoke.sh
 set -euo pipefail
@@ -15,20 +15,13 @@ export CERTMINT_KIND_NODE_IMAGE=local CERTMINT_E2E_KIND_CLUSTER="$cluster"
 docker_host="unix://$run_dir/docker.sock"
 docker_cli=/usr/bin/docker
 [ -x "$docker_cli" ] || docker_cli=$(command -v docker)
-had_dockerd=0
-DOCKER_HOST=$docker_host "$docker_cli" version >/dev/null 2>&1 && had_dockerd=1
 
 kind=$(bash "$here/build-kind.sh" | tail -1)
 kubectl="$(bash "$repo/tests/controlplane/build.sh" | tail -1)/kubectl"
 work=$(mktemp -d)
 cleanup() {
   rc=$?
-  DOCKER_HOST=$docker_host PATH="$work/bin:$PATH" "$kind" delete cluster --name "$cluster" >/dev/null 2>&1 || true
-  if [ "$had_dockerd" = 0 ] && [ -f "$run_dir/dockerd.pid" ]; then
-    pid=$(cat "$run_dir/dockerd.pid")
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-  fi
+  bash "$here/run.sh" down >/dev/null 2>&1 || true  # the cluster, and the dockerd if `up` started it
   rm -rf "$work"
   [ "$rc" = 0 ] && echo "smoke: passed" >&2 || echo "smoke: FAILED ($rc)" >&2
   exit "$rc"
