@@ -49,6 +49,31 @@ cd "$repo"
 venv=${CERTMINT_VENV:-.venv}
 work=$(mktemp -d)
 dockerd_pid=""
+started=""
+created=0  # the cluster is this run's to delete only once it tried to create it
+
+teardown() {
+  rc=$?
+  if [ "$rc" != 0 ] && [ -n "${CERTMINT_E2E_KIND_LOGS:-}" ]; then
+    kind export logs --name "$cluster" "$CERTMINT_E2E_KIND_LOGS" >/dev/null 2>&1 || true
+  fi
+  if [ "$created" = 1 ] && { [ "${KEEP_CLUSTER:-0}" = 1 ] || { [ "$up_only" = 1 ] && [ "$rc" = 0 ]; }; }; then
+    echo "run.sh: kept kind cluster $cluster (\`bash e2e/kind/run.sh down\` with the same environment deletes it)" >&2
+    if [ -n "$dockerd_pid" ]; then
+      echo "$dockerd_pid" >"$started"
+      echo "run.sh: and its dockerd, pid $dockerd_pid (DOCKER_HOST=$DOCKER_HOST), which \`run.sh down\` stops" >&2
+    fi
+  else
+    [ "$created" = 0 ] || kind delete cluster --name "$cluster" >/dev/null 2>&1 || true
+    if [ -n "$dockerd_pid" ]; then
+      kill "$dockerd_pid" 2>/dev/null || true
+      wait "$dockerd_pid" 2>/dev/null || true
+    fi
+  fi
+  rm -rf "$work"
+  exit "$rc"
+}
+trap teardown EXIT
 
 if [ "$local_mode" = 1 ]; then
   [ "$(id -u)" = 0 ] || { echo "run.sh: CERTMINT_KIND_NODE_IMAGE=local needs root (dockerd)" >&2; exit 1; }
@@ -74,6 +99,7 @@ if [ "$local_mode" = 1 ]; then
       for _ in $(seq 120); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
       rm -f "$started"
     fi
+    trap - EXIT
     rm -rf "$work"
     exit 0
   fi
@@ -101,34 +127,12 @@ done
 [ "$up_only" = 1 ] || [ -x "$venv/bin/pytest" ] || make setup
 [ "$up_only" = 1 ] || helm_bin=$(command -v helm || bash tests/chart/get_helm.sh | tail -1)
 
-teardown() {
-  rc=$?
-  if [ "$rc" != 0 ] && [ -n "${CERTMINT_E2E_KIND_LOGS:-}" ]; then
-    kind export logs --name "$cluster" "$CERTMINT_E2E_KIND_LOGS" >/dev/null 2>&1 || true
-  fi
-  if [ "${KEEP_CLUSTER:-0}" = 1 ] || { [ "$up_only" = 1 ] && [ "$rc" = 0 ]; }; then
-    echo "run.sh: kept kind cluster $cluster (\`bash e2e/kind/run.sh down\` with the same environment deletes it)" >&2
-    if [ -n "$dockerd_pid" ]; then
-      echo "$dockerd_pid" >"$started"
-      echo "run.sh: and its dockerd, pid $dockerd_pid (DOCKER_HOST=$DOCKER_HOST), which \`run.sh down\` stops" >&2
-    fi
-  else
-    kind delete cluster --name "$cluster" >/dev/null 2>&1 || true
-    if [ -n "$dockerd_pid" ]; then
-      kill "$dockerd_pid" 2>/dev/null || true
-      wait "$dockerd_pid" 2>/dev/null || true
-    fi
-  fi
-  rm -rf "$work"
-  exit "$rc"
-}
-trap teardown EXIT
-
 start=$(date +%s)
 if [ "$local_mode" = 1 ]; then
   # A cluster of this name left by an interrupted run on our own dockerd: kind would refuse to create it.
   kind delete cluster --name "$cluster" >/dev/null 2>&1 || true
 fi
+created=1
 kind create cluster --name "$cluster" --image "$node_image" --config "$config" --wait 180s
 if [ "$local_mode" = 1 ]; then
   # No registry here: both images are built offline and loaded as archives.
