@@ -1,0 +1,140 @@
+"""Every API call the CLI makes, over the operator's own thin client (:class:`certmint.kube.client.KubeClient`).
+
+Reads return plain JSON dicts (``None`` for an object that does not exist) for :mod:`certmint.cli.render` to
+judge. The only write is :meth:`Cluster.request_renewal`: a merge patch of one annotation on a Certificate, nothing
+else (the spec stays untouched; no status, no Secret).
+
+API failures become :class:`CliError` here, once: 401/403 and an unreachable server exit 3 with what was asked;
+anything else the server refused exits 1 with its message.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import TypeVar
+
+from certmint.cli.errors import CliError, Exit
+from certmint.cli.kubeconfig import Connection
+from certmint.core.decisions import CERTIFICATE_NAME, RENEW_REQUEST, certificate_label_value
+from certmint.kube.client import JSON, USER_AGENT, ApiError, ApiHealth, ApiUnavailable, KubeClient
+from certmint.kube.resources import GROUP, object_path, secret_path
+
+T = TypeVar("T")
+
+#: The chart's labels on the operator's Deployment (charts/certmint/templates/_helpers.tpl, deployment.yaml):
+#: ``part-of`` stays "certmint" whatever nameOverride says.
+OPERATOR_SELECTOR = "app.kubernetes.io/part-of=certmint,app.kubernetes.io/component=operator"
+#: The operator's leader Lease, in its namespace (certmint.settings).
+LEASE_NAME = "certmint-operator"
+
+
+class Cluster:
+    """The API calls of the CLI's commands, each turning the API's failures into one line for the user."""
+
+    def __init__(self, client: KubeClient, connection: Connection) -> None:
+        self._client = client
+        self.connection = connection
+
+    async def _call(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await call()
+        except ApiUnavailable as e:
+            raise CliError(f"{e} (server {self.connection.credentials.server})", Exit.API) from None
+        except ApiError as e:
+            if e.status in (401, 403):
+                who = "not authenticated" if e.status == 401 else "forbidden"
+                detail = e.message or e.reason
+                raise CliError(f"cannot {what}: {who}: {detail}", Exit.API) from None
+            raise CliError(f"cannot {what}: {e.message or e}", Exit.PROBLEM) from None
+
+    async def get(self, what: str, path: str) -> JSON | None:
+        return await self._call(f"read {what}", lambda: self._client.get(path))
+
+    async def certificate(self, namespace: str, name: str) -> JSON | None:
+        return await self.get(f"Certificate {namespace}/{name}", object_path("Certificate", namespace, name))
+
+    async def issuer(self, kind: str, namespace: str, name: str) -> JSON | None:
+        ns = namespace if kind == "Issuer" else None
+        return await self.get(f"{kind} {name}", object_path(kind, ns, name))
+
+    async def secret(self, namespace: str, name: str) -> JSON | None:
+        return await self.get(f"Secret {namespace}/{name}", secret_path(namespace, name))
+
+    async def certificates(self, namespace: str, selector: str | None) -> list[JSON]:
+        where = f"Certificates in {namespace}" + (f" with labels {selector}" if selector else "")
+        path = object_path("Certificate", namespace)
+        return await self._call(f"list {where}", lambda: self._client.list(path, label_selector=selector))
+
+    async def requests_of(self, namespace: str, certificate: str) -> list[JSON]:
+        """The CertificateRequests labelled as the operator labels a Certificate's (render keeps the owned ones)."""
+        path = object_path("CertificateRequest", namespace)
+        selector = f"{CERTIFICATE_NAME}={certificate_label_value(certificate)}"
+        return await self._call(
+            f"list CertificateRequests in {namespace}", lambda: self._client.list(path, label_selector=selector)
+        )
+
+    async def events_of(self, namespace: str, kind: str, name: str) -> list[JSON]:
+        path = f"/api/v1/namespaces/{namespace}/events"
+        params = {"fieldSelector": f"involvedObject.kind={kind},involvedObject.name={name}"}
+
+        async def call() -> list[JSON]:
+            return list((await self._client.request("GET", path, params=params, verb="list")).get("items") or [])
+
+        return await self._call(f"list Events in {namespace}", call)
+
+    async def request_renewal(self, namespace: str, name: str, value: str) -> JSON | None:
+        """Set the renew-request annotation to ``value`` (None: no such Certificate). The operator re-issues once for
+        a value that its status.lastRenewRequest does not hold yet."""
+        body: JSON = {"metadata": {"annotations": {RENEW_REQUEST: value}}}
+        path = object_path("Certificate", namespace, name)
+
+        async def call() -> JSON | None:
+            try:
+                return await self._client.merge_patch(path, body)
+            except ApiError as e:
+                if e.not_found:
+                    return None
+                raise
+
+        return await self._call(f"annotate Certificate {namespace}/{name}", call)
+
+    async def served_resources(self) -> dict[str, list[str]]:
+        """Discovery (readable by every authenticated user): each served version of certmint.dev → its resources."""
+        group = await self.get(f"API group {GROUP}", f"/apis/{GROUP}")
+        served: dict[str, list[str]] = {}
+        for version in (group or {}).get("versions") or []:
+            listing = await self.get(f"{GROUP}/{version['version']}", f"/apis/{version['groupVersion']}") or {}
+            served[version["version"]] = sorted(
+                r["name"] for r in listing.get("resources") or [] if "/" not in r["name"]
+            )
+        return served
+
+    async def operator_deployments(self, namespace: str | None) -> list[JSON]:
+        path = f"/apis/apps/v1/namespaces/{namespace}/deployments" if namespace else "/apis/apps/v1/deployments"
+        where = (
+            f"Deployments in {namespace}" if namespace else "Deployments in all namespaces (or --operator-namespace)"
+        )
+        return await self._call(f"list {where}", lambda: self._client.list(path, label_selector=OPERATOR_SELECTOR))
+
+    async def lease(self, namespace: str) -> JSON | None:
+        path = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{LEASE_NAME}"
+        return await self.get(f"Lease {namespace}/{LEASE_NAME}", path)
+
+
+@asynccontextmanager
+async def connect(connection: Connection, *, request_timeout: float) -> AsyncIterator[Cluster]:
+    """A :class:`Cluster` over one client session, closed at the end."""
+    client = KubeClient(
+        connection.credentials,
+        max_connections=4,
+        timeout=request_timeout,
+        # One-shot: an outage is reported by the command's own error, never logged by the health tracker.
+        health=ApiHealth(min_outage_s=math.inf),
+        user_agent=USER_AGENT.replace("certmint/", "certmint-cli/"),
+    )
+    try:
+        yield Cluster(client, connection)
+    finally:
+        await client.close()

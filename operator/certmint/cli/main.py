@@ -1,0 +1,242 @@
+"""``certmint`` / ``kubectl certmint``: arguments, the commands, and exit codes (docs/cli.md).
+
+Every failure ends as one line on stderr and an exit code from :class:`certmint.cli.errors.Exit`; a traceback only
+with ``CERTMINT_CLI_DEBUG=1``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, NoReturn, TypeVar
+
+from certmint import __version__
+from certmint.cli import render
+from certmint.cli.api import Cluster, connect
+from certmint.cli.errors import CliError, Exit
+from certmint.cli.kubeconfig import load_connection
+from certmint.kube.client import JSON
+
+T = TypeVar("T")
+DEFAULT_OPERATOR_NAMESPACE = "certmint"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit 2), like every other error of the tool."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        raise SystemExit(Exit.USAGE)
+
+
+def _connection_options(parser: argparse.ArgumentParser, *, default: Any) -> None:
+    """The options every command takes, before or after the command's name (as kubectl allows)."""
+    group = parser.add_argument_group("connection")
+    group.add_argument("--kubeconfig", default=default, help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)")
+    group.add_argument("--context", default=default, help="kubeconfig context (default: its current-context)")
+    group.add_argument("-n", "--namespace", default=default, help="namespace (default: the context's, else default)")
+    group.add_argument(
+        "--request-timeout",
+        type=float,
+        default=default,
+        metavar="SECONDS",
+        help="give up on an API request after this long (default: 15)",
+    )
+
+
+def _output_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-o", "--output", choices=render.OUTPUTS, default="text", help="output format (default: text)")
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=prog,
+        description="Read certmint's certificates and Secrets, ask for renewals, check the installation.",
+        epilog="Exit codes: 0 ok, 1 not found or a problem found, 2 usage error, 3 kubeconfig or API server "
+        "unusable (unreachable, unauthenticated, forbidden). See docs/cli.md.",
+    )
+    parser.add_argument("--version", action="version", version=f"certmint {__version__}")
+    _connection_options(parser, default=None)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+
+    def command(name: str, help_: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_, description=help_)
+        _connection_options(sub, default=argparse.SUPPRESS)
+        return sub
+
+    status = command("status", "the whole story of one Certificate: conditions, certificate, requests, events")
+    status.add_argument("kind", choices=("certificate", "cert"), help="what to show (certificate)")
+    status.add_argument("name", help="the Certificate's name")
+    _output_option(status)
+
+    inspect = command("inspect", "decode a TLS Secret: chain, validity, key match, chain to ca.crt, issuer")
+    inspect.add_argument("kind", choices=("secret",), help="what to decode (secret)")
+    inspect.add_argument("name", help="the Secret's name")
+    _output_option(inspect)
+
+    renew = command(
+        "renew",
+        "ask certmint to re-issue Certificates now (sets the annotation certmint.dev/renew-request; spec untouched)",
+    )
+    renew.add_argument("name", nargs="?", help="the Certificate's name")
+    renew.add_argument("--all", action="store_true", help="every Certificate of the namespace")
+    renew.add_argument("-l", "--selector", help="the Certificates of the namespace with these labels (a=b,c!=d)")
+    _output_option(renew)
+
+    check = command("check", "is the operator installed and running, its CRDs served, which version")
+    check.add_argument(
+        "--operator-namespace",
+        help="where the operator runs (default: search every namespace for its Deployment; its Lease in 'certmint')",
+    )
+    _output_option(check)
+    return parser
+
+
+# -- commands ----------------------------------------------------------------------------------------------------
+
+
+async def _optional(errors: list[str], read: Awaitable[T], default: T) -> T:
+    """A read that the report can do without (e.g. Events the user may not list): its failure becomes a note."""
+    try:
+        return await read
+    except CliError as e:
+        errors.append(e.message)
+        return default
+
+
+def _not_found(what: str, namespace: str, args: argparse.Namespace) -> CliError:
+    hint = "" if args.namespace_given else f" (namespace {namespace} from the kubeconfig context; pass -n NAMESPACE?)"
+    return CliError(f"{what} not found{hint}")
+
+
+async def status_certificate(cluster: Cluster, args: argparse.Namespace, now: datetime) -> tuple[JSON, int]:
+    ns = args.namespace
+    certificate = await cluster.certificate(ns, args.name)
+    if certificate is None:
+        raise _not_found(f"Certificate {ns}/{args.name}", ns, args)
+    spec = certificate.get("spec") or {}
+    ref = spec.get("issuerRef") or {}
+    errors: list[str] = []
+    secret = await _optional(errors, cluster.secret(ns, spec.get("secretName", "")), None)
+    requests = await _optional(errors, cluster.requests_of(ns, args.name), [])
+    events = await _optional(errors, cluster.events_of(ns, "Certificate", args.name), [])
+    issuer = await _optional(errors, cluster.issuer(ref.get("kind") or "Issuer", ns, ref.get("name", "")), None)
+    report = render.certificate_report(
+        certificate, secret=secret, requests=requests, events=events, issuer=issuer, now=now, read_errors=errors
+    )
+    if secret is None and any("Secret" in e for e in errors):
+        report["secretProblem"] = next(e for e in errors if "Secret" in e)
+    return report, Exit.OK
+
+
+async def inspect_secret(cluster: Cluster, args: argparse.Namespace, now: datetime) -> tuple[JSON, int]:
+    ns = args.namespace
+    secret = await cluster.secret(ns, args.name)
+    if secret is None:
+        raise _not_found(f"Secret {ns}/{args.name}", ns, args)
+    report = render.secret_report(secret, now)
+    return report, Exit.PROBLEM if report["problems"] else Exit.OK
+
+
+def renew_value(now: datetime) -> str:
+    """A value never used before for this annotation: the moment, to the microsecond (UTC)."""
+    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+async def renew(cluster: Cluster, args: argparse.Namespace, now: datetime) -> tuple[JSON, int]:
+    ns = args.namespace
+    if args.name:
+        names = [args.name]
+    else:
+        listed = await cluster.certificates(ns, args.selector)
+        names = sorted(c["metadata"]["name"] for c in listed)
+        if not names:
+            which = f"with labels {args.selector}" if args.selector else "at all"
+            raise CliError(f"no Certificate in namespace {ns} {which}: nothing requested")
+    value = renew_value(now)
+    requested = []
+    for name in names:
+        if await cluster.request_renewal(ns, name, value) is None:
+            raise _not_found(f"Certificate {ns}/{name}", ns, args)
+        requested.append({"namespace": ns, "name": name, "value": value})
+    return {"annotation": "certmint.dev/renew-request", "requested": requested}, Exit.OK
+
+
+async def check(cluster: Cluster, args: argparse.Namespace, now: datetime) -> tuple[JSON, int]:
+    served = await cluster.served_resources()
+    deployments = await cluster.operator_deployments(args.operator_namespace)
+    lease_ns = args.operator_namespace or (
+        deployments[0]["metadata"]["namespace"] if deployments else DEFAULT_OPERATOR_NAMESPACE
+    )
+    errors: list[str] = []
+    lease = await _optional(errors, cluster.lease(lease_ns), None)
+    report = render.check_report(
+        served=served,
+        deployments=deployments,
+        lease=lease,
+        lease_namespace=lease_ns,
+        cli_version=__version__,
+        now=now,
+        read_errors=errors,
+    )
+    return report, Exit.PROBLEM if report["problems"] else Exit.OK
+
+
+Command = Callable[[Cluster, argparse.Namespace, datetime], Awaitable[tuple[JSON, int]]]
+COMMANDS: dict[str, tuple[Command, Callable[[JSON, datetime], str]]] = {
+    "status": (status_certificate, render.certificate_text),
+    "inspect": (inspect_secret, render.secret_text),
+    "renew": (renew, lambda report, _: render.renew_text(report)),
+    "check": (check, lambda report, _: render.check_text(report)),
+}
+
+
+def _validate(args: argparse.Namespace) -> None:
+    if args.command == "renew":
+        chosen = [bool(args.name), args.all, args.selector is not None]
+        if sum(chosen) != 1:
+            raise CliError("renew: give exactly one of NAME, --all or -l SELECTOR", Exit.USAGE)
+    if args.request_timeout is not None and args.request_timeout <= 0:
+        raise CliError("--request-timeout must be positive", Exit.USAGE)
+
+
+async def run(args: argparse.Namespace) -> int:
+    _validate(args)
+    connection = load_connection(kubeconfig=args.kubeconfig, context=args.context, namespace=args.namespace)
+    args.namespace_given = args.namespace is not None
+    args.namespace = connection.namespace
+    action, text = COMMANDS[args.command]
+    now = datetime.now(UTC)
+    async with connect(connection, request_timeout=args.request_timeout or 15.0) as cluster:
+        report, code = await action(cluster, args, now)
+    print(render.dump(report, args.output, lambda r: text(r, now)))
+    return code
+
+
+def program_name(argv0: str) -> str:
+    """``kubectl certmint`` when run as the kubectl plugin (kubectl runs ``kubectl-certmint``), else ``certmint``."""
+    return "kubectl certmint" if os.path.basename(argv0).startswith("kubectl-") else "certmint"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    prog = program_name(sys.argv[0])
+    try:
+        args = build_parser(prog).parse_args(argv)
+        return asyncio.run(run(args))
+    except CliError as e:
+        sys.stderr.write(f"{prog}: error: {e.message}\n")
+        return int(e.code)
+    except KeyboardInterrupt:
+        sys.stderr.write(f"{prog}: interrupted\n")
+        return 130
+    except Exception as e:  # a bug, not the user's input: still one line, the traceback on request
+        if os.environ.get("CERTMINT_CLI_DEBUG"):
+            raise
+        sys.stderr.write(
+            f"{prog}: unexpected error (a bug; CERTMINT_CLI_DEBUG=1 shows where): {type(e).__name__}: {e}\n"
+        )
+        return int(Exit.PROBLEM)
