@@ -253,6 +253,23 @@ def test_a_pending_renew_request_and_unreadable_parts_are_shown() -> None:
     assert "Not shown (could not be read):\n  - cannot list Events: forbidden" in text
 
 
+def test_a_secret_or_issuer_the_user_may_not_read_is_not_reported_missing() -> None:
+    report = render.certificate_report(
+        certificate(),
+        secret=None,
+        requests=[],
+        events=[],
+        issuer=None,
+        now=NOW,
+        secret_error="cannot read Secret shop/web-tls: forbidden",
+        issuer_readable=False,
+    )
+
+    assert report["secretProblem"] == "cannot read Secret shop/web-tls: forbidden"
+    assert report["issuer"]["found"] is None
+    assert "ClusterIssuer mesh-ca: not readable" in render.certificate_text(report, NOW)
+
+
 def test_json_and_yaml_outputs_are_the_same_report() -> None:
     report = render.certificate_report(certificate(), secret=None, requests=[], events=[], issuer=None, now=NOW)
 
@@ -302,7 +319,7 @@ def test_check_with_everything_in_place_finds_no_problem() -> None:
     assert report["problems"] == []
     assert report["operator"]["deployments"][0]["version"] == "0.1.0"
     assert report["operator"]["lease"]["held"] is True
-    text = render.check_text(report)
+    text = render.check_text(report, NOW)
     assert (
         "API certmint.dev/v1alpha1: serves bundles, certificaterequests, certificates, clusterissuers, issuers" in text
     )
@@ -325,14 +342,14 @@ def test_check_names_each_problem(kwargs: dict, problem: str) -> None:
     report = check(**kwargs)
 
     assert any(problem in p for p in report["problems"]), report["problems"]
-    assert "Problems:" in render.check_text(report)
+    assert "Problems:" in render.check_text(report, NOW)
 
 
 def test_an_operator_outside_a_deployment_that_holds_its_lease_counts_as_running() -> None:
     report = check(deployments=[])
 
     assert report["problems"] == []
-    assert "Leader Lease certmint/certmint-operator: held by pod-a" in render.check_text(report)
+    assert "Leader Lease certmint/certmint-operator: held by pod-a" in render.check_text(report, NOW)
 
 
 def test_the_operator_version_falls_back_to_the_image_tag() -> None:
@@ -354,3 +371,19 @@ def test_short_durations_read_like_kubectl() -> None:
     ]
     assert render.relative(at(-timedelta(minutes=3)), NOW) == "3m ago"
     assert render.relative(None, NOW) == ""
+
+
+def test_renew_text_names_each_certificate_and_warns_about_a_ca() -> None:
+    report = {
+        "annotation": "certmint.dev/renew-request",
+        "requested": [
+            {"namespace": "shop", "name": "web", "value": "v1", "isCA": False},
+            {"namespace": "shop", "name": "shop-ca", "value": "v1", "isCA": True},
+        ],
+    }
+
+    assert render.renew_text(report).splitlines() == [
+        "renewal requested: Certificate shop/web (certmint.dev/renew-request=v1)",
+        "renewal requested: Certificate shop/shop-ca (certmint.dev/renew-request=v1)"
+        " - a CA: renewing it rotates the CA of its issuers (docs/ca-rotation.md)",
+    ]

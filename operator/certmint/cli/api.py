@@ -15,7 +15,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
-from certmint.cli.errors import CliError, Exit
+import aiohttp
+
+from certmint.cli.errors import CliError, Exit, Unreachable
 from certmint.cli.kubeconfig import Connection
 from certmint.core.decisions import CERTIFICATE_NAME, RENEW_REQUEST, certificate_label_value
 from certmint.kube.client import JSON, USER_AGENT, ApiError, ApiHealth, ApiUnavailable, KubeClient
@@ -41,7 +43,14 @@ class Cluster:
         try:
             return await call()
         except ApiUnavailable as e:
-            raise CliError(f"{e} (server {self.connection.credentials.server})", Exit.API) from None
+            server = self.connection.credentials.server
+            if isinstance(e.__cause__, aiohttp.ClientConnectorCertificateError):
+                reason = e.__cause__.certificate_error
+                raise Unreachable(
+                    f"the API server's certificate is not trusted with the kubeconfig's certificate authority "
+                    f"(server {server}): {reason}"
+                ) from None
+            raise Unreachable(f"{e} (server {server})") from None
         except ApiError as e:
             if e.status in (401, 403):
                 who = "not authenticated" if e.status == 401 else "forbidden"

@@ -21,3 +21,10 @@ class CliError(Exception):
         super().__init__(message)
         self.message = message
         self.code = code
+
+
+class Unreachable(CliError):
+    """The API server did not answer (or its certificate is not trusted): nothing more can be read."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, Exit.API)

@@ -123,7 +123,7 @@ def _merge(paths: Sequence[Path]) -> _Merged:
         try:
             config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-            detail = str(e).splitlines()[0] if str(e) else type(e).__name__
+            detail = " ".join(str(e).split()) or type(e).__name__  # a YAML error's lines, with where it is
             raise KubeconfigError(f"kubeconfig {path} cannot be read: {detail}") from None
         if not isinstance(config, dict):
             raise KubeconfigError(f"kubeconfig {path} is not a kubeconfig (a YAML mapping was expected)")

@@ -17,7 +17,7 @@ from typing import Any, NoReturn, TypeVar
 from certmint import __version__
 from certmint.cli import render
 from certmint.cli.api import Cluster, connect
-from certmint.cli.errors import CliError, Exit
+from certmint.cli.errors import CliError, Exit, Unreachable
 from certmint.cli.kubeconfig import load_connection
 from certmint.kube.client import JSON
 
@@ -100,9 +100,12 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 
 
 async def _optional(errors: list[str], read: Awaitable[T], default: T) -> T:
-    """A read that the report can do without (e.g. Events the user may not list): its failure becomes a note."""
+    """A read that the report can do without (e.g. Events the user may not list): its refusal becomes a note.
+    An API server that stopped answering still ends the command."""
     try:
         return await read
+    except Unreachable:
+        raise
     except CliError as e:
         errors.append(e.message)
         return default
@@ -120,16 +123,24 @@ async def status_certificate(cluster: Cluster, args: argparse.Namespace, now: da
         raise _not_found(f"Certificate {ns}/{args.name}", ns, args)
     spec = certificate.get("spec") or {}
     ref = spec.get("issuerRef") or {}
+    secret_errors: list[str] = []
+    secret = await _optional(secret_errors, cluster.secret(ns, spec.get("secretName", "")), None)
     errors: list[str] = []
-    secret = await _optional(errors, cluster.secret(ns, spec.get("secretName", "")), None)
     requests = await _optional(errors, cluster.requests_of(ns, args.name), [])
     events = await _optional(errors, cluster.events_of(ns, "Certificate", args.name), [])
-    issuer = await _optional(errors, cluster.issuer(ref.get("kind") or "Issuer", ns, ref.get("name", "")), None)
+    issuer_errors: list[str] = []
+    issuer = await _optional(issuer_errors, cluster.issuer(ref.get("kind") or "Issuer", ns, ref.get("name", "")), None)
     report = render.certificate_report(
-        certificate, secret=secret, requests=requests, events=events, issuer=issuer, now=now, read_errors=errors
+        certificate,
+        secret=secret,
+        requests=requests,
+        events=events,
+        issuer=issuer,
+        now=now,
+        read_errors=errors + issuer_errors,
+        secret_error=next(iter(secret_errors), None),
+        issuer_readable=not issuer_errors,
     )
-    if secret is None and any("Secret" in e for e in errors):
-        report["secretProblem"] = next(e for e in errors if "Secret" in e)
     return report, Exit.OK
 
 
@@ -160,9 +171,11 @@ async def renew(cluster: Cluster, args: argparse.Namespace, now: datetime) -> tu
     value = renew_value(now)
     requested = []
     for name in names:
-        if await cluster.request_renewal(ns, name, value) is None:
+        patched = await cluster.request_renewal(ns, name, value)
+        if patched is None:
             raise _not_found(f"Certificate {ns}/{name}", ns, args)
-        requested.append({"namespace": ns, "name": name, "value": value})
+        is_ca = bool((patched.get("spec") or {}).get("isCA"))
+        requested.append({"namespace": ns, "name": name, "value": value, "isCA": is_ca})
     return {"annotation": "certmint.dev/renew-request", "requested": requested}, Exit.OK
 
 
@@ -191,7 +204,7 @@ COMMANDS: dict[str, tuple[Command, Callable[[JSON, datetime], str]]] = {
     "status": (status_certificate, render.certificate_text),
     "inspect": (inspect_secret, render.secret_text),
     "renew": (renew, lambda report, _: render.renew_text(report)),
-    "check": (check, lambda report, _: render.check_text(report)),
+    "check": (check, render.check_text),
 }
 
 

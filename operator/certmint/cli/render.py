@@ -254,6 +254,8 @@ def certificate_report(
     issuer: JSON | None,
     now: datetime,
     read_errors: Sequence[str] = (),
+    secret_error: str | None = None,
+    issuer_readable: bool = True,
 ) -> JSON:
     """``status certificate``: the Certificate's conditions and status, its Secret decoded, its last requests and
     Events, and whether its issuer is Ready."""
@@ -266,7 +268,9 @@ def certificate_report(
     renew_value = (meta.get("annotations") or {}).get(RENEW_REQUEST)
     secret_part: JSON | None = None
     secret_problem: str | None = None
-    if secret is None:
+    if secret_error is not None:
+        secret_problem = secret_error
+    elif secret is None:
         secret_problem = f"Secret {meta.get('namespace')}/{spec.get('secretName')} does not exist"
     else:
         try:
@@ -288,7 +292,7 @@ def certificate_report(
         "issuer": {
             "kind": issuer_kind,
             "name": ref.get("name"),
-            "found": issuer is not None,
+            "found": (issuer is not None) if issuer_readable else None,
             "ready": issuer_ready,
         },
         "secret": secret_part,
@@ -351,6 +355,7 @@ def _deployment_entry(deployment: JSON) -> JSON:
 
 
 def _lease_entry(lease: JSON | None, namespace: str, now: datetime) -> JSON | None:
+    """The leader Lease: who holds it, and whether it was renewed within its duration (the holder is alive)."""
     if lease is None:
         return None
     spec = lease.get("spec") or {}
@@ -427,7 +432,7 @@ def relative(moment: str | None, now: datetime) -> str:
     if not moment:
         return ""
     try:
-        delta = (parse_rfc3339(moment) - now).total_seconds()
+        delta = round((parse_rfc3339(moment) - now).total_seconds())
     except ValueError:
         return ""
     text = short_duration(abs(delta))
@@ -511,7 +516,7 @@ def certificate_text(report: JSON, now: datetime) -> str:
     if ready and ready.get("message"):
         lines.append(f"  {ready['message']}")
     issuer = report["issuer"]
-    issuer_state = "NOT FOUND"
+    issuer_state = "NOT FOUND" if issuer["found"] is False else "not readable"
     if issuer["found"]:
         r = issuer["ready"]
         issuer_state = f"Ready={r['status']} ({r['reason']})" if r else "Ready not reported"
@@ -601,7 +606,7 @@ def _read_error_lines(errors: Sequence[str]) -> list[str]:
     return ["", "Not shown (could not be read):", *(f"  - {e}" for e in errors)] if errors else []
 
 
-def check_text(report: JSON) -> str:
+def check_text(report: JSON, now: datetime) -> str:
     api = report["api"]
     lines = [f"certmint CLI {report['cliVersion']}"]
     if api["versions"]:
@@ -619,7 +624,7 @@ def check_text(report: JSON) -> str:
         state = "held" if lease["held"] else "NOT renewed"
         lines.append(
             f"Leader Lease {lease['namespace']}/certmint-operator: {state} by {lease['holder'] or 'nobody'}, "
-            f"renewed {lease['renewTime'] or 'never'}"
+            f"renewed {relative(lease['renewTime'], now) or 'never'}"
         )
     lines += _read_error_lines(report["readErrors"])
     lines += _problem_lines(report["problems"]) or ["", "OK"]
@@ -629,6 +634,7 @@ def check_text(report: JSON) -> str:
 def renew_text(report: JSON) -> str:
     lines = [
         f"renewal requested: Certificate {r['namespace']}/{r['name']} ({RENEW_REQUEST}={r['value']})"
+        + (" - a CA: renewing it rotates the CA of its issuers (docs/ca-rotation.md)" if r["isCA"] else "")
         for r in report["requested"]
     ]
     return "\n".join(lines) if lines else "no Certificate matched: nothing requested"
