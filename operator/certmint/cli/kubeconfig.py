@@ -25,7 +25,7 @@ import os
 import ssl
 import subprocess
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,12 +54,16 @@ class Connection:
     context: str  # the context's name, or "in-cluster"
 
 
+#: A named kubeconfig entry's body and the file it came from (its relative paths are relative to that file).
+_Entries = dict[str, tuple[dict[str, Any], Path]]
+
+
 @dataclass
 class _Merged:
     current_context: str | None = None
-    contexts: dict[str, tuple[dict[str, Any], Path]] | None = None
-    clusters: dict[str, tuple[dict[str, Any], Path]] | None = None
-    users: dict[str, tuple[dict[str, Any], Path]] | None = None
+    contexts: _Entries = field(default_factory=dict)
+    clusters: _Entries = field(default_factory=dict)
+    users: _Entries = field(default_factory=dict)
 
 
 def kubeconfig_paths(explicit: str | None, environ: Mapping[str, str]) -> list[Path]:
@@ -96,7 +100,6 @@ def load_connection(
     name = context or merged.current_context
     if not name:
         raise KubeconfigError(f"no current-context in {_names(paths)}; pass --context")
-    assert merged.contexts is not None and merged.clusters is not None and merged.users is not None
     if name not in merged.contexts:
         known = ", ".join(sorted(merged.contexts)) or "none"
         raise KubeconfigError(f"context {name!r} not found in {_names(paths)} (contexts: {known})")
@@ -117,8 +120,7 @@ def _names(paths: Sequence[Path]) -> str:
 
 
 def _merge(paths: Sequence[Path]) -> _Merged:
-    merged = _Merged(contexts={}, clusters={}, users={})
-    assert merged.contexts is not None and merged.clusters is not None and merged.users is not None
+    merged = _Merged()
     for path in paths:
         try:
             config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -190,25 +192,25 @@ def _credentials(
     return creds
 
 
-def _read(base: Path, name: str, where: str, field: str) -> bytes:
+def _read(base: Path, name: str, where: str, key: str) -> bytes:
     path = Path(name).expanduser()
     path = path if path.is_absolute() else base / path
     try:
         return path.read_bytes()
     except OSError as e:
-        raise KubeconfigError(f"{where}: {field} {path} cannot be read: {e.strerror or e}") from None
+        raise KubeconfigError(f"{where}: {key} {path} cannot be read: {e.strerror or e}") from None
 
 
-def _data_or_file(section: Mapping[str, Any], field: str, base: Path, where: str) -> bytes | None:
-    """``<field>-data`` (base64 of PEM) or the file ``<field>``; PEM either way."""
-    data = section.get(f"{field}-data")
+def _data_or_file(section: Mapping[str, Any], key: str, base: Path, where: str) -> bytes | None:
+    """``<key>-data`` (base64 of PEM) or the file ``<key>``; PEM either way."""
+    data = section.get(f"{key}-data")
     if data:
         try:
             return base64.b64decode(str(data), validate=True)
         except (binascii.Error, ValueError):
-            raise KubeconfigError(f"{where}: {field}-data is not base64") from None
-    if section.get(field):
-        return _read(base, str(section[field]), where, field)
+            raise KubeconfigError(f"{where}: {key}-data is not base64") from None
+    if section.get(key):
+        return _read(base, str(section[key]), where, key)
     return None
 
 
