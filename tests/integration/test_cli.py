@@ -86,7 +86,7 @@ def ns(cm: Certmint) -> str:
 
 @pytest.fixture(scope="module")
 def web(cm: Certmint, ca_issuer: str, ns: str) -> dict[str, Any]:
-    """A Ready Certificate under the module's CA ClusterIssuer."""
+    """A Ready Certificate under the module's CA ClusterIssuer, with its Issued Event posted."""
     name = unique("web")
     cm.create(
         certificate(
@@ -98,7 +98,13 @@ def web(cm: Certmint, ca_issuer: str, ns: str) -> dict[str, Any]:
             duration="2h",
         )
     )
-    return cm.wait_ready("Certificate", name, ns)
+    ready = cm.wait_ready("Certificate", name, ns)
+    selector = f"involvedObject.kind=Certificate,involvedObject.name={name}"
+    wait_for(
+        lambda: [e for e in cm.core.list_namespaced_event(ns, field_selector=selector).items if e.reason == "Issued"],
+        f"the Issued Event of Certificate {ns}/{name}",
+    )
+    return ready
 
 
 def squeezed(text: str) -> list[str]:
