@@ -47,7 +47,7 @@ lint: setup
 	$(BIN)/lint-imports
 
 test-unit: setup
-	$(BIN)/pytest tests/unit
+	$(BIN)/pytest tests/unit tests/cli
 
 test-integration: setup binaries
 	$(BIN)/pytest tests/integration
