@@ -11,7 +11,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import verification
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 from certmint.pki.csr import CertificateTemplate, build_csr, build_subject, parse_csr
 from certmint.pki.inspect import load_pem_chain
@@ -19,6 +19,7 @@ from certmint.pki.keys import PKIError, PrivateKey, encode_private_key, generate
 from certmint.pki.names import SubjectNames
 from certmint.pki.signing import (
     CAError,
+    IssuerURLs,
     SigningAuthority,
     SigningRequest,
     backdate_for,
@@ -640,3 +641,50 @@ def test_only_valid_self_signed_cas_of_ca_crt_become_anchors(
     bundle = other_intermediate.cert_pem + expired.cert_pem + root_ca.cert_pem + future.cert_pem
     authority = SigningAuthority.from_pem(root_ca.cert_pem, root_ca.key_pem, ca_crt=bundle, now=NOW)
     assert authority.trust_anchors == (root_ca.cert,)
+
+
+# --- the issuer's URLs (cert-manager's crlDistributionPoints, ocspServers, issuingCertificateURLs) ----------
+
+
+URLS = IssuerURLs(
+    crl_distribution_points=("http://pki.example.com/a.crl", "ldap://ldap.example.com/cn=a"),
+    ocsp_servers=("http://ocsp.example.com",),
+    issuing_certificate_urls=("http://pki.example.com/a.crt",),
+)
+
+
+def _access(cert: x509.Certificate) -> list[tuple[x509.ObjectIdentifier, str]]:
+    aia = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess)
+    assert not aia.critical
+    return [(d.access_method, d.access_location.value) for d in aia.value]
+
+
+def _crl_urls(cert: x509.Certificate) -> list[str]:
+    cdp = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints)
+    assert not cdp.critical
+    return [name.value for point in cdp.value for name in point.full_name or []]
+
+
+def test_a_ca_issuers_urls_are_in_every_certificate_it_signs(authority: SigningAuthority) -> None:
+    key = generate_private_key("ECDSA", 256)
+    cert = sign(_request(key, LEAF, urls=URLS), authority, now=NOW).certificate
+    assert _crl_urls(cert) == list(URLS.crl_distribution_points)
+    assert _access(cert) == [
+        (AuthorityInformationAccessOID.OCSP, "http://ocsp.example.com"),
+        (AuthorityInformationAccessOID.CA_ISSUERS, "http://pki.example.com/a.crt"),
+    ]
+
+
+def test_without_urls_there_is_no_crl_or_aia_extension(authority: SigningAuthority) -> None:
+    cert = sign(_request(generate_private_key("ECDSA", 256), LEAF), authority, now=NOW).certificate
+    present = {type(e.value) for e in cert.extensions}
+    assert not present & {x509.CRLDistributionPoints, x509.AuthorityInformationAccess}
+
+
+def test_a_self_signed_certificate_gets_only_the_crl_it_was_given() -> None:
+    key = generate_private_key("ECDSA", 256)
+    urls = IssuerURLs(crl_distribution_points=("http://pki.example.com/self.crl",))
+    cert = self_sign(_request(key, LEAF, urls=urls), key, now=NOW).certificate
+    assert _crl_urls(cert) == ["http://pki.example.com/self.crl"]
+    with pytest.raises(x509.ExtensionNotFound):
+        cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess)

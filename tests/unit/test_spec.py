@@ -24,6 +24,7 @@ from certmint.core.spec import (
     SubjectSpec,
 )
 from certmint.pki.names import SUBJECT_ATTRIBUTES
+from certmint.pki.signing import IssuerURLs
 
 MINIMAL: dict[str, Any] = {"secretName": "web-tls", "issuerRef": {"name": "ca"}, "dnsNames": ["web"]}
 
@@ -279,6 +280,27 @@ def test_issuer_kinds() -> None:
     assert (ca.signer, ca.ca_secret_name, ca.policy.allow_ca) == ("ca", "root-ca", True)
 
 
+def test_issuer_urls_are_cert_managers_fields() -> None:
+    ca = IssuerSpec.from_dict(
+        {
+            "ca": {
+                "secretName": "root-ca",
+                "crlDistributionPoints": ["http://pki.example.com/ca.crl"],
+                "ocspServers": ["http://ocsp.example.com"],
+                "issuingCertificateURLs": ["http://pki.example.com/ca.crt", "ldap://ldap.example.com/cn=ca"],
+            }
+        }
+    )
+    assert ca.urls == IssuerURLs(
+        ("http://pki.example.com/ca.crl",),
+        ("http://ocsp.example.com",),
+        ("http://pki.example.com/ca.crt", "ldap://ldap.example.com/cn=ca"),
+    )
+    self_signed = IssuerSpec.from_dict({"selfSigned": {"crlDistributionPoints": ["http://pki.example.com/a.crl"]}})
+    assert self_signed.urls == IssuerURLs(crl_distribution_points=("http://pki.example.com/a.crl",))
+    assert IssuerSpec.from_dict({"ca": {"secretName": "x"}}).urls == IssuerURLs()
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [
@@ -298,6 +320,18 @@ def test_issuer_kinds() -> None:
             "spec.policy.allowedKeyAlgorithms:",
         ),
         ({"selfSigned": {}, "policy": {"maxDuration": "forever"}}, "spec.policy.maxDuration:"),
+        (
+            {"ca": {"secretName": "x", "ocspServers": ["ocsp.example.com"]}},
+            'spec.ca.ocspServers[0]: "ocsp.example.com" is not an absolute URL',
+        ),
+        (
+            {"selfSigned": {"crlDistributionPoints": ["http://a b/c.crl"]}},
+            "spec.selfSigned.crlDistributionPoints[0]:",
+        ),
+        (
+            {"ca": {"secretName": "x", "issuingCertificateURLs": [f"http://e/{i}" for i in range(9)]}},
+            "spec.ca.issuingCertificateURLs: at most 8 URLs, got 9",
+        ),
     ],
 )
 def test_invalid_issuer_specs(body: dict[str, Any], message: str) -> None:

@@ -31,7 +31,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 from kubernetes import client
 
 from certmint.pki.keys import signature_hash
@@ -62,6 +62,12 @@ ISSUER_OF_CHAIN = {
     "certmint-intermediate": INTERMEDIATE,
     "hand-intermediate": HAND,
     "hand-chain": HAND_CHAIN,
+}
+# cert-manager's ca issuer fields (issue 17): the intermediate's leaves carry CRL Distribution Points and AIA.
+INTERMEDIATE_URLS = {
+    "crlDistributionPoints": ["http://pki.example.com/intermediate.crl"],
+    "ocspServers": ["http://ocsp.example.com"],
+    "issuingCertificateURLs": ["http://pki.example.com/intermediate.crt"],
 }
 SERVER = ["digital signature", "server auth"]
 CLIENT = ["digital signature", "client auth"]
@@ -372,7 +378,9 @@ def matrix(api: client.ApiClient, operator: OperatorProcess, tmp_path_factory: p
     # Wave 2: the intermediate and the root's leaves.
     _create_certificates(cm, [BY_NAME[INTERMEDIATE], *by_chain("root")], issued)
     _wait_all(cm, [("Certificate", INTERMEDIATE, OPERATOR_NAMESPACE)], "the intermediate CA Certificate")
-    cm.create(cluster_issuer(INTERMEDIATE, ca_secret=f"{INTERMEDIATE}-tls"))
+    intermediate = cluster_issuer(INTERMEDIATE, ca_secret=f"{INTERMEDIATE}-tls")
+    intermediate["spec"]["ca"].update(INTERMEDIATE_URLS)  # so every verifier judges CRL DP and AIA too
+    cm.create(intermediate)
     _wait_all(cm, [("ClusterIssuer", INTERMEDIATE, None)], "the intermediate ClusterIssuer")
     # Wave 3: the intermediate's leaves.
     _create_certificates(cm, by_chain("certmint-intermediate"), issued)
@@ -539,3 +547,23 @@ def test_every_verifier_accepts_the_certificate(case: Case, matrix: Matrix) -> N
     REPORT.line(f"{case.name} [{case.chain}, {case.key}, {kind}] {subject}")
     failures = _anchor(matrix, issued) + _pkilint(issued) + _openssl(issued) + _handshakes(matrix, issued)
     assert not failures, f"{case.name} ({case.chain}, {case.key}):\n" + "\n".join(failures)
+
+
+def test_the_intermediates_certificates_carry_its_crl_and_aia_urls(matrix: Matrix) -> None:
+    """The CA issuer's crlDistributionPoints, ocspServers and issuingCertificateURLs in every leaf it signed (and
+    judged by the verifiers above like the rest of each certificate)."""
+    leaves = [matrix.issued[c.name] for c in by_chain("certmint-intermediate")]
+    leaves = [i for i in leaves if not i.refusal]
+    assert leaves
+    for issued in leaves:
+        cdp = issued.leaf.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+        assert [name.value for point in cdp for name in point.full_name or []] == INTERMEDIATE_URLS[
+            "crlDistributionPoints"
+        ]
+        aia = issued.leaf.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
+        found = {(d.access_method.dotted_string, d.access_location.value) for d in aia}
+        assert found == {
+            (AuthorityInformationAccessOID.OCSP.dotted_string, INTERMEDIATE_URLS["ocspServers"][0]),
+            (AuthorityInformationAccessOID.CA_ISSUERS.dotted_string, INTERMEDIATE_URLS["issuingCertificateURLs"][0]),
+        }
+    REPORT.line(f"{len(leaves)} certificates of the intermediate carry its CRL and AIA URLs")

@@ -553,7 +553,11 @@ async def _issue(
         op.state.inflight_requests.add(request_key)
         try:
             signing = SigningRequest(
-                csr=parse_csr(csr_pem), duration=spec.duration, usages=spec.usages, is_ca=spec.is_ca
+                csr=parse_csr(csr_pem),
+                duration=spec.duration,
+                usages=spec.usages,
+                is_ca=spec.is_ca,
+                urls=issuer.spec.urls,
             )
             issued = signer_for(issuer.spec).sign(SigningJob(signing, key, issuer.authority, s.now))
             await resources.patch_status(

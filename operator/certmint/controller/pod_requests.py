@@ -13,6 +13,7 @@ the kubelet, which never asks again for that pod after a Denied or Failed one; s
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import logging
 import time
@@ -66,8 +67,9 @@ async def reconcile_pod_request(op: Operator, namespace: str, name: str) -> None
         )
     if isinstance(answer, Grant):
         try:
+            request = dataclasses.replace(answer.request, urls=issuer.spec.urls)
             issued = sign_within(
-                answer.request, issuer.authority, not_before=answer.not_before, not_after=answer.not_after, now=now
+                request, issuer.authority, not_before=answer.not_before, not_after=answer.not_after, now=now
             )
         except PKIError as exc:  # the CA changed under us: the next pass judges again
             log.warning("PodCertificateRequest %s/%s: not signed: %s", namespace, name, exc)

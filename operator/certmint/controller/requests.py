@@ -112,7 +112,7 @@ async def reconcile_request(op: Operator, namespace: str, name: str) -> None:
             [Condition("Denied", "True", "PolicyViolation", message), Condition("Ready", "False", "Denied", message)],
         )
         return
-    request = SigningRequest(csr=csr, duration=spec.duration, usages=usages, is_ca=spec.is_ca)
+    request = SigningRequest(csr=csr, duration=spec.duration, usages=usages, is_ca=spec.is_ca, urls=issuer.spec.urls)
     issued = signer.sign(SigningJob(request, None, issuer.authority, now))
     try:
         await resources.patch_status(

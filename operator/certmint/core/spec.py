@@ -34,6 +34,7 @@ from certmint.pki.names import (
     normalize_ip_address,
 )
 from certmint.pki.names import quote as _q
+from certmint.pki.signing import IssuerURLs
 from certmint.pki.usages import (
     EXTENDED_KEY_USAGES,
     KEY_USAGES,
@@ -782,6 +783,7 @@ class IssuerSpec:
     ca_secret_name: str | None = None
     policy: Policy = field(default_factory=Policy)
     pod_certificates: PodCertificates | None = None
+    urls: IssuerURLs = field(default_factory=IssuerURLs)
 
     @classmethod
     def from_dict(cls, spec: Mapping[str, Any]) -> IssuerSpec:
@@ -793,19 +795,47 @@ class IssuerSpec:
         policy = Policy.from_dict(spec.get("policy"))
         pods = spec.get("podCertificates")
         if kinds[0] == "selfSigned":
-            _mapping(spec["selfSigned"], "spec.selfSigned")
+            self_signed = _mapping(spec["selfSigned"], "spec.selfSigned")
+            urls = IssuerURLs(crl_distribution_points=_urls(self_signed, "crlDistributionPoints", "spec.selfSigned"))
             if pods is not None:
                 raise _fail(
                     "spec.podCertificates",
                     "needs spec.ca: a selfSigned issuer signs with the certificate's own key, which the kubelet "
                     "keeps on the node",
                 )
-            return cls(signer="selfSigned", policy=policy)
+            return cls(signer="selfSigned", policy=policy, urls=urls)
         ca = _mapping(spec["ca"], "spec.ca")
         secret_name = _required_string(ca.get("secretName"), "spec.ca.secretName")
+        urls = IssuerURLs(
+            crl_distribution_points=_urls(ca, "crlDistributionPoints", "spec.ca"),
+            ocsp_servers=_urls(ca, "ocspServers", "spec.ca"),
+            issuing_certificate_urls=_urls(ca, "issuingCertificateURLs", "spec.ca"),
+        )
         return cls(
             signer="ca",
             ca_secret_name=secret_name,
             policy=policy,
             pod_certificates=PodCertificates.from_dict(pods) if pods is not None else None,
+            urls=urls,
         )
+
+
+#: An absolute URL: a scheme, "://", then no white space (the CRD's pattern too).
+_URL: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[!-~]+")
+MAX_URLS: Final = 8
+MAX_URL_LENGTH: Final = 2048
+
+
+def _urls(d: Mapping[str, Any], key: str, path: str) -> tuple[str, ...]:
+    """A list of absolute URLs (CRL, OCSP, CA certificate locations) for the issuer's certificates; empty if absent."""
+    urls = _optional_strings(d, key, path) or ()
+    if len(urls) > MAX_URLS:
+        raise _fail(f"{path}.{key}", f"at most {MAX_URLS} URLs, got {len(urls)}")
+    for i, url in enumerate(urls):
+        if len(url) > MAX_URL_LENGTH or not _URL.fullmatch(url):
+            raise _fail(
+                f"{path}.{key}[{i}]",
+                f"{_q(url[:100])} is not an absolute URL (scheme://..., printable ASCII, at most "
+                f"{MAX_URL_LENGTH} characters)",
+            )
+    return urls

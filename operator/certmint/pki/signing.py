@@ -41,6 +41,9 @@ Choices, all deliberate:
   ca.crt none of whose certificates is in it, is refused (ChainInvalid).
   When nothing known is self-signed, the anchor is the top of what is known
   and ``chain_warning`` says how to complete it.
+* Where relying parties find revocation data and the issuer's certificate
+  (CRL Distribution Points; Authority Information Access for OCSP and CA
+  Issuers) comes from the issuer's spec (``IssuerURLs``), never from a CSR.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from typing import Final
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import AuthorityInformationAccessOID
 
 from certmint.pki.csr import CSRInfo, build_subject, subject_alternative_names
 from certmint.pki.inspect import chain_above, load_pem_chain, self_signed, serial_hex
@@ -305,13 +309,44 @@ class SigningAuthority:
 
 
 @dataclass(frozen=True)
+class IssuerURLs:
+    """Where relying parties find an issuer's CRLs (the CRL Distribution Points extension, RFC 5280 4.2.1.13), its
+    OCSP responders and its own certificate (Authority Information Access, 4.2.2.1), written into every certificate
+    it signs. Empty: none of these extensions."""
+
+    crl_distribution_points: tuple[str, ...] = ()
+    ocsp_servers: tuple[str, ...] = ()
+    issuing_certificate_urls: tuple[str, ...] = ()
+
+    def extensions(self) -> list[x509.ExtensionType]:
+        found: list[x509.ExtensionType] = []
+        if self.crl_distribution_points:
+            points = [
+                x509.DistributionPoint([x509.UniformResourceIdentifier(url)], None, None, None)
+                for url in self.crl_distribution_points
+            ]
+            found.append(x509.CRLDistributionPoints(points))
+        access = [
+            x509.AccessDescription(AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(url))
+            for url in self.ocsp_servers
+        ] + [
+            x509.AccessDescription(AuthorityInformationAccessOID.CA_ISSUERS, x509.UniformResourceIdentifier(url))
+            for url in self.issuing_certificate_urls
+        ]
+        if access:
+            found.append(x509.AuthorityInformationAccess(access))
+        return found
+
+
+@dataclass(frozen=True)
 class SigningRequest:
-    """A verified CSR plus what the issuer decided about it."""
+    """A verified CSR plus what the issuer decided about it (``urls``: the issuer's, see IssuerURLs)."""
 
     csr: CSRInfo
     duration: timedelta
     usages: tuple[str, ...]
     is_ca: bool
+    urls: IssuerURLs = IssuerURLs()
 
 
 @dataclass(frozen=True)
@@ -422,6 +457,8 @@ def _build_and_sign(
     )
     for extension, critical in usage_extensions(request.usages, is_ca=request.is_ca):
         builder = builder.add_extension(extension, critical=critical)
+    for extension in request.urls.extensions():
+        builder = builder.add_extension(extension, critical=False)
     sans = subject_alternative_names(csr.dns_names, csr.ip_addresses, csr.uris, csr.email_addresses)
     if sans:
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=len(subject) == 0)
