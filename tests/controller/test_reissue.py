@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.serialization import load_der_private_key
 
 from certmint.core import decisions
 from certmint.pki.inspect import load_pem_chain
@@ -85,6 +86,35 @@ async def test_a_spec_change_that_the_certificate_does_not_match_reissues(harnes
     assert change.says in harness.events("web")[-1]["message"]
     data = harness.secret_data(SECRET)
     assert public_key_matches(load_private_key(data["tls.key"]), load_pem_chain(data["tls.crt"])[0])
+
+
+async def test_additional_output_formats_follow_tls_key_and_tls_crt(harness: Harness) -> None:
+    """cert-manager's additionalOutputFormats: tls-combined.pem and key.der are written with the key pair, a format
+    added or removed re-issues, and a removed format's key leaves the Secret."""
+    formats = [{"type": "CombinedPEM"}, {"type": "DER"}]
+    await harness.issued("web", issuer=CA_ISSUER, additionalOutputFormats=formats)
+    data = harness.secret_data(SECRET)
+    assert data["tls-combined.pem"] == data["tls.key"] + data["tls.crt"]
+    key = load_der_private_key(data["key.der"], password=None)
+    assert public_key_matches(key, load_pem_chain(data["tls.crt"])[0])
+
+    harness.patch("Certificate", NAMESPACE, "web", {"spec": {"additionalOutputFormats": [{"type": "CombinedPEM"}]}})
+    await harness.settle()
+    cert = harness.certificate("web")
+    assert cert["status"]["revision"] == 2
+    assert "key.der, which spec.additionalOutputFormats does not ask for" in condition(cert, "Issuing")["message"]
+    data = harness.secret_data(SECRET)
+    assert "key.der" not in data
+    assert data["tls-combined.pem"] == data["tls.key"] + data["tls.crt"]
+
+    # A person's edit of a derived key is repaired by a re-issue, like any Secret that does not match its spec.
+    secret = harness.secret(SECRET)
+    assert secret is not None
+    harness.patch("Secret", NAMESPACE, SECRET, {"data": {"tls-combined.pem": b64(b"edited")}})
+    await harness.settle()
+    assert harness.certificate("web")["status"]["revision"] == 3
+    data = harness.secret_data(SECRET)
+    assert data["tls-combined.pem"] == data["tls.key"] + data["tls.crt"]
 
 
 async def test_a_spec_change_the_certificate_already_satisfies_reissues_nothing(harness: Harness) -> None:

@@ -158,6 +158,23 @@ def test_spec_change_reissues_exactly_once(cm: Certmint, ca_issuer: str, ns: str
     assert obj["status"]["serialNumber"] == serial_hex(cert)
 
 
+def test_additional_output_formats_are_written_and_removed(cm: Certmint, ca_issuer: str, ns: str) -> None:
+    """cert-manager's additionalOutputFormats through the real API: tls-combined.pem and key.der beside tls.key and
+    tls.crt, and key.der gone (with a new certificate) once the spec no longer asks for it."""
+    formats = [{"type": "CombinedPEM"}, {"type": "DER"}]
+    name, serial = _issued(cm, ca_issuer, ns, additionalOutputFormats=formats)
+    data = cm.secret_data(f"{name}-tls", ns)
+    assert data["tls-combined.pem"] == data["tls.key"] + data["tls.crt"]
+    der_key = serialization.load_der_private_key(data["key.der"], password=None)
+    assert _public_key_der(der_key.public_key()) == _public_key_der(leaf(data).public_key())
+
+    cm.patch("Certificate", name, ns, {"spec": {"additionalOutputFormats": [{"type": "CombinedPEM"}]}})
+    wait_for(lambda: _serial_changed(cm, name, ns, serial), "re-issuance without key.der")
+    data = cm.secret_data(f"{name}-tls", ns)
+    assert "key.der" not in data
+    assert data["tls-combined.pem"] == data["tls.key"] + data["tls.crt"]
+
+
 def _public_key_der(key: Any) -> bytes:
     der: bytes = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return der

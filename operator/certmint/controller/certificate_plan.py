@@ -68,6 +68,7 @@ from certmint.core.decisions import (
     secret_ownership,
     stored_revision,
 )
+from certmint.core.outputs import OUTPUT_KEYS
 from certmint.core.policy import check_policy
 from certmint.core.spec import CertificateSpec, IssuerRef, Policy
 from certmint.kube.resources import SecretData
@@ -703,4 +704,5 @@ def _snapshot(secret: SecretData | None) -> SecretSnapshot:
         key_pem=secret.data.get("tls.key"),
         labels=secret.labels,
         annotations=secret.annotations,
+        outputs={key: secret.data[key] for key in OUTPUT_KEYS.values() if key in secret.data},
     )

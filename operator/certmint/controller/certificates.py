@@ -59,6 +59,7 @@ from certmint.controller.trust_sets import pending_announcements, pending_reissu
 from certmint.core.ca_rotation import watch_from
 from certmint.core.conditions import Condition, merge_conditions, rfc3339
 from certmint.core.decisions import RENEWING, certificate_label_value
+from certmint.core.outputs import additional_outputs
 from certmint.core.renewal import retry_delay
 from certmint.core.spec import CertificateSpec, IssuerRef, format_duration
 from certmint.kube import resources
@@ -433,7 +434,13 @@ async def _switch(
             rec.namespace,
             s.spec.secret_name,
             resource_version=secret.resource_version,
-            data={"tls.crt": switch.chain_pem, "tls.key": switch.key_pem, NEXT_CRT: None, NEXT_KEY: None},
+            data={
+                "tls.crt": switch.chain_pem,
+                "tls.key": switch.key_pem,
+                NEXT_CRT: None,
+                NEXT_KEY: None,
+                **additional_outputs(s.spec.additional_output_formats, switch.key_pem, switch.chain_pem),
+            },
             labels=labels,
             annotations={
                 **annotations,
@@ -580,10 +587,12 @@ async def _issue(
         assert isinstance(current, SecretData)
         return await _stage(op, rec, s, current, stage, signed, seen)
     labels, annotations = secret_metadata(s, facts, revision)
+    key_pem = encode_private_key(key, spec.private_key.encoding)
     data: dict[str, bytes | None] = {
         "tls.crt": issued.chain_pem,
-        "tls.key": encode_private_key(key, spec.private_key.encoding),
+        "tls.key": key_pem,
         "ca.crt": issued.ca_pem,
+        **additional_outputs(spec.additional_output_formats, key_pem, issued.chain_pem),
     }
     written_annotations: dict[str, str | None] = {**annotations}
     if isinstance(current, SecretData):  # a root replaced at once: no phase of an earlier rotation stays behind

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
+from certmint.core.outputs import outputs_difference
 from certmint.core.policy import RequestedIdentity
 from certmint.core.spec import CertificateSpec, format_duration
 from certmint.pki.inspect import CertificateFacts, certificate_facts, load_pem_chain
@@ -93,6 +94,8 @@ class SecretSnapshot:
     labels: Mapping[str, str]
     annotations: Mapping[str, str]
     namespace: str = ""
+    #: The additional output keys it holds (core.outputs.OUTPUT_KEYS); None: not judged (a staged next root).
+    outputs: Mapping[str, bytes] | None = None
 
 
 @dataclass(frozen=True)
@@ -125,7 +128,7 @@ def issuance_reason(
 
     Order: Secret missing; tls.crt/tls.key missing; key or certificate
     unparseable; key not matching the certificate; certificate not matching
-    the spec; issued by another issuer (skipped when ``issuer`` is None, e.g.
+    the spec; additional outputs not as the spec asks; issued by another issuer (skipped when ``issuer`` is None, e.g.
     not ready); expired; ``renewal_time`` reached (skipped when it is None;
     see certmint.core.renewal for the vocabulary).
     """
@@ -138,6 +141,12 @@ def issuance_reason(
         return Reason(
             SPEC_CHANGED, f"the certificate in Secret {where} does not match the spec: " + "; ".join(differences)
         )
+    if secret.outputs is not None and secret.key_pem is not None and secret.certificate_pem is not None:
+        outputs = outputs_difference(
+            spec.additional_output_formats, secret.key_pem, secret.certificate_pem, secret.outputs
+        )
+        if outputs is not None:
+            return Reason(SPEC_CHANGED, f"the Secret {where} does not match the spec: {outputs}")
     wrong_issuer = issuer_difference(spec, secret.annotations, facts, issuer)
     if wrong_issuer is not None:
         return Reason(INCORRECT_ISSUER, f"the certificate in Secret {where} {wrong_issuer}")

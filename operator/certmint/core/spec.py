@@ -19,6 +19,7 @@ from fractions import Fraction
 from types import MappingProxyType
 from typing import Any, ClassVar, Final, TypeVar
 
+from certmint.core.outputs import OUTPUT_KEYS
 from certmint.pki.keys import ECDSA, ED25519, KEY_SIZES, PKCS1, PKCS8, RSA
 from certmint.pki.names import (
     SUBJECT_ATTRIBUTES,
@@ -450,6 +451,8 @@ class CertificateSpec(Identity):
     secret_annotations: Mapping[str, str] = field(default_factory=lambda: _NO_STRINGS)
     revision_history_limit: int = 3
     secret_deletion_policy: str = "Retain"
+    #: spec.additionalOutputFormats' types (core.outputs), in the spec's order.
+    additional_output_formats: tuple[str, ...] = ()
 
     @classmethod
     def from_dict(cls, spec: Mapping[str, Any]) -> CertificateSpec:
@@ -504,7 +507,25 @@ class CertificateSpec(Identity):
             secret_annotations=_template_map(template.get("annotations"), "spec.secretTemplate.annotations"),
             revision_history_limit=3 if history is None else history,
             secret_deletion_policy=deletion,
+            additional_output_formats=_output_formats(spec.get("additionalOutputFormats")),
         )
+
+
+def _output_formats(value: Any, path: str = "spec.additionalOutputFormats") -> tuple[str, ...]:
+    """The types of additionalOutputFormats ([{type: CombinedPEM}, {type: DER}]), each at most once."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise _fail(path, "must be a list of {type: CombinedPEM | DER}")
+    formats: list[str] = []
+    for i, item in enumerate(value):
+        kind = _required_string(_mapping(item, f"{path}[{i}]").get("type"), f"{path}[{i}].type")
+        if kind not in OUTPUT_KEYS:
+            raise _fail(f"{path}[{i}].type", f"{_q(kind)} is not one of {', '.join(OUTPUT_KEYS)}")
+        if kind in formats:
+            raise _fail(f"{path}[{i}].type", f"{_q(kind)} is listed twice")
+        formats.append(kind)
+    return tuple(formats)
 
 
 #: Label and annotation keys under this DNS name (or a subdomain of it) belong to the operator.
