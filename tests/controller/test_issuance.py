@@ -9,14 +9,22 @@ from __future__ import annotations
 import datetime
 
 import pytest
+from cryptography import x509
 
 from certmint.core import decisions
 from certmint.core.conditions import parse_rfc3339
 from certmint.pki.inspect import load_pem_chain
 from certmint.pki.keys import load_private_key, public_key_matches
 from tests.controller.conftest import CA_ISSUER, SELF_SIGNED
-from tests.controller.harness import ISSUANCE_REQUESTS, NAMESPACE, REISSUE_REQUESTS, Harness, condition
-from tests.integration.builders import certificate
+from tests.controller.harness import (
+    ISSUANCE_REQUESTS,
+    NAMESPACE,
+    OPERATOR_NAMESPACE,
+    REISSUE_REQUESTS,
+    Harness,
+    condition,
+)
+from tests.integration.builders import certificate, cluster_issuer
 from tests.unit.builders import CAPair
 
 
@@ -156,3 +164,35 @@ async def test_a_deleted_certificate_leaves_its_secret_and_stops_its_timer(harne
     await harness.advance_to(parse_rfc3339(first["renewalTime"]) + datetime.timedelta(seconds=1))
     assert harness.since(mark, reads=False) == {}
     assert harness.secret("web-tls") is not None  # Retain (and no garbage collector here in any case)
+
+
+async def test_a_ca_with_name_constraints_signs_only_inside_them(harness: Harness) -> None:
+    """cert-manager's nameConstraints (issue 17): the CA Certificate carries them, and certmint refuses a leaf outside
+    them with the name and the CA, before a verifier would."""
+    constraints = {"critical": True, "permitted": {"dnsDomains": [f"{NAMESPACE}.svc"]}}
+    harness.create(
+        certificate(
+            "team-ca",
+            OPERATOR_NAMESPACE,
+            issuer_name=SELF_SIGNED,
+            commonName="team CA",
+            isCA=True,
+            duration="720h",
+            nameConstraints=constraints,
+        )
+    )
+    await harness.settle()
+    ca_data = harness.secret_data("team-ca-tls", OPERATOR_NAMESPACE)
+    ext = load_pem_chain(ca_data["tls.crt"])[0].extensions.get_extension_for_class(x509.NameConstraints)
+    assert ext.critical and [n.value for n in ext.value.permitted_subtrees or []] == [f"{NAMESPACE}.svc"]
+    harness.create(cluster_issuer("team-ca", ca_secret="team-ca-tls"))
+    await harness.settle()
+
+    inside = await harness.issued("web", issuer="team-ca")  # web.<namespace>.svc
+    assert inside["revision"] == 1
+    harness.create(certificate("api", NAMESPACE, issuer_name="team-ca", dnsNames=["api.elsewhere.svc"]))
+    await harness.settle()
+    ready = condition(harness.certificate("api"), "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "PolicyViolation")
+    assert "'api.elsewhere.svc' is outside the name constraints of CA 'CN=team CA'" in ready["message"]
+    assert harness.secret("api-tls") is None

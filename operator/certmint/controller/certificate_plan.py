@@ -74,6 +74,7 @@ from certmint.core.spec import CertificateSpec, IssuerRef, Policy
 from certmint.kube.resources import SecretData
 from certmint.pki.inspect import CertificateFacts, certificate_facts, leads_to, load_pem_chain
 from certmint.pki.keys import PKIError, PrivateKey, key_algorithm, load_private_key
+from certmint.pki.signing import SigningAuthority
 
 #: A Secret that is not certmint's is looked at again at least this often (it is not labelled, so
 #: its handover or deletion reaches no watch of ours).
@@ -131,6 +132,7 @@ class IssuerView:
     refusal: Refusal | None = None  # the kind cannot sign this Certificate as specified
     trust_anchor_pem: bytes | None = None  # what ca.crt must hold (a CA issuer): its trust anchors, as a PEM bundle
     anchors: tuple[x509.Certificate, ...] = ()  # those anchors
+    authority: SigningAuthority | None = None  # a CA issuer's CA (its name constraints bind what it signs)
     ca_since: datetime.datetime | None = None  # when the current CA was first seen (IssuerRecord.ca_since)
     reissue_window: datetime.timedelta | None = None  # IssuerRecord.reissue_window; None: trust_propagation
     # Set while the issuer holds signing (a replaced CA Secret's new root is being announced): its switch time.
@@ -609,6 +611,8 @@ def _precheck(s: Snapshot) -> Failure | None:
         cluster_scoped_issuer=issuer.ref.kind == "ClusterIssuer",
         self_signed=issuer.own_key_only,
     )
+    if issuer.authority is not None:
+        violations += issuer.authority.name_constraint_violations(spec)
     if violations:
         # Permanent until the Certificate or the issuer's policy changes; both re-trigger us.
         return Failure(

@@ -268,6 +268,7 @@ def _issuer_view(spec: CertificateSpec, issuer: IssuerRecord | None) -> IssuerVi
         refusal=signer.refusal(spec, f"{ref.kind} {ref.name!r}"),
         trust_anchor_pem=anchor,
         anchors=authority.trust_anchors if authority is not None else (),
+        authority=authority,
         ca_since=issuer.ca_since,
         reissue_window=issuer.reissue_window,
         signs_from=issuer.replaced_root.next_step_at if issuer.replaced_root and issuer.holds_signing else None,
@@ -565,6 +566,7 @@ async def _issue(
                 usages=spec.usages,
                 is_ca=spec.is_ca,
                 urls=issuer.spec.urls,
+                name_constraints=spec.name_constraints,
             )
             issued = signer_for(issuer.spec).sign(SigningJob(signing, key, issuer.authority, s.now))
             await resources.patch_status(

@@ -23,7 +23,7 @@ from certmint import metrics
 from certmint.controller.runtime import Operator
 from certmint.controller.state import Kind
 from certmint.core.conditions import rfc3339
-from certmint.core.pod_certificates import ISSUED, Grant, Refusal, judge, parse_request
+from certmint.core.pod_certificates import DENIED, ISSUED, POLICY_VIOLATION, Grant, Refusal, judge, parse_request
 from certmint.kube import resources
 from certmint.kube.client import ApiError
 from certmint.pki.keys import PKIError
@@ -65,6 +65,10 @@ async def reconcile_pod_request(op: Operator, namespace: str, name: str) -> None
             ca_not_after=issuer.authority.valid_until,
             jitter_fraction=op.settings.jitter_fraction,
         )
+    if isinstance(answer, Grant):
+        outside = issuer.authority.name_constraint_violations(answer.request.csr)
+        if outside:
+            answer = Refusal(DENIED, POLICY_VIOLATION, f"signer {signer_name} refuses: " + "; ".join(outside))
     if isinstance(answer, Grant):
         try:
             request = dataclasses.replace(answer.request, urls=issuer.spec.urls)

@@ -102,6 +102,8 @@ async def reconcile_request(op: Operator, namespace: str, name: str) -> None:
         cluster_scoped_issuer=ref.kind == "ClusterIssuer",
         self_signed=False,
     )
+    if issuer.authority is not None:
+        violations = [*violations, *issuer.authority.name_constraint_violations(csr)]
     if violations:
         message = f"{ref.kind} {ref.name!r} refuses: " + "; ".join(violations)
         metrics.errors.labels("CertificateRequest", "Denied").inc()

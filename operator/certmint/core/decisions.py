@@ -218,6 +218,10 @@ def spec_differences(spec: CertificateSpec, facts: CertificateFacts, issuer: Iss
         diffs.append(f"private key is {_key_text(*key_now)}, spec wants {_key_text(*key_wanted)}")
     if spec.subject != facts.subject:
         diffs.append("subject attributes (organizations, countries, ...) differ from spec.subject")
+    if spec.is_ca and spec.name_constraints != facts.name_constraints:
+        now_text = facts.name_constraints.describe() if facts.name_constraints else "none"
+        spec_text = spec.name_constraints.describe() if spec.name_constraints else "none"
+        diffs.append(f"name constraints are {now_text}, spec wants {spec_text}")
     lifetime_diff = _lifetime_difference(spec.duration, facts, issuer)
     if lifetime_diff:
         diffs.append(lifetime_diff)

@@ -20,6 +20,7 @@ from types import MappingProxyType
 from typing import Any, ClassVar, Final, TypeVar
 
 from certmint.core.outputs import OUTPUT_KEYS
+from certmint.pki.constraints import NameConstraints, NameSet
 from certmint.pki.keys import ECDSA, ED25519, KEY_SIZES, PKCS1, PKCS8, RSA
 from certmint.pki.names import (
     SUBJECT_ATTRIBUTES,
@@ -453,6 +454,8 @@ class CertificateSpec(Identity):
     secret_deletion_policy: str = "Retain"
     #: spec.additionalOutputFormats' types (core.outputs), in the spec's order.
     additional_output_formats: tuple[str, ...] = ()
+    #: spec.nameConstraints of a CA certificate (pki.constraints): what may be signed under it.
+    name_constraints: NameConstraints | None = None
 
     @classmethod
     def from_dict(cls, spec: Mapping[str, Any]) -> CertificateSpec:
@@ -486,6 +489,9 @@ class CertificateSpec(Identity):
         if is_ca and not (common_name or subject != SubjectNames()):
             raise SpecError(CA_NEEDS_SUBJECT, field="spec.commonName")
         private_key = KeySpec.from_dict(spec.get("privateKey"))
+        name_constraints = _name_constraints(spec.get("nameConstraints"))
+        if name_constraints is not None and not is_ca:
+            raise _fail("spec.nameConstraints", "only a CA certificate (spec.isCA: true) carries name constraints")
         usages = _usages(spec.get("usages"), "spec.usages", key_algorithm=private_key.algorithm, is_ca=is_ca)
         return cls(
             secret_name=secret_name,
@@ -508,7 +514,36 @@ class CertificateSpec(Identity):
             revision_history_limit=3 if history is None else history,
             secret_deletion_policy=deletion,
             additional_output_formats=_output_formats(spec.get("additionalOutputFormats")),
+            name_constraints=name_constraints,
         )
+
+
+def _name_constraints(value: Any, path: str = "spec.nameConstraints") -> NameConstraints | None:
+    """cert-manager's nameConstraints: critical, permitted and excluded {dnsDomains, ipRanges, emailAddresses,
+    uriDomains}; at least one name in one of them."""
+    if value is None:
+        return None
+    d = _mapping(value, path)
+
+    def side(key: str) -> NameSet:
+        names = _mapping(d.get(key), f"{path}.{key}")
+        where = f"{path}.{key}"
+        ranges = _optional_strings(names, "ipRanges", where) or ()
+        return NameSet(
+            dns_domains=_optional_strings(names, "dnsDomains", where) or (),
+            ip_ranges=tuple(_cidr(r, f"{where}.ipRanges[{i}]") for i, r in enumerate(ranges)),
+            email_addresses=_optional_strings(names, "emailAddresses", where) or (),
+            uri_domains=_optional_strings(names, "uriDomains", where) or (),
+        )
+
+    permitted, excluded = side("permitted"), side("excluded")
+    if not permitted and not excluded:
+        raise _fail(path, "names no permitted or excluded name; remove it, or list names")
+    for label, names in (("permitted", permitted), ("excluded", excluded)):
+        for name in (*names.dns_domains, *names.email_addresses, *names.uri_domains):
+            if not name or any(c.isspace() for c in name):
+                raise _fail(f"{path}.{label}", f"{_q(name)} is not a domain, address or host")
+    return NameConstraints(permitted, excluded, critical=_boolean(d.get("critical"), f"{path}.critical"))
 
 
 def _output_formats(value: Any, path: str = "spec.additionalOutputFormats") -> tuple[str, ...]:

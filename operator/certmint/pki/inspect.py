@@ -17,6 +17,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from certmint.pki.constraints import NameConstraints
 from certmint.pki.csr import common_name_of, split_general_names
 from certmint.pki.keys import PKIError, describe_public_key
 from certmint.pki.names import Identity, SubjectNames
@@ -39,6 +40,7 @@ class CertificateFacts(Identity):
     subject_key_id: str | None
     issuer_text: str
     subject_text: str = ""
+    name_constraints: NameConstraints | None = None
 
     @property
     def self_issued(self) -> bool:
@@ -77,6 +79,7 @@ def certificate_facts(cert: x509.Certificate) -> CertificateFacts:
         issuer_text=cert.issuer.rfc4514_string(),
         subject_text=cert.subject.rfc4514_string(),
         subject=subject_names(cert.subject),
+        name_constraints=NameConstraints.of(cert),
     )
 
 

@@ -59,6 +59,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import AuthorityInformationAccessOID
 
+from certmint.pki.constraints import NameConstraints
+from certmint.pki.constraints import violations as name_violations
 from certmint.pki.csr import CSRInfo, build_subject, subject_alternative_names
 from certmint.pki.inspect import chain_above, load_pem_chain, self_signed, serial_hex
 from certmint.pki.keys import (
@@ -70,7 +72,7 @@ from certmint.pki.keys import (
     supported_public_key,
 )
 from certmint.pki.keys import signature_hash as _signature_hash
-from certmint.pki.names import quote
+from certmint.pki.names import Identity, quote
 from certmint.pki.timestamps import rfc3339
 from certmint.pki.usages import usage_extensions
 
@@ -104,6 +106,12 @@ class SigningAuthority:
     other_anchors: tuple[x509.Certificate, ...] = ()
     # Where the chain's root stands among them (its place in ca.crt; 0 when ca.crt does not hold it).
     anchor_position: int = 0
+
+    def name_constraint_violations(self, names: Identity) -> list[str]:
+        """Each SAN of ``names`` outside the name constraints of this CA or one above it (pki.constraints)."""
+        return name_violations(
+            names.dns_names, names.ip_addresses, names.uris, names.email_addresses, (self.certificate, *self.chain)
+        )
 
     @classmethod
     def from_pem(
@@ -347,6 +355,7 @@ class SigningRequest:
     usages: tuple[str, ...]
     is_ca: bool
     urls: IssuerURLs = IssuerURLs()
+    name_constraints: NameConstraints | None = None  # for a CA certificate: what may be signed below it
 
 
 @dataclass(frozen=True)
@@ -388,6 +397,9 @@ def sign_within(
 def _signed_by(
     request: SigningRequest, authority: SigningAuthority, not_before: datetime, not_after: datetime
 ) -> IssuedCertificate:
+    outside = authority.name_constraint_violations(request.csr)
+    if outside:  # the callers judged this already; a verifier would reject such a certificate
+        raise PKIError("; ".join(outside))
     cert = _build_and_sign(
         request,
         issuer=authority.certificate.subject,
@@ -459,6 +471,9 @@ def _build_and_sign(
         builder = builder.add_extension(extension, critical=critical)
     for extension in request.urls.extensions():
         builder = builder.add_extension(extension, critical=False)
+    if request.name_constraints is not None:
+        nc = request.name_constraints
+        builder = builder.add_extension(nc.extension(), critical=nc.critical)
     sans = subject_alternative_names(csr.dns_names, csr.ip_addresses, csr.uris, csr.email_addresses)
     if sans:
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=len(subject) == 0)
