@@ -11,8 +11,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import jks
 import pytest
-from cryptography.hazmat.primitives.serialization import load_der_private_key
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    load_der_private_key,
+    pkcs12,
+)
 
 from certmint.core import decisions
 from certmint.pki.inspect import load_pem_chain
@@ -27,7 +34,7 @@ from tests.controller.harness import (
     condition,
     controller_settings,
 )
-from tests.integration.builders import cluster_issuer
+from tests.integration.builders import certificate, cluster_issuer
 from tests.unit.builders import CAPair, build_ca
 
 SECRET = "web-tls"
@@ -338,3 +345,49 @@ async def test_a_renew_request_annotation_reissues_once(harness: Harness) -> Non
     harness.patch("Certificate", NAMESPACE, "web", {"metadata": {"annotations": {decisions.RENEW_REQUEST: "again"}}})
     await harness.settle()
     assert harness.certificate("web")["status"]["revision"] == 3
+
+
+async def test_keystores_are_written_with_the_password_and_rewritten_at_renewal(harness: Harness) -> None:
+    """cert-manager's keystores: nothing is issued while the password Secret is missing (a reason that names it);
+    then keystore.p12 and keystore.jks hold the key and chain, and a re-issue rewrites both for the new key."""
+    ref = {"name": "web-keystore", "key": "password"}
+    keystores = {
+        "pkcs12": {"create": True, "passwordSecretRef": ref},
+        "jks": {"create": True, "passwordSecretRef": ref},
+    }
+    harness.create(certificate("web", NAMESPACE, issuer_name=CA_ISSUER, duration="24h", keystores=keystores))
+    await harness.settle()
+    ready = condition(harness.certificate("web"), "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "KeystorePasswordUnavailable")
+    assert f"Secret {NAMESPACE}/web-keystore does not exist" in ready["message"]
+    assert harness.secret(SECRET) is None
+
+    password = "correct horse"
+    harness.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "web-keystore", "namespace": NAMESPACE},
+            "data": {"password": b64(password.encode())},
+        }
+    )
+    await harness.advance(60)  # the retry (30 s after the first attempt); the password Secret is not watched
+    assert condition(harness.certificate("web"), "Ready")["status"] == "True"
+    first = harness.secret_data(SECRET)
+    key = load_private_key(first["tls.key"])
+    p12 = pkcs12.load_pkcs12(first["keystore.p12"], password.encode())
+    assert p12.key is not None and p12.key.public_key() == key.public_key()  # type: ignore[comparison-overlap]
+    store = jks.KeyStore.loads(first["keystore.jks"], password)
+    assert store.private_keys["certificate"].pkey_pkcs8 == key.private_bytes(
+        Encoding.DER, PrivateFormat.PKCS8, NoEncryption()
+    )
+
+    harness.patch("Certificate", NAMESPACE, "web", {"metadata": {"annotations": {decisions.RENEW_REQUEST: "1"}}})
+    await harness.settle()
+    second = harness.secret_data(SECRET)
+    assert second["tls.key"] != first["tls.key"]
+    renewed = pkcs12.load_pkcs12(second["keystore.p12"], password.encode())
+    assert renewed.key is not None
+    assert renewed.key.public_key() == load_private_key(second["tls.key"]).public_key()  # type: ignore[comparison-overlap]
+    jks_chain = jks.KeyStore.loads(second["keystore.jks"], password).private_keys["certificate"].cert_chain
+    assert jks_chain[0][1] == load_pem_chain(second["tls.crt"])[0].public_bytes(Encoding.DER)

@@ -6,10 +6,12 @@ import base64
 import ipaddress
 from typing import Any
 
+import jks
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from kubernetes import client
 from kubernetes.client.rest import ApiException
@@ -173,6 +175,40 @@ def test_additional_output_formats_are_written_and_removed(cm: Certmint, ca_issu
     data = cm.secret_data(f"{name}-tls", ns)
     assert "key.der" not in data
     assert data["tls-combined.pem"] == data["tls.key"] + data["tls.crt"]
+
+
+def test_keystores_open_with_the_password_and_follow_a_renewal(cm: Certmint, ca_issuer: str, ns: str) -> None:
+    """cert-manager's keystores through the real API: keystore.p12 (cryptography) and keystore.jks (pyjks) hold
+    tls.key and tls.crt, and a renewal asked with certmint.dev/renew-request rewrites both for the new key."""
+    password = "it's a secret"
+    cm.core.create_namespaced_secret(
+        ns, {"metadata": {"name": "keystore-pw"}, "data": {"pw": base64.b64encode(password.encode()).decode()}}
+    )
+    ref = {"name": "keystore-pw", "key": "pw"}
+    keystores = {
+        "pkcs12": {"create": True, "passwordSecretRef": ref},
+        "jks": {"create": True, "passwordSecretRef": ref},
+    }
+    name, serial = _issued(cm, ca_issuer, ns, keystores=keystores)
+
+    def check(data: dict[str, bytes]) -> None:
+        mine = _public_key_der(serialization.load_pem_private_key(data["tls.key"], None).public_key())
+        p12 = pkcs12.load_pkcs12(data["keystore.p12"], password.encode())
+        assert p12.key is not None and p12.cert is not None
+        assert _public_key_der(p12.key.public_key()) == mine
+        assert p12.cert.certificate == leaf(data)
+        entry = jks.KeyStore.loads(data["keystore.jks"], password).private_keys["certificate"]
+        assert entry.cert_chain[0][1] == leaf(data).public_bytes(serialization.Encoding.DER)
+        jks_key = serialization.load_der_private_key(entry.pkey_pkcs8, None)
+        assert _public_key_der(jks_key.public_key()) == mine
+
+    first = cm.secret_data(f"{name}-tls", ns)
+    check(first)
+    cm.patch("Certificate", name, ns, {"metadata": {"annotations": {"certmint.dev/renew-request": "now"}}})
+    wait_for(lambda: _serial_changed(cm, name, ns, serial), "the renewal asked for")
+    second = cm.secret_data(f"{name}-tls", ns)
+    assert second["tls.key"] != first["tls.key"]
+    check(second)
 
 
 def _public_key_der(key: Any) -> bytes:

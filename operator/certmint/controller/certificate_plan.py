@@ -68,7 +68,7 @@ from certmint.core.decisions import (
     secret_ownership,
     stored_revision,
 )
-from certmint.core.outputs import OUTPUT_KEYS
+from certmint.core.outputs import KEYSTORE_KEYS, OUTPUT_KEYS
 from certmint.core.policy import check_policy
 from certmint.core.spec import CertificateSpec, IssuerRef, Policy
 from certmint.kube.resources import SecretData
@@ -113,6 +113,7 @@ class CertificateReason(enum.StrEnum):
     ROOT_SWITCHED = "RootSwitched"
     ROOT_RETIRED = "RootRetired"
     REISSUE_SPREAD = "ReissueScheduled"  # signed by the previous CA, still trusted: re-issued at a spread time
+    KEYSTORE_PASSWORD_UNAVAILABLE = "KeystorePasswordUnavailable"  # spec.keystores' password Secret unreadable
     WAITING_FOR_TRUST = "WaitingForTrust"  # the issuer's new root is not in every trust set yet (Hold)
 
 
@@ -708,5 +709,5 @@ def _snapshot(secret: SecretData | None) -> SecretSnapshot:
         key_pem=secret.data.get("tls.key"),
         labels=secret.labels,
         annotations=secret.annotations,
-        outputs={key: secret.data[key] for key in OUTPUT_KEYS.values() if key in secret.data},
+        outputs={k: secret.data[k] for k in (*OUTPUT_KEYS.values(), *KEYSTORE_KEYS.values()) if k in secret.data},
     )

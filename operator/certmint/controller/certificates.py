@@ -59,14 +59,14 @@ from certmint.controller.trust_sets import pending_announcements, pending_reissu
 from certmint.core.ca_rotation import watch_from
 from certmint.core.conditions import Condition, merge_conditions, rfc3339
 from certmint.core.decisions import RENEWING, certificate_label_value
-from certmint.core.outputs import additional_outputs
+from certmint.core.outputs import KEYSTORE_KEYS, additional_outputs
 from certmint.core.renewal import retry_delay
 from certmint.core.spec import CertificateSpec, IssuerRef, format_duration
 from certmint.kube import resources
 from certmint.kube.client import ApiError
 from certmint.kube.resources import ObjectRef, SecretData
 from certmint.pki.csr import build_csr, parse_csr
-from certmint.pki.inspect import CertificateFacts, certificate_facts
+from certmint.pki.inspect import CertificateFacts, certificate_facts, load_pem_chain
 from certmint.pki.keys import (
     PKIError,
     PrivateKey,
@@ -75,6 +75,7 @@ from certmint.pki.keys import (
     generate_private_key_pem,
     load_private_key,
 )
+from certmint.pki.keystores import jks_keystore, pkcs12_keystore
 from certmint.pki.signing import IssuedCertificate, SigningRequest
 
 log = logging.getLogger("certmint.certificates")
@@ -428,6 +429,10 @@ async def _switch(
     op: Operator, rec: CertificateRecord, s: Snapshot, secret: SecretData, switch: Switch, seen: SeenSecret
 ) -> bool | None:
     facts, revision = switch.facts, switch.revision
+    passwords = await _keystore_passwords(op, rec.namespace, s.spec)
+    if isinstance(passwords, Failure):
+        return await _fail(op, rec, s.status, passwords, valid=True)
+    switched_key = load_private_key(switch.key_pem) if s.spec.keystores else None
     labels, annotations = secret_metadata(s, facts, revision)
     try:
         written = await resources.update_secret(
@@ -441,6 +446,7 @@ async def _switch(
                 NEXT_CRT: None,
                 NEXT_KEY: None,
                 **additional_outputs(s.spec.additional_output_formats, switch.key_pem, switch.chain_pem),
+                **_keystores(s.spec, switched_key, switch.chain_pem, passwords),
             },
             labels=labels,
             annotations={
@@ -524,6 +530,56 @@ def _observe_metrics(
 # -- issuance ----------------------------------------------------------------------------------------------
 
 
+async def _keystore_passwords(op: Operator, namespace: str, spec: CertificateSpec) -> dict[str, bytes] | Failure:
+    """The password of each keystore spec.keystores asks for ({"pkcs12": ..., "jks": ...}), read from the Secret it
+    names in the Certificate's namespace; a Failure that says which Secret and key when one cannot be read. Read at
+    each issuance (the Secret is not watched): a changed password applies from the next issuance."""
+    passwords: dict[str, bytes] = {}
+    for kind, keystore in (("pkcs12", spec.keystores.pkcs12), ("jks", spec.keystores.jks)):
+        if keystore is None:
+            continue
+        where = f"Secret {namespace}/{keystore.secret}"
+        try:
+            secret = await resources.read_secret(op.api, namespace, keystore.secret)
+        except ApiError as e:
+            return Failure(
+                CertificateReason.KEYSTORE_PASSWORD_UNAVAILABLE, f"spec.keystores.{kind}: cannot read {where}: {e}"
+            )
+        value = secret.data.get(keystore.key) if secret is not None else None
+        if not value:
+            what = "does not exist" if secret is None else f"has no key {keystore.key!r} (or it is empty)"
+            return Failure(
+                CertificateReason.KEYSTORE_PASSWORD_UNAVAILABLE,
+                f"spec.keystores.{kind}.passwordSecretRef: {where} {what}; nothing is issued until it does",
+            )
+        try:
+            value.decode("utf-8")
+        except UnicodeDecodeError:
+            return Failure(
+                CertificateReason.KEYSTORE_PASSWORD_UNAVAILABLE,
+                f"spec.keystores.{kind}.passwordSecretRef: the password in {where} key {keystore.key!r} is not UTF-8",
+                retry=False,
+            )
+        passwords[kind] = value
+    return passwords
+
+
+def _keystores(
+    spec: CertificateSpec, key: PrivateKey | None, chain_pem: bytes, passwords: dict[str, bytes]
+) -> dict[str, bytes | None]:
+    """keystore.p12 and keystore.jks for what spec.keystores asks (None: remove the key from the Secret)."""
+    p12, jks = spec.keystores.pkcs12, spec.keystores.jks
+    if key is None or not spec.keystores:
+        return dict.fromkeys(KEYSTORE_KEYS.values())
+    chain = load_pem_chain(chain_pem)
+    return {
+        KEYSTORE_KEYS["pkcs12"]: None
+        if p12 is None
+        else pkcs12_keystore(key, chain, passwords["pkcs12"], alias=p12.alias),
+        KEYSTORE_KEYS["jks"]: None if jks is None else jks_keystore(key, chain, passwords["jks"], alias=jks.alias),
+    }
+
+
 async def _issue(
     op: Operator, rec: CertificateRecord, s: Snapshot, issue: Issue, seen: SeenSecret, *, stage: Stage | None = None
 ) -> bool | None:
@@ -541,6 +597,9 @@ async def _issue(
             rec.name,
             s.secret.resource_version,
         )
+    passwords = await _keystore_passwords(op, rec.namespace, spec)
+    if isinstance(passwords, Failure):  # before anything is signed: nothing to keep meanwhile
+        return await _fail(op, rec, s.status, passwords, valid=issue.still_valid)
     signed = issue.reuse
     if signed is not None:
         # Signed for this revision by an earlier pass whose Secret write failed: store that, sign nothing new.
@@ -595,6 +654,7 @@ async def _issue(
         "tls.key": key_pem,
         "ca.crt": issued.ca_pem,
         **additional_outputs(spec.additional_output_formats, key_pem, issued.chain_pem),
+        **_keystores(spec, key, issued.chain_pem, passwords),
     }
     written_annotations: dict[str, str | None] = {**annotations}
     if isinstance(current, SecretData):  # a root replaced at once: no phase of an earlier rotation stays behind

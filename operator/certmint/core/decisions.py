@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
-from certmint.core.outputs import outputs_difference
+from certmint.core.outputs import keystores_difference, outputs_difference
 from certmint.core.policy import RequestedIdentity
 from certmint.core.spec import CertificateSpec, format_duration
 from certmint.pki.inspect import CertificateFacts, certificate_facts, load_pem_chain
@@ -145,6 +145,11 @@ def issuance_reason(
         outputs = outputs_difference(
             spec.additional_output_formats, secret.key_pem, secret.certificate_pem, secret.outputs
         )
+        if outputs is None:
+            keystores = spec.keystores
+            outputs = keystores_difference(
+                {"pkcs12": keystores.pkcs12 is not None, "jks": keystores.jks is not None}, secret.outputs
+            )
         if outputs is not None:
             return Reason(SPEC_CHANGED, f"the Secret {where} does not match the spec: {outputs}")
     wrong_issuer = issuer_difference(spec, secret.annotations, facts, issuer)

@@ -20,6 +20,10 @@ import binascii
 from collections.abc import Mapping, Sequence
 from typing import Final
 
+#: The keystores of spec.keystores (pki.keystores) and their Secret keys; their bytes differ at every write (fresh
+#: salts), so a Secret is judged by which of these keys it holds.
+KEYSTORE_KEYS: Final = {"pkcs12": "keystore.p12", "jks": "keystore.jks"}
+
 COMBINED_PEM: Final = "CombinedPEM"
 DER: Final = "DER"
 #: Each format and the Secret key it is written to.
@@ -62,4 +66,14 @@ def outputs_difference(
             return f"{key} is missing (spec.additionalOutputFormats: {fmt})"
         if value is not None and present[key] != value:
             return f"{key} is not tls.key and tls.crt in the {fmt} format"
+    return None
+
+
+def keystores_difference(wanted: Mapping[str, bool], present: Mapping[str, bytes]) -> str | None:
+    """How the Secret's keystore keys differ from the keystores ``wanted`` ({"pkcs12": bool, "jks": bool})."""
+    for kind, key in KEYSTORE_KEYS.items():
+        if wanted.get(kind) and key not in present:
+            return f"{key} is missing (spec.keystores.{kind})"
+        if not wanted.get(kind) and key in present:
+            return f"it holds {key}, which spec.keystores does not ask for"
     return None

@@ -432,6 +432,47 @@ def _checked_names(value: Any, path: str, check: Callable[[str], str]) -> tuple[
 
 
 @dataclass(frozen=True, slots=True)
+class Keystore:
+    """One keystore to write: its password is ``key`` of the Secret ``secret`` in the Certificate's namespace."""
+
+    secret: str
+    key: str
+    alias: str = "certificate"
+
+
+@dataclass(frozen=True, slots=True)
+class Keystores:
+    """spec.keystores (cert-manager's): a PKCS#12 and/or a JKS keystore of the key and chain, each with a password."""
+
+    pkcs12: Keystore | None = None
+    jks: Keystore | None = None
+
+    def __bool__(self) -> bool:
+        return self.pkcs12 is not None or self.jks is not None
+
+    @classmethod
+    def from_dict(cls, value: Any, path: str = "spec.keystores") -> Keystores:
+        d = _mapping(value, path)
+        found: dict[str, Keystore | None] = {}
+        for kind in ("pkcs12", "jks"):
+            where = f"{path}.{kind}"
+            item = _mapping(d.get(kind), where)
+            if not _boolean(item.get("create"), f"{where}.create"):
+                found[kind] = None
+                continue
+            ref = _mapping(item.get("passwordSecretRef"), f"{where}.passwordSecretRef")
+            if not ref:
+                raise _fail(f"{where}.passwordSecretRef", "is required: the Secret and key that hold the password")
+            alias = _string(item.get("alias"), f"{where}.alias") or "certificate"
+            found[kind] = Keystore(
+                secret=_required_string(ref.get("name"), f"{where}.passwordSecretRef.name"),
+                key=_required_string(ref.get("key"), f"{where}.passwordSecretRef.key"),
+                alias=alias,
+            )
+        return cls(pkcs12=found["pkcs12"], jks=found["jks"])
+
+
+@dataclass(frozen=True, slots=True)
 class CertificateSpec(Identity):
     """A parsed ``Certificate.spec``: the identity it asks for (SANs normalised: lower-case DNS, canonical IPs,
     without duplicates), and how and where to issue it."""
@@ -456,6 +497,8 @@ class CertificateSpec(Identity):
     additional_output_formats: tuple[str, ...] = ()
     #: spec.nameConstraints of a CA certificate (pki.constraints): what may be signed under it.
     name_constraints: NameConstraints | None = None
+    #: spec.keystores: the PKCS#12 and JKS files to write (core.outputs.KEYSTORE_KEYS), each with its password.
+    keystores: Keystores = field(default_factory=Keystores)
 
     @classmethod
     def from_dict(cls, spec: Mapping[str, Any]) -> CertificateSpec:
@@ -515,6 +558,7 @@ class CertificateSpec(Identity):
             secret_deletion_policy=deletion,
             additional_output_formats=_output_formats(spec.get("additionalOutputFormats")),
             name_constraints=name_constraints,
+            keystores=Keystores.from_dict(spec.get("keystores")),
         )
 
 
