@@ -25,6 +25,7 @@ create and are not listed here.
 
 from __future__ import annotations
 
+import base64
 import copy
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,7 @@ MERGED = ("Certificate", "CertificateRequest")
 
 #: Values too long or too many to write in the cases, by the name they have there.
 COMPUTED: dict[str, Any] = {
+    "$csr-base64": base64.b64encode(CSR_PEM.encode()).decode(),  # cert-manager's form (issue 17)
     "$csr-labelled-certificate": CSR_PEM.replace("CERTIFICATE REQUEST", "CERTIFICATE"),
     "$csr-truncated": CSR_PEM.split("-----END", maxsplit=1)[0],
     "$csr-too-large": CSR_PEM + "x" * 65536,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -46,6 +48,13 @@ def test_workload_csr_is_signed_or_denied_by_policy(api: client.ApiClient, opera
     cert = x509.load_pem_x509_certificates(obj["status"]["certificate"].encode())[0]
     assert cert.public_key().public_numbers() == key.public_key().public_numbers()  # type: ignore[union-attr]
     cert.verify_directly_issued_by(x509.load_pem_x509_certificate(obj["status"]["ca"].encode()))
+
+    # cert-manager's manifests carry the CSR as base64 of the PEM (issue 17): signed the same way.
+    key2, pem2 = _csr(f"spiffe://cluster.local/ns/{ns}/sa/worker")
+    cm.create(_request("own-base64", ns, root, base64.b64encode(pem2.encode()).decode()))
+    obj = cm.wait_ready("CertificateRequest", "own-base64", ns)
+    cert = x509.load_pem_x509_certificates(obj["status"]["certificate"].encode())[0]
+    assert cert.public_key().public_numbers() == key2.public_key().public_numbers()  # type: ignore[union-attr]
 
     _, foreign = _csr("spiffe://cluster.local/ns/someone-else/sa/worker")
     cm.create(_request("foreign", ns, root, foreign))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Callable
 from dataclasses import fields
@@ -449,3 +450,14 @@ def test_allowed_subject_has_a_pattern_list_for_every_kind_of_subject_attribute(
     assert set(SubjectPolicy.FIELDS.values()) == {f.name for f in fields(SubjectPolicy)}
     policy = SubjectPolicy.from_dict({key: [key] for key in SubjectPolicy.FIELDS}, "spec.policy.allowedSubject")
     assert [policy.patterns(a) for a in SUBJECT_ATTRIBUTES] == [(SubjectPolicy.key(a),) for a in SUBJECT_ATTRIBUTES]
+
+
+def test_a_certificate_request_reads_cert_managers_base64_csr_as_well_as_pem() -> None:
+    pem = b"-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n-----END CERTIFICATE REQUEST-----\n"
+    body = {"issuerRef": {"name": "ca"}}
+    as_pem = CertificateRequestSpec.from_dict({**body, "request": pem.decode()})
+    wrapped = base64.encodebytes(pem).decode()  # with line breaks, as some tools write it
+    as_base64 = CertificateRequestSpec.from_dict({**body, "request": wrapped})
+    assert as_base64.request_pem == as_pem.request_pem == pem
+    with pytest.raises(SpecError, match="does not decode"):
+        CertificateRequestSpec.from_dict({**body, "request": "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURSBSRVFVRVNULS0t!"})

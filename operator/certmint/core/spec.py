@@ -10,6 +10,8 @@ path, ready for a status condition.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import re
 from collections.abc import Callable, Mapping
@@ -680,11 +682,22 @@ class CertificateRequestSpec:
         )
 
 
+#: base64 of the first 33 bytes of a CSR's PEM header: how every cert-manager spec.request (base64 of the PEM) starts.
+_BASE64_CSR_PREFIX: Final = "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURSBSRVFVRVNULS0t"
+
+
 def _request_pem(value: Any) -> bytes:
-    """The CSR as PEM bytes; the CRD documents PEM text (not base64 of it, unlike cert-manager)."""
+    """The CSR as PEM bytes: PEM text, or base64 of it as cert-manager's manifests carry it."""
     text = _required_string(value, "spec.request")
+    if text.startswith(_BASE64_CSR_PREFIX):
+        try:
+            text = base64.b64decode("".join(text.split()), validate=True).decode("ascii")
+        except (binascii.Error, UnicodeDecodeError):
+            raise _fail("spec.request", "looks like base64 of a PEM CSR but does not decode as one") from None
     if "-----BEGIN CERTIFICATE REQUEST-----" not in text:
-        raise _fail("spec.request", "must be PEM text starting with -----BEGIN CERTIFICATE REQUEST-----")
+        raise _fail(
+            "spec.request", "must be PEM text starting with -----BEGIN CERTIFICATE REQUEST----- (or base64 of it)"
+        )
     return text.encode()
 
 
