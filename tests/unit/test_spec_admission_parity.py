@@ -55,6 +55,17 @@ MINIMAL: dict[str, Any] = {"secretName": "web-tls", "issuerRef": {"name": "ca"},
             {"duration": "3000000h"}, "spec.duration: must be at most 87600h (10 years)", id="duration-too-long"
         ),
         pytest.param(
+            {"signatureAlgorithm": "SHA384WithRSA"},
+            "spec.signatureAlgorithm: is not supported by certmint: the issuer's key decides it",
+            id="signature-algorithm",
+        ),
+        pytest.param(
+            {"otherNames": [{"oid": "1.3.6.1.4.1.311.20.2.3", "utf8Value": "upn@example.com"}]},
+            "spec.otherNames: is not supported by certmint",
+            id="other-names",
+        ),
+        pytest.param({"literalSubject": "CN=web"}, "spec.literalSubject: is not supported by certmint", id="literal"),
+        pytest.param(
             {"secretTemplate": {"labels": {"Certmint.Dev/handover-to": "web"}}},
             "spec.secretTemplate.labels: must not set Certmint.Dev/handover-to",
             id="reserved-any-case",

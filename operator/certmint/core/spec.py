@@ -433,6 +433,14 @@ def _checked_names(value: Any, path: str, check: Callable[[str], str]) -> tuple[
 # --- Certificate --------------------------------------------------------------------------------
 
 
+#: cert-manager Certificate fields certmint refuses (the CRD does too), and why.
+_UNSUPPORTED: Final = {
+    "literalSubject": "use commonName and subject",
+    "signatureAlgorithm": "the issuer's key decides it",
+    "otherNames": "an issuer's policy cannot judge otherName SANs",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Keystore:
     """One keystore to write: its password is ``key`` of the Secret ``secret`` in the Certificate's namespace."""
@@ -506,6 +514,9 @@ class CertificateSpec(Identity):
     def from_dict(cls, spec: Mapping[str, Any]) -> CertificateSpec:
         """Parse and validate a Certificate's spec; raises SpecError naming the field."""
         spec = _mapping(spec, "spec")
+        for name, why in _UNSUPPORTED.items():
+            if spec.get(name) is not None:
+                raise _fail(f"spec.{name}", f"is not supported by certmint: {why} (see docs/migration.md)")
         secret_name = _required_string(spec.get("secretName"), "spec.secretName")
         common_name = _string(spec.get("commonName"), "spec.commonName")
         if common_name is not None and len(common_name) > 64:
