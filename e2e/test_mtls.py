@@ -282,16 +282,20 @@ def helm(provider: ClusterProvider, *args: str, timeout: float = 300) -> subproc
     return subprocess.run(cmd, capture_output=True, text=True, check=False, env=env, timeout=timeout)
 
 
-def serves_pod_certificates(kube: Kube) -> bool:
-    """Whether the cluster serves PodCertificateRequests (certificates.k8s.io/v1beta1, feature gate
-    PodCertificateRequest and its runtime-config)."""
+def certificates_v1beta1_serves(kube: Kube, resource: str) -> bool:
+    """Whether the API server serves ``resource`` in certificates.k8s.io/v1beta1 (discovery): podcertificaterequests
+    and clustertrustbundles, each behind its feature gate and runtime-config."""
     try:
         resources = client.CertificatesV1beta1Api(kube.api).get_api_resources().resources
     except client.ApiException as e:
         if e.status == 404:
             return False
         raise
-    return any(r.name == "podcertificaterequests" for r in resources)
+    return any(r.name == resource for r in resources)
+
+
+def serves_pod_certificates(kube: Kube) -> bool:
+    return certificates_v1beta1_serves(kube, "podcertificaterequests")
 
 
 @dataclass
@@ -1164,14 +1168,7 @@ def _start_rotation_pair(provider: ClusterProvider, kube: Kube, ns: str) -> Rota
 
 
 def cluster_trust_bundles_served(kube: Kube) -> bool:
-    """Whether the API server serves certificates.k8s.io/v1beta1 ClusterTrustBundles (discovery)."""
-    try:
-        resources = client.CertificatesV1beta1Api(kube.api).get_api_resources().resources
-    except client.ApiException as e:
-        if e.status == 404:
-            return False
-        raise
-    return any(r.name == "clustertrustbundles" for r in resources)
+    return certificates_v1beta1_serves(kube, "clustertrustbundles")
 
 
 def _cluster_trust_bundle_pem(kube: Kube, name: str) -> str | None:
