@@ -9,6 +9,10 @@ BIN := $(VENV)/bin
 CLUSTER ?= local
 CLUSTER_DIR ?= .local/cluster
 KUBECTL ?= kubectl
+# The e2e tier's kind cluster (e2e/kind/run.sh): `local` builds kind, its node image and the test images here from
+# local parts (no registry needed; what CI runs); `upstream` uses kind from PATH, kind's own node image and pulls.
+KIND_NODE_IMAGE ?= local
+export CERTMINT_KIND_NODE_IMAGE := $(if $(filter local,$(KIND_NODE_IMAGE)),local,)
 
 .PHONY: help setup binaries helm chart-crds image-lock e2e-setup lint test test-unit test-integration test-chart test-tenancy test-verifiers \
 	test-e2e bench bench-reduced run cluster-up cluster-down clean
@@ -38,7 +42,7 @@ chart-crds: ## regenerate the chart's copy of crds/ (tests/chart fails when they
 image-lock: setup ## re-pin the image's runtime dependencies from the venv
 	$(BIN)/python operator/lock_requirements.py --write
 
-e2e-setup: ## Debian packages of the local e2e node (containerd, runc, CNI plugins, iptables, debootstrap, gcc)
+e2e-setup: ## Debian packages of the e2e tier (docker.io for kind, debootstrap, gcc)
 	bash e2e/setup.sh
 
 lint: setup
@@ -65,7 +69,7 @@ test-e2e: setup binaries helm e2e-setup
 	$(BIN)/pytest e2e
 
 test: setup binaries helm e2e-setup lint ## every tier: lint, unit, integration, chart, e2e (+ the reduced benchmark)
-	$(BIN)/pytest tests e2e
+	$(BIN)/pytest tests e2e --durations=30
 
 bench: setup binaries ## benchmarks at full scale (30-35 min on 2 cores): table + bench-results/bench-*.json
 	$(BIN)/python -m tests.bench.run --scale full

@@ -1,4 +1,4 @@
-"""Fixtures of the e2e tier: a real single-node cluster (``e2e/localnode.py``).
+"""Fixtures of the e2e tier: a real kind cluster (``e2e/kind/``), one per run.
 
 The tier rule of testing.md: with ``CI=true`` a missing prerequisite fails
 the run; elsewhere the tier is skipped and says why.
@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.controlplane.cluster import ControlPlane
 
-from e2e.localnode import LocalNode, LocalNodeError, missing_prerequisites, start_cluster, stop_cluster
+from e2e.kind import provider as kind
+from e2e.kind.provider import KindProvider
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 # Lines the suites report (handshakes and failures per scenario), repeated at the end of the run.
@@ -24,9 +24,7 @@ SUMMARY: list[str] = []
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "e2e: needs a real node (kubelet + containerd) on this machine; see e2e/NOTES.md"
-    )
+    config.addinivalue_line("markers", "e2e: needs a kind cluster (made by e2e/kind/run.sh); see e2e/kind/NOTES.md")
     # e2e/operator_image.py imports the image helpers of tests/chart/test_image.py, which is marked `chart`.
     config.addinivalue_line("markers", "chart: the chart tier (tests/chart)")
 
@@ -45,22 +43,37 @@ def missing(reason: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def local_cluster(request: pytest.FixtureRequest) -> Iterator[tuple[ControlPlane, LocalNode]]:
-    reasons = missing_prerequisites()
+def kind_cluster(request: pytest.FixtureRequest) -> Iterator[KindProvider]:
+    """One kind cluster for the whole run, made and deleted by ``e2e/kind/run.sh up`` / ``down``.
+
+    When run.sh itself started pytest (``CERTMINT_E2E_KUBECONFIG``), its cluster is used and left to it."""
+    if os.environ.get("CERTMINT_E2E_KUBECONFIG"):
+        yield KindProvider.from_env()
+        return
+    reasons = kind.missing_prerequisites()
     if reasons:
         missing("; ".join(reasons))
+    cluster = os.environ.get("CERTMINT_E2E_KIND_CLUSTER", kind.DEFAULT_CLUSTER)
     workdir = Path(tempfile.mkdtemp(prefix="certmint-e2e-"))
+    log = workdir / "run-sh.log"
     try:
-        cp, node = start_cluster(workdir)
-    except LocalNodeError as e:
-        stop_cluster(workdir)
-        pytest.fail(f"the local node did not start: {e}\n(logs kept in {workdir})", pytrace=False)
+        provider, seconds = kind.create(cluster, workdir, log)
+    except kind.KindError as e:
+        kind.delete(cluster, log)
+        pytest.fail(f"the kind cluster was not created: {e}\n(run.sh's whole output: {log})", pytrace=False)
+    line = f"e2e: kind cluster {cluster} up, images loaded: up_s={seconds:.0f} local_node_image={provider.local}"
+    SUMMARY.append(line)
+    print(f"\n{line}", file=sys.stderr)
     failed_before = request.session.testsfailed
-    yield cp, node
-    stop_cluster(workdir)
-    if request.session.testsfailed > failed_before:
+    yield provider
+    failed = request.session.testsfailed > failed_before
+    if failed:
+        kind.export_logs(cluster, workdir / "kind-logs", log)
+    rc = kind.delete(cluster, log)
+    if failed or rc != 0:
         print(
-            f"\ne2e: a test failed; control-plane and node logs kept in {workdir}/logs and {workdir}/node/logs",
+            f"\ne2e: {'a test failed' if failed else f'run.sh down exited {rc}'}; the node's logs are in "
+            f"{workdir}/kind-logs, run.sh's output in {log}",
             file=sys.stderr,
         )
     else:

@@ -1,4 +1,4 @@
-"""The operator image for the e2e node: built from the Dockerfile with Docker, saved, imported into containerd.
+"""The operator image for the e2e kind cluster: built from the Dockerfile with Docker, saved for ``kind load``.
 
 No registry can be pulled from on this project's machines, so this follows the chart tier
 (``tests/chart/test_image.py``): the base image is the debootstrapped bookworm + python3 of
@@ -14,14 +14,12 @@ layer cache, kept between runs), no bridge, no iptables rules, no masquerading. 
 for the build and stopped by its PID afterwards (left alone if it was already answering).
 
 The result is a ``docker save`` archive, cached by image ID under
-``${CERTMINT_CACHE:-~/.cache/certmint}/e2e-operator/``, which ``LocalNode.import_image``
-(``ctr images import``) loads into the node's containerd; pods use it with
-``imagePullPolicy: Never``.
+``${CERTMINT_CACHE:-~/.cache/certmint}/e2e-operator/``, which ``e2e/kind/run.sh`` loads into the
+kind node with ``kind load image-archive``; pods use it with ``imagePullPolicy: Never``.
 
 Command line::
 
-    python -m e2e.operator_image                      # build (or reuse), print the archive path
-    python -m e2e.operator_image --import-into DIR    # ... and import it into `python -m e2e.localnode up --dir DIR`
+    python -m e2e.operator_image      # build (or reuse), print the archive path (e2e/kind/run.sh loads it)
 """
 
 from __future__ import annotations
@@ -40,8 +38,6 @@ from pathlib import Path
 
 from tests.chart.test_image import _build_context  # the work tree as a clone has it + the offline wheelhouse
 from tests.controlplane.dockerd import DockerError, OwnDockerd, docker_cli
-
-from e2e.localnode import load_cluster
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("CERTMINT_CACHE", Path.home() / ".cache" / "certmint"))
@@ -152,15 +148,10 @@ def _build_locked(timings: dict[str, float], t0: float) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--import-into", type=Path, help="workdir of a running `python -m e2e.localnode up`")
-    args = parser.parse_args(argv)
+    parser.parse_args(argv)
     timings: dict[str, float] = {}
     archive = build(timings)
     print(f"operator image {IMAGE}: {archive} {timings}", file=sys.stderr)
-    if args.import_into:
-        _, node = load_cluster(args.import_into)
-        node.import_image(archive)
-        print(f"imported into the node of {args.import_into}", file=sys.stderr)
     print(archive)
     return 0
 

@@ -1,13 +1,12 @@
 #!/usr/bin/env bash
-# Installs what the local e2e node needs from Debian, if missing:
-# containerd 1.6, runc, the CNI plugins, iptables, debootstrap (workload image),
-# gcc + libc6-dev (static pause binary). Needs root; idempotent.
+# Installs what the e2e tier needs from Debian on this machine, if missing (needs root; idempotent):
+# docker.io (the dockerd that runs the kind node, and the one that builds the operator image),
+# debootstrap (the kind node's rootfs and the workload image), gcc + libc6-dev (static pause binary).
+# Everything the node itself runs (systemd, containerd, runc, CNI plugins, iptables) is in the node
+# image, from e2e/kind/node/packages.txt.
 set -euo pipefail
 need=()
-command -v containerd >/dev/null || need+=(containerd)
-command -v runc >/dev/null || need+=(runc)
-[ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
-command -v iptables >/dev/null || need+=(iptables)
+command -v dockerd >/dev/null || need+=(docker.io)
 command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v gcc >/dev/null || need+=(gcc)
 [ -f /usr/lib/x86_64-linux-gnu/libc.a ] || need+=(libc6-dev)

@@ -46,8 +46,8 @@ Certificates and talk mutual TLS over the cluster network (scripts in ``e2e/work
 
 Each scenario prints ``e2e: scenario=<name> handshakes=N failures=M``.
 
-The suite reaches the cluster only through a ``ClusterProvider``: the local node
-(``e2e/localnode.py``, default) or kind (``CERTMINT_E2E_PROVIDER=kind``, see e2e/kind/).
+The suite reaches the cluster only through a ``ClusterProvider``: the kind cluster of the session fixture
+``kind_cluster`` (e2e/conftest.py, e2e/kind/provider.py), made by ``e2e/kind/run.sh``.
 """
 
 from __future__ import annotations
@@ -79,10 +79,8 @@ from tests.integration import kubeutil
 from tests.integration.builders import GROUP, ISOLATION_POLICY, VERSION, Certmint, resource
 from tests.x509util import certificate_builder, common_name
 
-from e2e import operator_image
 from e2e.conftest import SUMMARY, missing
 from e2e.kind.provider import KindProvider
-from e2e.localnode import WORKLOAD_IMAGE
 
 pytestmark = pytest.mark.e2e
 
@@ -119,56 +117,14 @@ class ClusterProvider(Protocol):
     kubeconfig: Path
     operator_image: tuple[str, str]  # (repository, tag), present on every node: pods use imagePullPolicy Never
     workload_image: str  # python3 3.11 + OpenSSL, present on every node
-    cluster_dns: bool  # False: the operator pod gets a host alias for kubernetes.default.svc
+    local: bool  # built here from local parts (CERTMINT_KIND_NODE_IMAGE=local): every beta API of the suite served
 
     def diagnostics(self) -> str: ...
 
 
-@dataclass
-class LocalProvider:
-    """The real single-node cluster of e2e/localnode.py, with the operator image built and imported."""
-
-    kubeconfig: Path
-    operator_image: tuple[str, str]
-    logs: Path
-    name: str = "local"
-    workload_image: str = WORKLOAD_IMAGE
-    cluster_dns: bool = False
-
-    def diagnostics(self) -> str:
-        return f"local node: control-plane and node logs in {self.logs}"
-
-
-def _local_provider(request: pytest.FixtureRequest) -> LocalProvider:
-    reasons = operator_image.missing_prerequisites()
-    if reasons:
-        missing("; ".join(reasons))
-    cp, node = request.getfixturevalue("local_cluster")
-    timings: dict[str, float] = {}
-    try:
-        archive = operator_image.build(timings)
-    except operator_image.ImageError as e:
-        pytest.fail(f"the operator image could not be built with Docker (no other image is used instead): {e}")
-    start = time.monotonic()
-    node.import_image(archive)
-    timings["ctr_import_s"] = round(time.monotonic() - start, 1)
-    SUMMARY.append(f"e2e: operator image {operator_image.IMAGE} built and imported: {timings}")
-    print(f"\ne2e: operator image {operator_image.IMAGE}: {timings}")
-    return LocalProvider(
-        kubeconfig=cp.admin_kubeconfig,
-        operator_image=(operator_image.REPOSITORY, operator_image.TAG),
-        logs=cp.workdir / "logs",
-    )
-
-
 @pytest.fixture(scope="module")
-def provider(request: pytest.FixtureRequest) -> ClusterProvider:
-    which = os.environ.get("CERTMINT_E2E_PROVIDER", "local")
-    if which == "kind":
-        return KindProvider.from_env()
-    if which != "local":
-        pytest.fail(f"CERTMINT_E2E_PROVIDER={which!r}: expected 'local' or 'kind'", pytrace=False)
-    return _local_provider(request)
+def provider(kind_cluster: KindProvider) -> ClusterProvider:
+    return kind_cluster
 
 
 # -- small helpers -----------------------------------------------------------------------------------------
@@ -316,10 +272,6 @@ def operator(provider: ClusterProvider, kube: Kube) -> Iterator[Installed]:
     if serves_pod_certificates(kube):  # e2e/test_pod_certificates.py; the chart refuses it where not served
         args += ["--set", "podCertificates.enabled=true"]
     args += ["--wait", "--timeout", "180s"]
-    if not provider.cluster_dns:
-        api_ip = kube.core.read_namespaced_service("kubernetes", "default").spec.cluster_ip
-        args += ["--post-renderer", sys.executable]
-        args += ["--post-renderer-args", str(WORKLOADS / "helm_host_aliases.py"), "--post-renderer-args", api_ip]
     start = time.monotonic()
     proc = helm(provider, *args)
     seconds = time.monotonic() - start
@@ -1206,12 +1158,13 @@ def _start_bundle(
 ) -> dict[str, str]:
     """A Bundle of ``issuer``'s trust anchors targeting the namespace ``ns``; returned once its ConfigMap there
     (and its ClusterTrustBundle, where served) holds ``root`` (by default the root CA in ``ca_secret``'s tls.crt).
-    Returns ``trust`` as the pods will have it: the local node serves ClusterTrustBundles and mounts them; elsewhere
-    (kind) a pod meant to read the ClusterTrustBundle reads the ConfigMap instead when the API server does not serve
-    them."""
+    Returns ``trust`` as the pods will have it: the kind cluster built here serves ClusterTrustBundles and mounts
+    them; on a cluster that does not serve them, a pod meant to read the ClusterTrustBundle reads the ConfigMap."""
     served = cluster_trust_bundles_served(kube)
-    if not served and provider.name == "local":
-        raise ScenarioError("the local node's API server does not serve ClusterTrustBundles (e2e/localnode.py)")
+    if not served and provider.local:
+        raise ScenarioError(
+            "the cluster's API server does not serve ClusterTrustBundles (e2e/kind/kind-config-local.yaml enables them)"
+        )
     if not served:
         trust = {pod: BUNDLE_CONFIGMAP if source == CLUSTER_TRUST_BUNDLE else source for pod, source in trust.items()}
     spec = {

@@ -4,12 +4,13 @@
 #   bash e2e/kind/run.sh          # create, load, run the suite, delete
 #   bash e2e/kind/run.sh up       # create and load only; the cluster is kept
 #   bash e2e/kind/run.sh down     # delete it (and, in local mode, stop the dockerd that `up` started)
+#   bash e2e/kind/run.sh logs     # `kind export logs` of the kept cluster into $CERTMINT_E2E_KIND_LOGS
 #
 # 1. creates a kind cluster (e2e/kind/kind-config.yaml);
 # 2. builds the operator image from the repository's Dockerfile with Docker (base python:3.11-slim,
 #    dependencies from PyPI) and pulls the workload image (python:3.11-slim-bookworm: python3 + OpenSSL);
 # 3. `kind load docker-image` puts both on the node (the pods use imagePullPolicy: Never);
-# 4. runs `pytest e2e/test_mtls.py` with the kind provider; the suite's first scenario installs the
+# 4. runs `pytest e2e` (mTLS and pod certificates) on that cluster; the suite's first scenario installs the
 #    operator with `helm upgrade --install` of charts/certmint and the loaded image, as on the local node;
 # 5. deletes the cluster (KEEP_CLUSTER=1 keeps it; on failure, CERTMINT_E2E_KIND_LOGS=DIR exports the
 #    node logs there first).
@@ -28,6 +29,7 @@
 # no iptables changes; runc through e2e/kind/runc-bounded) and stops it at the end. Needs root, Go,
 # docker.io, debootstrap, gcc. CERTMINT_VENV: the virtualenv with the test dependencies (.venv);
 # CERTMINT_E2E_OPERATOR_ARCHIVE: an operator image archive (`docker save`) to load instead of building one.
+# CERTMINT_KIND_KUBECONFIG: with `up`, also write the cluster's kubeconfig to this path.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -44,6 +46,9 @@ up_only=0
 [ "${1:-}" = up ] && up_only=1
 if [ "${1:-}" = down ] && [ "${CERTMINT_KIND_NODE_IMAGE:-}" != local ]; then
   exec kind delete cluster --name "$cluster"
+fi
+if [ "${1:-}" = logs ] && [ "${CERTMINT_KIND_NODE_IMAGE:-}" != local ]; then
+  exec kind export logs --name "$cluster" "${CERTMINT_E2E_KIND_LOGS:?names the directory}"
 fi
 cd "$repo"
 venv=${CERTMINT_VENV:-.venv}
@@ -91,6 +96,11 @@ if [ "$local_mode" = 1 ]; then
   flock 8  # one local-mode run at a time: they share this dockerd
   export DOCKER_HOST="unix://$run_dir/docker.sock"
   started="$run_dir/dockerd.started-by-run.sh"  # the PID of a dockerd that `run.sh up` started and kept
+  if [ "${1:-}" = logs ]; then
+    trap - EXIT
+    rm -rf "$work"
+    exec kind export logs --name "$cluster" "${CERTMINT_E2E_KIND_LOGS:?names the directory}"
+  fi
   if [ "${1:-}" = down ]; then
     ! docker version >/dev/null 2>&1 || kind delete cluster --name "$cluster"
     if [ -f "$started" ]; then
@@ -147,6 +157,8 @@ else
   kind load docker-image --name "$cluster" "$image" "$workload"
 fi
 kind get kubeconfig --name "$cluster" >"$work/kubeconfig"
+# `up` for a caller that has no kind on PATH (the e2e suite's session fixture, e2e/conftest.py): the kubeconfig here.
+[ -z "${CERTMINT_KIND_KUBECONFIG:-}" ] || cp "$work/kubeconfig" "$CERTMINT_KIND_KUBECONFIG"
 echo "run.sh: cluster ready and images loaded in $(( $(date +%s) - start ))s" >&2
 if [ "$up_only" = 1 ]; then
   echo "run.sh: kubeconfig: kind get kubeconfig --name $cluster; workload image $workload, operator image $image" >&2
@@ -159,4 +171,4 @@ CERTMINT_E2E_KUBECONFIG="$work/kubeconfig" \
 CERTMINT_E2E_IMAGE="$image" \
 CERTMINT_E2E_WORKLOAD_IMAGE="$workload" \
 HELM="$helm_bin" \
-  "$venv/bin/pytest" e2e/test_mtls.py -m e2e -s -q -p no:cacheprovider
+  "$venv/bin/pytest" e2e -m e2e -s -q -p no:cacheprovider
