@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from certmint.core.spec import CA_NEEDS_SUBJECT, SubjectPolicy
+from certmint.core.spec import APPROVALS, CA_NEEDS_SUBJECT, SubjectPolicy
 from certmint.pki import usages
 from certmint.pki.names import spiffe_id_problem
 
@@ -399,6 +399,8 @@ def test_issuer_and_clusterissuer_differ_only_in_allowed_namespaces_and_pod_cert
     ]
     pod_rule = cl["properties"]["spec"]["x-kubernetes-validations"].pop()
     assert pod_rule["rule"] == "!has(self.podCertificates) || has(self.ca)"
+    manual_pods = cl["properties"]["spec"]["x-kubernetes-validations"].pop()
+    assert "podCertificates" in manual_pods["rule"] and "'Manual'" in manual_pods["rule"]
     assert ns == cl
 
 
@@ -509,6 +511,8 @@ def test_issuer_policy_defaults_so_allow_ca_is_false() -> None:
         policy = root_schema(load(name))["properties"]["spec"]["properties"]["policy"]
         assert policy["default"] == {}
         assert policy["properties"]["allowCA"]["default"] is False
+        approval = policy["properties"]["approval"]
+        assert (approval["default"], approval["enum"]) == ("Automatic", list(APPROVALS))
 
 
 def duration_fields() -> list[tuple[str, str, Schema]]:

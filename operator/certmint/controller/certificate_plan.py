@@ -115,6 +115,7 @@ class CertificateReason(enum.StrEnum):
     REISSUE_SPREAD = "ReissueScheduled"  # signed by the previous CA, still trusted: re-issued at a spread time
     KEYSTORE_PASSWORD_UNAVAILABLE = "KeystorePasswordUnavailable"  # spec.keystores' password Secret unreadable
     WAITING_FOR_TRUST = "WaitingForTrust"  # the issuer's new root is not in every trust set yet (Hold)
+    MANUAL_APPROVAL_REQUIRED = "ManualApprovalRequired"  # the issuer's policy.approval is Manual
 
 
 @dataclass(frozen=True, slots=True)
@@ -605,6 +606,15 @@ def _precheck(s: Snapshot) -> Failure | None:
         return Failure(CertificateReason.ISSUER_NOT_READY, f"{issuer.description} is not ready: {issuer.detail}")
     if issuer.refusal is not None:
         return Failure(issuer.refusal.reason, issuer.refusal.message, retry=False)
+    if issuer.policy.manual_approval:
+        # Never a way around a person's approval: a Certificate would renew on its own, unapproved.
+        return Failure(
+            CertificateReason.MANUAL_APPROVAL_REQUIRED,
+            f"{issuer.description} signs only CertificateRequests that a person approved (spec.policy.approval: "
+            "Manual), and a Certificate renews on its own with no one to approve each renewal: use an issuer whose "
+            "approval is Automatic, or create a CertificateRequest and have it approved",
+            retry=False,
+        )
     violations = check_policy(
         issuer.policy,
         requested_identity(spec),

@@ -20,6 +20,7 @@ import datetime
 import functools
 import logging
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,8 +57,9 @@ from certmint.controller.signers import SigningJob, signer_for
 from certmint.controller.state import NO_ISSUER, CertificateRecord, IssuerRecord, IssuerToken, Kind, Settled, Signed
 from certmint.controller.status import CertificateStatus, write_status
 from certmint.controller.trust_sets import pending_announcements, pending_reissues
+from certmint.core.approval import POLICY_ALLOWED
 from certmint.core.ca_rotation import watch_from
-from certmint.core.conditions import Condition, merge_conditions, rfc3339
+from certmint.core.conditions import Condition, condition_status, merge_conditions, rfc3339
 from certmint.core.decisions import RENEWING, certificate_label_value
 from certmint.core.outputs import KEYSTORE_KEYS, additional_outputs
 from certmint.core.renewal import retry_delay
@@ -851,16 +853,19 @@ def _request_spec(spec: CertificateSpec, csr_pem: bytes) -> dict[str, Any]:
     }
 
 
-def signed_request_status(issued: IssuedCertificate, issuer: IssuerRecord, now: datetime.datetime) -> dict[str, Any]:
+def signed_request_status(
+    issued: IssuedCertificate,
+    issuer: IssuerRecord,
+    now: datetime.datetime,
+    current: Sequence[Mapping[str, Any]] = (),
+) -> dict[str, Any]:
+    """The status of a request just signed, over its ``current`` conditions: an Approved condition a person wrote
+    (a Manual issuer) is kept; otherwise the policy's approval is recorded."""
     who = f"{issuer.kind} {issuer.name}"
-    conditions = merge_conditions(
-        [],
-        [
-            Condition("Approved", "True", "PolicyAllowed", f"the request satisfies the policy of {who}"),
-            Condition("Ready", "True", "Issued", f"signed by {who}, serial {issued.serial_number}"),
-        ],
-        now=now,
-    )
+    updates = [Condition("Ready", "True", "Issued", f"signed by {who}, serial {issued.serial_number}")]
+    if condition_status(current, "Approved") != "True":
+        updates.insert(0, Condition("Approved", "True", POLICY_ALLOWED, f"the request satisfies the policy of {who}"))
+    conditions = merge_conditions(current, updates, now=now)
     return {
         "conditions": conditions,
         "certificate": issued.chain_pem.decode(),

@@ -4,6 +4,13 @@ Requests created by the certificate reconciler are signed inline by it; this
 reconciler still picks up any of them that a crash left unsigned, so no
 request stays pending forever. The policy check is the same pure function the
 Certificate path uses: one place for policy.
+
+Manual approval (core.approval): under an issuer whose ``policy.approval`` is
+Manual, a request the policy allows waits (Ready=False, WaitingForApproval)
+until a person writes Approved or Denied on its status; that write is a watch
+event, which brings the request back here. The policy is judged again when
+the approved request is signed. Status writes carry the resourceVersion they
+were decided on, so a person's decision made meanwhile is never overwritten.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from certmint.controller.runtime import Operator
 from certmint.controller.signers import SigningJob, signer_for
 from certmint.controller.state import Kind, RequestRecord
 from certmint.controller.status import write_status
+from certmint.core.approval import DENIED_REASON, FAILED, WAITING_FOR_APPROVAL, Stage, denied_by_person, stage
 from certmint.core.conditions import Condition, rfc3339
 from certmint.core.policy import RequestedIdentity, check_policy
 from certmint.core.renewal import retry_delay
@@ -37,6 +45,12 @@ async def reconcile_request(op: Operator, namespace: str, name: str) -> None:
     if rec is None or (namespace, name) in op.state.inflight_requests:
         return
     now = op.now()
+    conditions = rec.status.get("conditions") or []
+    refused = denied_by_person(conditions)
+    if refused is not None:  # a person's decision, final: nothing is judged or signed
+        why = refused.get("message") or refused.get("reason") or "denied"
+        await _finish(op, rec, now, [Condition("Ready", "False", DENIED_REASON, f"denied: {why}; nothing was signed")])
+        return
     if rec.spec is None:
         await _finish(op, rec, now, [Condition("InvalidRequest", "True", "InvalidSpec", rec.spec_error or "invalid")])
         return
@@ -104,9 +118,15 @@ async def reconcile_request(op: Operator, namespace: str, name: str) -> None:
     )
     if issuer.authority is not None:
         violations = [*violations, *issuer.authority.name_constraint_violations(csr)]
+    approved = stage(conditions) is Stage.APPROVED
     if violations:
         message = f"{ref.kind} {ref.name!r} refuses: " + "; ".join(violations)
         metrics.errors.labels("CertificateRequest", "Denied").inc()
+        if approved:
+            # Approved, then the policy changed: the API keeps Approved final and never beside Denied.
+            message = f"approved, but {message}; nothing was signed"
+            await _finish(op, rec, now, [Condition("Ready", "False", FAILED, message)])
+            return
         await _finish(
             op,
             rec,
@@ -114,13 +134,29 @@ async def reconcile_request(op: Operator, namespace: str, name: str) -> None:
             [Condition("Denied", "True", "PolicyViolation", message), Condition("Ready", "False", "Denied", message)],
         )
         return
+    if issuer.spec.policy.manual_approval and not approved:
+        # No timer: the person's decision is a watch event on this request.
+        message = (
+            f"{ref.kind} {ref.name!r} allows this request and signs it once a person approves it: "
+            f"certmint approve {name} -n {namespace} (or certmint deny {name} -n {namespace})"
+        )
+        await _set(op, rec, now, [Condition("Ready", "False", WAITING_FOR_APPROVAL, message)], {})
+        return
     request = SigningRequest(csr=csr, duration=spec.duration, usages=usages, is_ca=spec.is_ca, urls=issuer.spec.urls)
     issued = signer.sign(SigningJob(request, None, issuer.authority, now))
     try:
         await resources.patch_status(
-            op.api, "CertificateRequest", namespace, name, signed_request_status(issued, issuer, now)
+            op.api,
+            "CertificateRequest",
+            namespace,
+            name,
+            signed_request_status(issued, issuer, now, conditions),
+            resource_version=rec.resource_version,
         )
     except ApiError as e:
+        if e.conflict:  # changed since (a person's deny?): its watch event brings it back
+            log.info("CertificateRequest %s/%s changed while it was signed; judged again", namespace, name)
+            return
         if not e.not_found:
             raise
     op.state.requests.pop((namespace, name), None)
@@ -152,15 +188,32 @@ def judge_request(spec: CertificateRequestSpec, csr: CSRInfo) -> tuple[str, ...]
 
 
 async def _finish(op: Operator, rec: RequestRecord, now: datetime.datetime, conditions: list[Condition]) -> None:
-    await _set(op, rec, now, conditions, {"failureTime": rfc3339(now)})
-    op.state.requests.pop((rec.namespace, rec.name), None)
+    if await _set(op, rec, now, conditions, {"failureTime": rfc3339(now)}):
+        op.state.requests.pop((rec.namespace, rec.name), None)
 
 
 async def _set(
     op: Operator, rec: RequestRecord, now: datetime.datetime, conditions: list[Condition], fields: dict[str, Any]
-) -> None:
-    written = await write_status(
-        op.api, "CertificateRequest", rec.namespace, rec.name, rec.status, conditions, fields, now=now
-    )
+) -> bool:
+    """Write over the version judged; False when the request changed since (its watch event brings it back)."""
+    try:
+        written = await write_status(
+            op.api,
+            "CertificateRequest",
+            rec.namespace,
+            rec.name,
+            rec.status,
+            conditions,
+            fields,
+            now=now,
+            resource_version=rec.resource_version,
+        )
+    except ApiError as e:
+        if not e.conflict:
+            raise
+        log.info("CertificateRequest %s/%s changed while it was judged; judged again", rec.namespace, rec.name)
+        return False
     if written is not None:
         rec.status = dict(written.get("status") or {})
+        rec.resource_version = written["metadata"]["resourceVersion"]
+    return True

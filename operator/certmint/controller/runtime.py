@@ -34,6 +34,7 @@ from certmint.controller.state import (
     parse_request,
 )
 from certmint.controller.workqueue import Pacer, WorkQueue
+from certmint.core.approval import DENIED_REASON, FAILED
 from certmint.core.bundle import content_digest
 from certmint.core.decisions import RENEW_REQUEST
 from certmint.core.spec import SIGNER_DOMAIN
@@ -556,7 +557,11 @@ def pod_request_is_final(status: dict[str, Any]) -> bool:
 
 
 def request_is_final(status: dict[str, Any]) -> bool:
+    """Signed, invalid, or finished as denied or failed. A Denied condition alone (a person's ``certmint deny``)
+    is not finished yet: the operator still writes its Ready=False (reason Denied)."""
     for c in status.get("conditions") or []:
-        if c.get("status") == "True" and c.get("type") in ("Ready", "Denied", "InvalidRequest"):
+        if c.get("status") == "True" and c.get("type") in ("Ready", "InvalidRequest"):
+            return True
+        if c.get("type") == "Ready" and c.get("reason") in (DENIED_REASON, FAILED):
             return True
     return False

@@ -65,9 +65,11 @@ async def write_status(
     *,
     now: datetime.datetime,
     observed_generation: int | None = None,
+    resource_version: str | None = None,
 ) -> JSON | None:
     """Write ``fields`` and ``conditions`` over ``current``; the object as written, or None when nothing had
-    changed or the object is gone (deleted meanwhile: nothing left to report on)."""
+    changed or the object is gone (deleted meanwhile: nothing left to report on). With ``resource_version``, the
+    write applies only over that version (an ApiError 409 otherwise)."""
     status: dict[str, Any] = {
         **fields,
         "conditions": merge_conditions(
@@ -79,7 +81,7 @@ async def write_status(
     if all(current.get(k) == v for k, v in status.items()):
         return None
     try:
-        return await resources.patch_status(api, kind, namespace, name, status)
+        return await resources.patch_status(api, kind, namespace, name, status, resource_version=resource_version)
     except ApiError as e:
         if e.not_found:
             return None

@@ -764,6 +764,12 @@ class SubjectPolicy:
         return cls(**{attr: _strings(d.get(key), f"{path}.{key}") for key, attr in cls.FIELDS.items()})
 
 
+#: spec.policy.approval: sign what the policy allows at once, or only once a person approved it.
+AUTOMATIC: Final = "Automatic"
+MANUAL: Final = "Manual"
+APPROVALS: Final = (AUTOMATIC, MANUAL)
+
+
 @dataclass(frozen=True, slots=True)
 class Policy:
     """What an issuer is willing to sign. Checked by certmint.core.policy.check_policy.
@@ -791,6 +797,9 @@ class Policy:
     * ``allowedIPRanges``: CIDRs (a host address with bits set is widened to its network).
     * ``allowedNamespaces`` (ClusterIssuer only): names or patterns, ``*`` = one or more characters.
     * ``allow_ca``: sign isCA requests; a selfSigned issuer always may.
+    * ``approval``: ``Automatic`` signs what the policy allows at once; ``Manual`` signs a CertificateRequest the
+      policy allows only once a person has set its Approved condition (``certmint approve``), and refuses
+      Certificates (which renew on their own, with no one to approve each renewal).
     """
 
     allowed_dns_names: tuple[str, ...] | None = None
@@ -804,6 +813,11 @@ class Policy:
     allow_ca: bool = False
     allowed_common_names: tuple[str, ...] | None = None
     allowed_subject: SubjectPolicy | None = None
+    approval: str = AUTOMATIC
+
+    @property
+    def manual_approval(self) -> bool:
+        return self.approval == MANUAL
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None, path: str = "spec.policy") -> Policy:
@@ -820,6 +834,9 @@ class Policy:
         max_duration = _optional_duration(d.get("maxDuration"), f"{path}.maxDuration", maximum=MAX_DURATION)
         if min_duration is not None and max_duration is not None and min_duration > max_duration:
             raise _fail(f"{path}.minDuration", "must not be longer than maxDuration")
+        approval = _string(d.get("approval"), f"{path}.approval") or AUTOMATIC
+        if approval not in APPROVALS:
+            raise _fail(f"{path}.approval", f"{_q(approval)} is not one of {', '.join(APPROVALS)}")
         return cls(
             allowed_dns_names=_optional_strings(d, "allowedDNSNames", path),
             allowed_uris=_optional_strings(d, "allowedURIs", path),
@@ -836,6 +853,7 @@ class Policy:
                 if d.get("allowedSubject") is None
                 else SubjectPolicy.from_dict(d["allowedSubject"], f"{path}.allowedSubject")
             ),
+            approval=approval,
         )
 
 
@@ -918,6 +936,17 @@ class IssuerSpec:
             raise _fail("spec", "set exactly one of selfSigned or ca")
         policy = Policy.from_dict(spec.get("policy"))
         pods = spec.get("podCertificates")
+        if policy.manual_approval and kinds[0] == "selfSigned":
+            raise _fail(
+                "spec.policy.approval",
+                "Manual needs spec.ca: a selfSigned issuer signs only Certificates, which are not approved by hand",
+            )
+        if policy.manual_approval and pods is not None:
+            raise _fail(
+                "spec.policy.approval",
+                "Manual cannot be used with spec.podCertificates: the kubelet refreshes pod certificates with no "
+                "one to approve them",
+            )
         if kinds[0] == "selfSigned":
             self_signed = _mapping(spec["selfSigned"], "spec.selfSigned")
             urls = IssuerURLs(crl_distribution_points=_urls(self_signed, "crlDistributionPoints", "spec.selfSigned"))

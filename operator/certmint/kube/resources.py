@@ -291,8 +291,14 @@ async def answer_pod_certificate_request(api: KubeClient, namespace: str, name: 
 # -- certmint objects ------------------------------------------------------------------------------------
 
 
-async def patch_status(api: KubeClient, kind: str, namespace: str | None, name: str, status: JSON) -> JSON:
-    return await api.merge_patch(object_path(kind, namespace, name) + "/status", {"status": status})
+async def patch_status(
+    api: KubeClient, kind: str, namespace: str | None, name: str, status: JSON, *, resource_version: str | None = None
+) -> JSON:
+    """Merge ``status`` into the object's status; with ``resource_version``, only over that version (else 409)."""
+    body: JSON = {"status": status}
+    if resource_version is not None:
+        body["metadata"] = {"resourceVersion": resource_version}
+    return await api.merge_patch(object_path(kind, namespace, name) + "/status", body)
 
 
 async def create_certificate_request(
