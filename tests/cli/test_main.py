@@ -39,6 +39,9 @@ def closed_port() -> int:
         (("renew",), "renew: give exactly one of NAME, --all or -l SELECTOR"),
         (("renew", "web", "--all"), "renew: give exactly one of NAME, --all or -l SELECTOR"),
         (("check", "--request-timeout", "0"), "--request-timeout must be positive"),
+        (("approve",), "the following arguments are required: name"),
+        (("deny", "x", "--reason", "not valid"), "--reason 'not valid' must be CamelCase"),
+        (("approve", "x", "-o", "xml"), "argument -o/--output: invalid choice: 'xml'"),
     ],
 )
 def test_usage_errors_exit_2_with_one_line(
@@ -57,7 +60,7 @@ def test_help_lists_the_commands_and_the_exit_codes(capsys: pytest.CaptureFixtur
     code, out, _ = run(capsys, "--help")
 
     assert code == 0
-    for command in ("status", "inspect", "renew", "check"):
+    for command in ("status", "inspect", "renew", "approve", "deny", "check"):
         assert command in out
     assert "Exit codes: 0 ok, 1 not found or a problem found, 2 usage error, 3 kubeconfig" in " ".join(out.split())
 

@@ -100,3 +100,39 @@ def test_issuer_policy_durations_are_bounded_like_at_admission() -> None:
         IssuerSpec.from_dict({"selfSigned": {}, "policy": {"maxDuration": "3000000h"}})
     assert "spec.policy.maxDuration: must be at most 87600h (10 years)" in str(err.value)
     assert IssuerSpec.from_dict({"selfSigned": {}, "policy": {"maxDuration": "87600h"}}).policy.max_duration
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        pytest.param(
+            {"selfSigned": {}, "policy": {"approval": "Manual"}},
+            "spec.policy.approval: Manual needs spec.ca: a selfSigned issuer signs only Certificates",
+            id="manual-self-signed",
+        ),
+        pytest.param(
+            {
+                "ca": {"secretName": "ca"},
+                "policy": {"approval": "Manual"},
+                "podCertificates": {"signerName": "certmint.dev/x", "trustDomain": "cluster.local"},
+            },
+            "spec.policy.approval: Manual cannot be used with spec.podCertificates",
+            id="manual-pod-certificates",
+        ),
+        pytest.param(
+            {"ca": {"secretName": "ca"}, "policy": {"approval": "manual"}},
+            'spec.policy.approval: "manual" is not one of Automatic, Manual',
+            id="approval-unknown",
+        ),
+    ],
+)
+def test_issuer_approval_refused_like_at_admission(spec: dict[str, Any], message: str) -> None:
+    with pytest.raises(SpecError) as err:
+        IssuerSpec.from_dict(spec)
+    assert str(err.value).startswith(message), str(err.value)
+
+
+def test_issuer_approval_defaults_to_automatic() -> None:
+    assert not IssuerSpec.from_dict({"ca": {"secretName": "ca"}}).policy.manual_approval
+    manual = IssuerSpec.from_dict({"ca": {"secretName": "ca"}, "policy": {"approval": "Manual"}})
+    assert manual.policy.manual_approval

@@ -1,8 +1,9 @@
 """Every API call the CLI makes, over the operator's own thin client (:class:`certmint.kube.client.KubeClient`).
 
 Reads return plain JSON dicts (``None`` for an object that does not exist) for :mod:`certmint.cli.render` to
-judge. The only write is :meth:`Cluster.request_renewal`: a merge patch of one annotation on a Certificate, nothing
-else (the spec stays untouched; no status, no Secret).
+judge. Two writes: :meth:`Cluster.request_renewal`, a merge patch of one annotation on a Certificate, nothing else
+(the spec stays untouched; no status, no Secret); and :meth:`Cluster.write_request_conditions`, a person's
+Approved or Denied on a CertificateRequest's status (``certmint approve``/``deny``), over the version read.
 
 API failures become :class:`CliError` here, once: 401/403 and an unreachable server exit 3 with what was asked;
 anything else the server refused exits 1 with its message.
@@ -108,6 +109,28 @@ class Cluster:
                 raise
 
         return await self._call(f"annotate Certificate {namespace}/{name}", call)
+
+    async def certificate_request(self, namespace: str, name: str) -> JSON | None:
+        path = object_path("CertificateRequest", namespace, name)
+        return await self.get(f"CertificateRequest {namespace}/{name}", path)
+
+    async def write_request_conditions(
+        self, namespace: str, name: str, resource_version: str, conditions: list[JSON]
+    ) -> JSON | None:
+        """Replace the request's status conditions, only over ``resource_version``; None when it changed since
+        (409: read it again and decide again). Needs update (patch) on certificaterequests/status."""
+        path = object_path("CertificateRequest", namespace, name) + "/status"
+        body: JSON = {"metadata": {"resourceVersion": resource_version}, "status": {"conditions": conditions}}
+
+        async def call() -> JSON | None:
+            try:
+                return await self._client.merge_patch(path, body)
+            except ApiError as e:
+                if e.conflict:
+                    return None
+                raise
+
+        return await self._call(f"update the status of CertificateRequest {namespace}/{name}", call)
 
     async def served_resources(self) -> dict[str, list[str]]:
         """Discovery (readable by every authenticated user): each served version of certmint.dev → its resources."""

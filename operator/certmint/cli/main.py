@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
@@ -19,6 +20,8 @@ from certmint.cli import render
 from certmint.cli.api import Cluster, connect
 from certmint.cli.errors import CliError, Exit, Unreachable
 from certmint.cli.kubeconfig import load_connection
+from certmint.core.approval import APPROVED, APPROVED_BY_USER, DENIED, DENIED_BY_USER, decision_refused
+from certmint.core.conditions import Condition, merge_conditions
 from certmint.kube.client import JSON
 
 T = TypeVar("T")
@@ -55,7 +58,8 @@ def _output_option(parser: argparse.ArgumentParser) -> None:
 def build_parser(prog: str) -> argparse.ArgumentParser:
     parser = _Parser(
         prog=prog,
-        description="Read certmint's certificates and Secrets, ask for renewals, check the installation.",
+        description="Read certmint's certificates and Secrets, ask for renewals, approve or deny requests, check the "
+        "installation.",
         epilog="Exit codes: 0 ok, 1 not found or a problem found, 2 usage error, 3 kubeconfig or API server "
         "unusable (unreachable, unauthenticated, forbidden). See docs/cli.md.",
     )
@@ -86,6 +90,15 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     renew.add_argument("--all", action="store_true", help="every Certificate of the namespace")
     renew.add_argument("-l", "--selector", help="the Certificates of the namespace with these labels (a=b,c!=d)")
     _output_option(renew)
+
+    for verb, helps in DECISIONS.items():
+        decide_parser = command(verb, helps[0])
+        decide_parser.add_argument("name", help="the CertificateRequest's name")
+        decide_parser.add_argument("--reason", help=f"the condition's reason, CamelCase (default: {helps[1]})")
+        decide_parser.add_argument(
+            "--message", help="the condition's message (default: approved|denied with certmint approve|deny)"
+        )
+        _output_option(decide_parser)
 
     check = command("check", "is the operator installed and running, its CRDs served, which version")
     check.add_argument(
@@ -179,6 +192,39 @@ async def renew(cluster: Cluster, args: argparse.Namespace, now: datetime) -> tu
     return {"annotation": "certmint.dev/renew-request", "requested": requested}, Exit.OK
 
 
+#: approve/deny: help, default reason.
+DECISIONS = {
+    "approve": (
+        "approve a CertificateRequest waiting for approval (an issuer with policy.approval Manual)",
+        APPROVED_BY_USER,
+    ),
+    "deny": ("deny a CertificateRequest: it is never signed (final)", DENIED_BY_USER),
+}
+#: The CRD's pattern for a condition reason.
+REASON = re.compile(r"[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?")
+
+
+async def decide(cluster: Cluster, args: argparse.Namespace, now: datetime) -> tuple[JSON, int]:
+    """Write Approved=True or Denied=True on a request's status, over the version whose stage allowed it."""
+    ns, name, approve = args.namespace, args.name, args.command == "approve"
+    decided = APPROVED if approve else DENIED
+    for _ in range(3):  # another writer between our read and our write (409): read and judge again
+        request = await cluster.certificate_request(ns, name)
+        if request is None:
+            raise _not_found(f"CertificateRequest {ns}/{name}", ns, args)
+        current = (request.get("status") or {}).get("conditions") or []
+        refused = decision_refused(current, approve)
+        if refused is not None:
+            raise CliError(f"cannot {args.command} CertificateRequest {ns}/{name}: {refused}")
+        reason = args.reason or DECISIONS[args.command][1]
+        message = args.message or f"{decided.lower()} with certmint {args.command}"
+        conditions = merge_conditions(current, [Condition(decided, "True", reason, message)], now=now)
+        written = await cluster.write_request_conditions(ns, name, request["metadata"]["resourceVersion"], conditions)
+        if written is not None:
+            return render.decision_report(written, decided), Exit.OK
+    raise CliError(f"CertificateRequest {ns}/{name} kept changing while it was {decided.lower()}; try again")
+
+
 async def check(cluster: Cluster, args: argparse.Namespace, now: datetime) -> tuple[JSON, int]:
     served = await cluster.served_resources()
     deployments = await cluster.operator_deployments(args.operator_namespace)
@@ -205,6 +251,8 @@ COMMANDS: dict[str, tuple[Command, Callable[[JSON, datetime], str]]] = {
     "inspect": (inspect_secret, render.secret_text),
     "renew": (renew, lambda report, _: render.renew_text(report)),
     "check": (check, render.check_text),
+    "approve": (decide, lambda report, _: render.decision_text(report)),
+    "deny": (decide, lambda report, _: render.decision_text(report)),
 }
 
 
@@ -213,6 +261,10 @@ def _validate(args: argparse.Namespace) -> None:
         chosen = [bool(args.name), args.all, args.selector is not None]
         if sum(chosen) != 1:
             raise CliError("renew: give exactly one of NAME, --all or -l SELECTOR", Exit.USAGE)
+    if getattr(args, "reason", None) is not None and not REASON.fullmatch(args.reason):
+        raise CliError(
+            f"--reason {args.reason!r} must be CamelCase: letters, digits, _ , : (e.g. ApprovedByUser)", Exit.USAGE
+        )
     if args.request_timeout is not None and args.request_timeout <= 0:
         raise CliError("--request-timeout must be positive", Exit.USAGE)
 

@@ -37,6 +37,8 @@ from certmint.core.decisions import (
     REVISION,
     SERIAL_NUMBER,
 )
+from certmint.core.spec import CertificateRequestSpec, SpecError, format_duration
+from certmint.pki.csr import build_subject, parse_csr
 from certmint.pki.inspect import certificate_facts, issued_by, load_pem_chain, self_signed
 from certmint.pki.keys import PKIError, load_private_key, public_key_matches
 from certmint.pki.signing import fingerprint_sha256
@@ -638,6 +640,70 @@ def renew_text(report: JSON) -> str:
         for r in report["requested"]
     ]
     return "\n".join(lines) if lines else "no Certificate matched: nothing requested"
+
+
+# -- approve / deny ----------------------------------------------------------------------------------------------
+
+
+def requested_identity(spec: Mapping[str, Any]) -> JSON | None:
+    """What a CertificateRequest asks for, read from its CSR as the operator reads it (None: not readable)."""
+    try:
+        parsed = CertificateRequestSpec.from_dict(spec)
+        csr = parse_csr(parsed.request_pem)
+    except (SpecError, PKIError, ValueError):
+        return None
+    return {
+        "subject": build_subject(csr.common_name, csr.subject).rfc4514_string(),
+        "dnsNames": list(csr.dns_names),
+        "ipAddresses": list(csr.ip_addresses),
+        "uris": list(csr.uris),
+        "emailAddresses": list(csr.email_addresses),
+        "keyAlgorithm": csr.key_algorithm,
+        "keySize": csr.key_size,
+        "duration": spec.get("duration") or format_duration(parsed.duration),
+        "isCA": parsed.is_ca,
+    }
+
+
+def decision_report(request: Mapping[str, Any], decided: str) -> JSON:
+    """The ``approve``/``deny`` report of a request as written: ``decided`` is the condition type written."""
+    meta, spec = request["metadata"], request.get("spec") or {}
+    conditions = (request.get("status") or {}).get("conditions") or []
+    condition = next(c for c in conditions if c.get("type") == decided)
+    ref = spec.get("issuerRef") or {}
+    return {
+        "certificateRequest": {"namespace": meta["namespace"], "name": meta["name"], "uid": meta.get("uid")},
+        "decision": decided,
+        "condition": {k: condition.get(k) for k in ("type", "status", "reason", "message", "lastTransitionTime")},
+        "issuerRef": {"kind": ref.get("kind") or "Issuer", "name": ref.get("name")},
+        "requested": requested_identity(spec),
+    }
+
+
+def decision_text(report: JSON) -> str:
+    request, condition = report["certificateRequest"], report["condition"]
+    ref = report["issuerRef"]
+    what = f"CertificateRequest {request['namespace']}/{request['name']}"
+    if report["decision"] == "Approved":
+        head = f"approved: {what} ({condition['reason']}); {ref['kind']} {ref['name']} signs it next"
+    else:
+        head = f"denied: {what} ({condition['reason']}); it will never be signed"
+    lines = [head]
+    requested = report["requested"]
+    if requested is not None:
+        names = [
+            *requested["dnsNames"],
+            *requested["ipAddresses"],
+            *requested["uris"],
+            *requested["emailAddresses"],
+        ]
+        lines.append(f"  Subject:  {requested['subject'] or '(empty)'}")
+        lines.append(f"  Names:    {', '.join(names) or '(none)'}")
+        lines.append(
+            f"  Key:      {requested['keyAlgorithm']} {requested['keySize']}; duration {requested['duration']}"
+            + ("; a CA" if requested["isCA"] else "")
+        )
+    return "\n".join(lines)
 
 
 def dump(report: JSON, output: str, text: Callable[[JSON], str]) -> str:
