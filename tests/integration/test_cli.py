@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,13 +21,25 @@ from typing import Any
 import pytest
 import yaml
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from kubernetes import client
+from kubernetes.client.rest import ApiException
 
 from certmint.pki.signing import fingerprint_sha256
 from tests.controlplane.cluster import ControlPlane, free_port, kubeconfig_text
 from tests.controlplane.operator_process import OperatorProcess
-from tests.integration.builders import Certmint, certificate, leaf, serial_hex, unique
-from tests.integration.conftest import OPERATOR_NAMESPACE
+from tests.integration.builders import (
+    Certmint,
+    ca_chain,
+    certificate,
+    condition_of,
+    leaf,
+    resource,
+    serial_hex,
+    unique,
+)
+from tests.integration.conftest import OPERATOR_NAMESPACE, REPO, api_for
 from tests.integration.kubeutil import wait_for
 from tests.unit.builders import build_ca
 
@@ -458,6 +471,227 @@ def test_as_a_kubectl_plugin(control_plane: ControlPlane, ns: str, web: dict[str
     )
     assert bad.returncode == 1
     assert bad.stderr.startswith(f"kubectl certmint: error: Secret {ns}/no-such-secret not found")
+
+
+# -- approve / deny ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def manual_issuer(cm: Certmint) -> str:
+    """A CA ClusterIssuer whose policy asks for manual approval and allows each namespace's own Service names."""
+    return ca_chain(
+        cm,
+        unique("manual"),
+        OPERATOR_NAMESPACE,
+        policy={"approval": "Manual", "allowedDNSNames": ["*.{namespace}.svc"]},
+    )
+
+
+def csr_for(*dns_names: str) -> tuple[ec.EllipticCurvePrivateKey, str]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    built = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([]))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in dns_names]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return key, built.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def certificate_request(name: str, ns: str, issuer_name: str, pem: str) -> dict[str, Any]:
+    spec = {"request": pem, "issuerRef": {"name": issuer_name, "kind": "ClusterIssuer"}, "duration": "1h"}
+    return resource("CertificateRequest", name, spec, ns)
+
+
+def waiting(cm: Certmint, name: str, ns: str) -> dict[str, Any]:
+    """The request once certmint's policy has allowed it and it waits for a person."""
+    return cm.wait_condition("CertificateRequest", name, ns, "Ready", "False", reason="WaitingForApproval")
+
+
+def test_approve_lets_certmint_sign_a_request_that_waited_for_it(
+    cli: Cli, cm: Certmint, manual_issuer: str, ns: str
+) -> None:
+    name = unique("approve-me")
+    key, pem = csr_for(f"worker.{ns}.svc")
+    cm.create(certificate_request(name, ns, manual_issuer, pem))
+    ready = waiting(cm, name, ns)
+    assert f"certmint approve {name} -n {ns}" in ready["message"]
+    assert "certificate" not in cm.get("CertificateRequest", name, ns).get("status", {})
+    assert cm.condition("CertificateRequest", name, ns, "Approved") is None
+
+    result = cli("approve", name, "-n", ns, "--message", "ticket OPS-1", "-o", "json")
+    assert result.code == 0, result
+    report = result.json()
+    assert set(report) == {"certificateRequest", "decision", "condition", "issuerRef", "requested"}
+    assert report["decision"] == "Approved"
+    assert {"type": "Approved", "status": "True", "reason": "ApprovedByUser", "message": "ticket OPS-1"}.items() <= (
+        report["condition"].items()
+    )
+    assert report["issuerRef"] == {"kind": "ClusterIssuer", "name": manual_issuer}
+    assert report["requested"]["dnsNames"] == [f"worker.{ns}.svc"]
+
+    signed = cm.wait_ready("CertificateRequest", name, ns)
+    approved = condition_of(signed, "Approved")
+    assert approved is not None and (approved["reason"], approved["message"]) == ("ApprovedByUser", "ticket OPS-1")
+    leaf_cert = x509.load_pem_x509_certificates(signed["status"]["certificate"].encode())[0]
+    assert leaf_cert.public_key().public_numbers() == key.public_key().public_numbers()
+    leaf_cert.verify_directly_issued_by(x509.load_pem_x509_certificate(signed["status"]["ca"].encode()))
+    sans = leaf_cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sans.get_values_for_type(x509.DNSName) == [f"worker.{ns}.svc"]
+
+    again = cli("approve", name, "-n", ns)
+    assert again.code == 1
+    assert (
+        again.one_line_error()
+        == f"certmint: error: cannot approve CertificateRequest {ns}/{name}: it is already issued"
+    )
+
+
+def test_deny_is_final_and_nothing_is_ever_signed(cli: Cli, cm: Certmint, manual_issuer: str, ns: str) -> None:
+    name = unique("deny-me")
+    _, pem = csr_for(f"worker.{ns}.svc")
+    cm.create(certificate_request(name, ns, manual_issuer, pem))
+    waiting(cm, name, ns)
+
+    result = cli("deny", name, "-n", ns, "--reason", "NotExpected", "--message", "nobody asked for it")
+    assert result.code == 0, result
+    assert result.out.splitlines()[0] == (
+        f"denied: CertificateRequest {ns}/{name} (NotExpected); it will never be signed"
+    )
+    ready = cm.wait_condition("CertificateRequest", name, ns, "Ready", "False", reason="Denied")
+    assert "nobody asked for it" in ready["message"]
+    obj = cm.get("CertificateRequest", name, ns)
+    denied = condition_of(obj, "Denied")
+    assert denied is not None and (denied["status"], denied["reason"]) == ("True", "NotExpected")
+    assert "certificate" not in obj["status"]
+
+    approve = cli("approve", name, "-n", ns)
+    assert approve.code == 1
+    assert approve.one_line_error() == (
+        f"certmint: error: cannot approve CertificateRequest {ns}/{name}: it is already denied, which is final"
+    )
+    # The API server itself keeps Denied final: not even an admin's direct write makes it Approved.
+    with pytest.raises(ApiException) as err:
+        cm.custom.patch_namespaced_custom_object_status(
+            "certmint.dev",
+            "v1alpha1",
+            ns,
+            "certificaterequests",
+            name,
+            {"status": {"conditions": [{**denied, "type": "Approved"}]}},
+        )
+    assert err.value.status == 422
+    assert "certificate" not in cm.get("CertificateRequest", name, ns)["status"]
+
+
+def test_approve_and_deny_of_what_cannot_be_decided_exit_1(
+    cli: Cli, cm: Certmint, ns: str, web: dict[str, Any]
+) -> None:
+    unknown = cli("approve", "no-such-request", "-n", ns)
+    assert unknown.code == 1
+    assert unknown.one_line_error() == f"certmint: error: CertificateRequest {ns}/no-such-request not found"
+
+    issued = f"{name_of(web)}-{web['status']['revision']}"  # the Certificate's request, signed by its issuer
+    other = cm.namespace(unique("cli-other"))
+    wrong = cli("deny", issued, "-n", other)
+    assert wrong.code == 1
+    assert wrong.one_line_error() == f"certmint: error: CertificateRequest {other}/{issued} not found"
+
+    deny = cli("deny", issued, "-n", ns, "-o", "json")
+    assert deny.code == 1
+    assert (
+        deny.one_line_error() == f"certmint: error: cannot deny CertificateRequest {ns}/{issued}: it is already issued"
+    )
+    approve = cli("approve", issued, "-n", ns)
+    assert approve.code == 1 and "it is already issued" in approve.one_line_error()
+
+
+def chart_user_role_rules() -> list[dict[str, Any]]:
+    """The rules of the chart's roles for people (view and edit, aggregated into Kubernetes' own), read from the
+    template with its template expressions stripped (this tier has no helm)."""
+    text = (REPO / "charts/certmint/templates/rbac-user-roles.yaml").read_text()
+    text = re.sub(r"\{\{-?\s*/\*.*?\*/\s*-?\}\}", "", text, flags=re.S)
+    text = "\n".join(line for line in text.splitlines() if not line.strip().startswith("{{"))
+    roles = [doc for doc in yaml.safe_load_all(re.sub(r"\{\{.*?\}\}", "x", text)) if doc]
+    assert [role["metadata"]["name"] for role in roles] == ["x-view", "x-edit"]
+    return [rule for role in roles for rule in role["rules"]]
+
+
+def test_a_requester_with_the_chart_edit_role_cannot_approve_its_own_request(
+    cli: Cli, control_plane: ControlPlane, api: client.ApiClient, cm: Certmint, manual_issuer: str
+) -> None:
+    ns = cm.namespace(unique("cli-self-approve"))
+    rbac = client.RbacAuthorizationV1Api(api)
+    role = unique("certmint-user")
+    rbac.create_namespaced_role(ns, {"metadata": {"name": role}, "rules": chart_user_role_rules()})
+    rbac.create_namespaced_role_binding(
+        ns,
+        {
+            "metadata": {"name": role},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "bob"}],
+        },
+    )
+    bob = client.CustomObjectsApi(api_for(control_plane, "bob"))
+    name = unique("mine")
+    _, pem = csr_for(f"worker.{ns}.svc")
+
+    def created() -> bool:  # RBAC takes effect through the API server's informer: soon, not at once
+        try:
+            bob.create_namespaced_custom_object(
+                "certmint.dev", "v1alpha1", ns, "certificaterequests", certificate_request(name, ns, manual_issuer, pem)
+            )
+        except ApiException as e:
+            if e.status == 403:
+                return False
+            raise
+        return True
+
+    wait_for(created, "bob's CertificateRequest to be created")
+    waiting(cm, name, ns)
+
+    result = cli("approve", name, "-n", ns, kubeconfig=control_plane.kubeconfig_for("bob"))
+    assert result.code == 3
+    line = result.one_line_error()
+    assert line.startswith(f"certmint: error: cannot update the status of CertificateRequest {ns}/{name}: forbidden: ")
+    assert 'cannot patch resource "certificaterequests/status"' in line
+    for write in (bob.patch_namespaced_custom_object_status, bob.replace_namespaced_custom_object_status):
+        with pytest.raises(ApiException) as err:
+            write(
+                "certmint.dev",
+                "v1alpha1",
+                ns,
+                "certificaterequests",
+                name,
+                {"status": {"conditions": [{"type": "Approved", "status": "True", "reason": "Me", "message": ""}]}},
+            )
+        assert err.value.status == 403
+    # Nor through the main resource: the status there is ignored.
+    bob.patch_namespaced_custom_object(
+        "certmint.dev",
+        "v1alpha1",
+        ns,
+        "certificaterequests",
+        name,
+        {"status": {"conditions": [{"type": "Approved", "status": "True", "reason": "Me", "message": ""}]}},
+    )
+    obj = waiting(cm, name, ns)
+    assert cm.condition("CertificateRequest", name, ns, "Approved") is None, obj
+    assert "certificate" not in cm.get("CertificateRequest", name, ns)["status"]
+
+    assert cli("approve", name, "-n", ns).code == 0  # an approver (here the admin) may
+    cm.wait_ready("CertificateRequest", name, ns)
+
+
+def test_a_certificate_under_a_manual_issuer_is_refused_not_signed_unapproved(
+    cm: Certmint, manual_issuer: str, ns: str
+) -> None:
+    name = unique("manual-cert")
+    cm.create(certificate(name, ns, issuer_name=manual_issuer, dnsNames=[f"{name}.{ns}.svc"]))
+    ready = cm.wait_condition("Certificate", name, ns, "Ready", "False", reason="ManualApprovalRequired")
+    assert "approval is Automatic" in ready["message"]
+    assert cm.secret(f"{name}-tls", ns) is None
+    assert cm.requests_of(name, ns) == []
 
 
 # -- check -------------------------------------------------------------------------------------------------------
