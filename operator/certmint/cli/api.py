@@ -31,6 +31,14 @@ T = TypeVar("T")
 OPERATOR_SELECTOR = "app.kubernetes.io/part-of=certmint,app.kubernetes.io/component=operator"
 #: The operator's leader Lease, in its namespace (certmint.settings).
 LEASE_NAME = "certmint-operator"
+#: What ``convert --from-cluster`` lists: cert-manager's kinds and their resources, issuers first (the order to apply).
+CERT_MANAGER_API = "cert-manager.io/v1"
+CERT_MANAGER_RESOURCES = {
+    "ClusterIssuer": "clusterissuers",
+    "Issuer": "issuers",
+    "Certificate": "certificates",
+    "CertificateRequest": "certificaterequests",
+}
 
 
 class Cluster:
@@ -149,6 +157,34 @@ class Cluster:
             f"Deployments in {namespace}" if namespace else "Deployments in all namespaces (or --operator-namespace)"
         )
         return await self._call(f"list {where}", lambda: self._client.list(path, label_selector=OPERATOR_SELECTOR))
+
+    async def _list(self, what: str, path: str) -> list[JSON]:
+        return await self._call(what, lambda: self._client.list(path))
+
+    async def cert_manager_objects(self, namespace: str | None) -> list[JSON]:
+        """cert-manager's Issuers, Certificates and CertificateRequests of ``namespace`` (None: every namespace) and
+        every ClusterIssuer, as the API serves them (status included), issuers first. A cluster that does not serve
+        cert-manager.io/v1 is one clear error."""
+        discovery = await self.get(f"API group {CERT_MANAGER_API}", f"/apis/{CERT_MANAGER_API}")
+        if discovery is None:
+            raise CliError(
+                f"this cluster does not serve {CERT_MANAGER_API} (cert-manager's CRDs are not installed): "
+                "nothing to convert from it"
+            )
+        served = {r.get("name") for r in discovery.get("resources") or []}
+        missing = [plural for plural in CERT_MANAGER_RESOURCES.values() if plural not in served]
+        if missing:
+            raise CliError(f"this cluster's {CERT_MANAGER_API} does not serve {', '.join(missing)}")
+        objects: list[JSON] = []
+        for kind, plural in CERT_MANAGER_RESOURCES.items():
+            if namespace is None or kind == "ClusterIssuer":
+                path, where = f"/apis/{CERT_MANAGER_API}/{plural}", "all namespaces"
+            else:
+                path, where = f"/apis/{CERT_MANAGER_API}/namespaces/{namespace}/{plural}", f"namespace {namespace}"
+            listed = await self._list(f"list cert-manager {plural} in {where}", path)
+            for item in sorted(listed, key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"])):
+                objects.append({"apiVersion": CERT_MANAGER_API, "kind": kind, **item})
+        return objects
 
     async def lease(self, namespace: str) -> JSON | None:
         path = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{LEASE_NAME}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import re
 import sys
@@ -18,8 +19,10 @@ from typing import Any, NoReturn, TypeVar
 from certmint import __version__
 from certmint.cli import render
 from certmint.cli.api import Cluster, connect
+from certmint.cli.convert import convert
 from certmint.cli.errors import CliError, Exit, Unreachable
 from certmint.cli.kubeconfig import load_connection
+from certmint.cli.sources import read_sources
 from certmint.core.approval import APPROVED, APPROVED_BY_USER, DENIED, DENIED_BY_USER, decision_refused
 from certmint.core.conditions import Condition, merge_conditions
 from certmint.kube.client import JSON
@@ -59,7 +62,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     parser = _Parser(
         prog=prog,
         description="Read certmint's certificates and Secrets, ask for renewals, approve or deny requests, check the "
-        "installation.",
+        "installation, convert cert-manager manifests.",
         epilog="Exit codes: 0 ok, 1 not found or a problem found, 2 usage error, 3 kubeconfig or API server "
         "unusable (unreachable, unauthenticated, forbidden). See docs/cli.md.",
     )
@@ -106,6 +109,30 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         help="where the operator runs (default: search every namespace for its Deployment; its Lease in 'certmint')",
     )
     _output_option(check)
+
+    convert_ = command(
+        "convert",
+        "convert cert-manager manifests (files, directories, stdin, or the cluster's objects) to certmint manifests "
+        "on stdout; a report of what certmint does not support or treats differently on stderr",
+    )
+    convert_.add_argument(
+        "sources", nargs="*", metavar="FILE|DIR|-", help="manifests to read (a directory: its *.yaml, *.yml, *.json)"
+    )
+    convert_.add_argument(
+        "--from-cluster",
+        action="store_true",
+        help="also read cert-manager's Issuers, Certificates and CertificateRequests of the namespace (-n, or -A) "
+        "and the ClusterIssuers they use from the kubeconfig's cluster",
+    )
+    convert_.add_argument(
+        "-A", "--all-namespaces", action="store_true", help="with --from-cluster: every namespace, every ClusterIssuer"
+    )
+    convert_.add_argument(
+        "-o", "--output", choices=("yaml", "json"), default="yaml", help="the certmint manifests (default: yaml)"
+    )
+    convert_.add_argument(
+        "--report", choices=("text", "json"), default="text", help="the report on stderr (default: text)"
+    )
     return parser
 
 
@@ -257,6 +284,13 @@ COMMANDS: dict[str, tuple[Command, Callable[[JSON, datetime], str]]] = {
 
 
 def _validate(args: argparse.Namespace) -> None:
+    if args.command == "convert":
+        if not args.sources and not args.from_cluster:
+            raise CliError("convert: give FILE, DIR, - (stdin) or --from-cluster", Exit.USAGE)
+        if args.all_namespaces and not args.from_cluster:
+            raise CliError("convert: -A/--all-namespaces needs --from-cluster", Exit.USAGE)
+        if args.sources.count("-") > 1:
+            raise CliError("convert: stdin (-) can be read only once", Exit.USAGE)
     if args.command == "renew":
         chosen = [bool(args.name), args.all, args.selector is not None]
         if sum(chosen) != 1:
@@ -269,8 +303,41 @@ def _validate(args: argparse.Namespace) -> None:
         raise CliError("--request-timeout must be positive", Exit.USAGE)
 
 
+def _referenced_cluster_issuers(objects: list[JSON]) -> set[str]:
+    refs = ((o.get("spec") or {}).get("issuerRef") or {} for o in objects if o.get("kind") != "ClusterIssuer")
+    return {r.get("name", "") for r in refs if r.get("kind") == "ClusterIssuer"}
+
+
+async def from_cluster(args: argparse.Namespace) -> list[tuple[str, Any]]:
+    """The cluster's cert-manager objects: a namespace's (and the ClusterIssuers they use), or all with -A."""
+    connection = load_connection(kubeconfig=args.kubeconfig, context=args.context, namespace=args.namespace)
+    namespace = None if args.all_namespaces else connection.namespace
+    async with connect(connection, request_timeout=args.request_timeout or 15.0) as cluster:
+        objects = await cluster.cert_manager_objects(namespace)
+    if namespace is not None:
+        used = _referenced_cluster_issuers(objects)
+        objects = [o for o in objects if o["kind"] != "ClusterIssuer" or o["metadata"]["name"] in used]
+    return [(f"cluster {o['kind']} {o['metadata'].get('namespace', '')}/{o['metadata']['name']}", o) for o in objects]
+
+
+async def run_convert(args: argparse.Namespace) -> int:
+    """Convert, print the certmint manifests on stdout and the report on stderr; exit 1 unless all was faithful."""
+    documents = read_sources(args.sources)
+    if args.from_cluster:
+        documents += await from_cluster(args)
+    conversion = convert(documents)
+    report = render.convert_report(conversion)
+    sys.stdout.write(render.convert_output(conversion.objects, args.output))
+    sys.stdout.flush()
+    text = json.dumps(report, indent=2) if args.report == "json" else render.convert_text(report)
+    sys.stderr.write(text + "\n")
+    return Exit.OK if conversion.faithful else Exit.PROBLEM
+
+
 async def run(args: argparse.Namespace) -> int:
     _validate(args)
+    if args.command == "convert":
+        return await run_convert(args)
     connection = load_connection(kubeconfig=args.kubeconfig, context=args.context, namespace=args.namespace)
     args.namespace_given = args.namespace is not None
     args.namespace = connection.namespace

@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 from cryptography import x509
 
+from certmint.cli.convert import Conversion, Document
 from certmint.cli.errors import CliError
 from certmint.core.decisions import (
     CERTIFICATE_NAME,
@@ -713,3 +714,58 @@ def dump(report: JSON, output: str, text: Callable[[JSON], str]) -> str:
     if output == "yaml":
         return yaml.safe_dump(report, sort_keys=False, default_flow_style=False).rstrip("\n")
     return text(report)
+
+
+# -- convert -----------------------------------------------------------------------------------------------------
+
+
+def convert_report(conversion: Conversion) -> JSON:
+    """The report of ``convert`` (docs/cli.md): which objects were converted, which not, which left out, and every
+    finding."""
+
+    def entry(doc: Document) -> JSON:
+        return {"source": doc.source, "kind": doc.kind, "namespace": doc.namespace, "name": doc.name}
+
+    cert_manager = [d for d in conversion.documents if d.cert_manager]
+    return {
+        "faithful": conversion.faithful,
+        "converted": [entry(d) for d in cert_manager if d.written],
+        "notConverted": [entry(d) for d in cert_manager if not d.faithful],
+        "leftOut": [entry(d) for d in conversion.documents if d.faithful and not d.written],
+        "findings": [
+            {
+                "severity": str(f.severity),
+                "object": doc.label,
+                "source": doc.source,
+                "path": f.path,
+                "message": f.message,
+            }
+            for doc in conversion.documents
+            for f in doc.findings
+        ],
+    }
+
+
+def convert_text(report: JSON) -> str:
+    """One line per finding (``error: Certificate default/web: spec.literalSubject: why``), then a summary."""
+    lines = []
+    for f in report["findings"]:
+        where = f"{f['object']}: {f['path']}" if f["path"] else f["object"]
+        lines.append(f"{f['severity']}: {where}: {f['message']}")
+    counts = [f"{len(report['converted'])} converted"]
+    if report["notConverted"]:
+        counts.append(f"{len(report['notConverted'])} not converted (see the errors)")
+    if report["leftOut"]:
+        counts.append(f"{len(report['leftOut'])} left out")
+    verdict = "everything converted faithfully" if report["faithful"] else "NOT everything converted faithfully"
+    lines.append(f"{', '.join(counts)}: {verdict}")
+    return "\n".join(lines)
+
+
+def convert_output(objects: Sequence[JSON], output: str) -> str:
+    """The certmint objects: YAML documents, or a JSON ``v1`` List (both as ``kubectl apply -f`` reads them)."""
+    if output == "json":
+        return json.dumps({"apiVersion": "v1", "kind": "List", "items": list(objects)}, indent=2) + "\n"
+    if not objects:
+        return ""
+    return yaml.safe_dump_all(objects, sort_keys=False, default_flow_style=False, explicit_start=True)
