@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +126,8 @@ def applied(
     ns = cm.namespace(unique("convert"))
     password = corpus_secret("keystore-password")
     cm.core.create_namespaced_secret(ns, {"metadata": password["metadata"], "stringData": password["stringData"]})
-    root = build_ca("corpus cluster CA")
+    now = datetime.now(UTC)
+    root = build_ca("corpus cluster CA", not_before=now - timedelta(hours=1), not_after=now + timedelta(days=30))
     cm.core.create_namespaced_secret(
         OPERATOR_NAMESPACE,
         {
