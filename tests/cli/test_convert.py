@@ -542,3 +542,16 @@ def test_a_directory_is_read_recursively_yaml_yml_and_json(tmp_path: Path) -> No
         f"{tmp_path / 'sub' / 'b.yml'}#1",
         f"{tmp_path / 'sub' / 'c.json'}#1",
     ]
+
+
+def test_a_request_to_a_self_signed_issuer_is_an_error(conversion: Conversion) -> None:
+    issuer = {"apiVersion": "cert-manager.io/v1", "kind": "Issuer", "metadata": {"name": "self", "namespace": "ns"}}
+    issuer["spec"] = {"selfSigned": {}}
+    batch = by_name(conversion, "CertificateRequest", "batch").original
+    request = {**batch, "metadata": {"name": "x", "namespace": "ns"}}
+    request["spec"] = {"request": batch["spec"]["request"], "issuerRef": {"name": "self"}}
+
+    doc = convert([("r#1", request), ("i#1", issuer)]).documents[0]
+
+    assert not doc.written
+    assert "cannot sign a bare request" in errors(doc)["spec.issuerRef"]

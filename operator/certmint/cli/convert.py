@@ -727,6 +727,13 @@ def _link_issuer(doc: Document, issuers: Mapping[tuple[str, str | None, str], Do
     if not issuer.written:
         doc.note("spec.issuerRef", f"its issuer {issuer.label} is not converted yet (see its errors)")
     issuer_spec = issuer.result["spec"]
+    if doc.kind == "CertificateRequest" and "selfSigned" in issuer_spec:
+        doc.error(
+            "spec.issuerRef",
+            f"its issuer {issuer.label} is selfSigned, which in certmint cannot sign a bare request (it needs the "
+            "private key, which cert-manager reads from the Secret its cert-manager.io/private-key-secret-name "
+            "annotation names): use a Certificate, or a ca issuer",
+        )
     if (
         doc.kind == "Certificate"
         and "selfSigned" in issuer_spec
