@@ -469,7 +469,8 @@ def test_json_output_and_report(capsys: pytest.CaptureFixture[str], conversion: 
     assert listing["apiVersion"] == "v1" and listing["kind"] == "List"
     assert listing["items"] == conversion.objects
     report = json.loads(err)
-    assert set(report) == {"faithful", "converted", "notConverted", "leftOut", "findings"}
+    assert set(report) == {"faithful", "converted", "notConverted", "leftOut", "findings", "readErrors"}
+    assert report["readErrors"] == []
     assert report["faithful"] is False
     assert {"source", "kind", "namespace", "name"} == set(report["converted"][0])
     finding = next(f for f in report["findings"] if f["path"] == "spec.literalSubject")

@@ -25,6 +25,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_der_private_key, load_pem_private_key, pkcs12
 from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID, SignatureAlgorithmOID
+from kubernetes import client
 
 from certmint.core.spec import parse_duration
 from certmint.pki.keys import public_key_matches
@@ -34,6 +35,7 @@ from tests.controlplane.cluster import ControlPlane
 from tests.controlplane.operator_process import OperatorProcess
 from tests.integration.builders import Certmint, condition_of, unique
 from tests.integration.conftest import OPERATOR_NAMESPACE, REPO
+from tests.integration.kubeutil import wait_for
 from tests.integration.test_cli import Cli, Result
 from tests.unit.builders import build_ca
 
@@ -498,3 +500,28 @@ def test_from_cluster_with_all_namespaces_reads_every_cluster_issuer(
     assert result.code == 0, result
     names = {(o["kind"], o["metadata"]["name"]) for o in json.loads(result.out)["items"]}
     assert {("ClusterIssuer", used), ("ClusterIssuer", unused), ("Certificate", "web")} <= names
+
+
+def test_from_cluster_for_a_namespace_user_who_may_not_list_cluster_issuers(
+    cli: Cli, control_plane: ControlPlane, api: client.ApiClient, cert_manager_namespace: tuple[str, str, str]
+) -> None:
+    ns, _, _ = cert_manager_namespace
+    rbac = client.RbacAuthorizationV1Api(api)
+    role = unique("cm-reader")
+    resources = ["issuers", "certificates", "certificaterequests"]
+    rule = {"apiGroups": ["cert-manager.io"], "resources": resources, "verbs": ["list"]}
+    rbac.create_namespaced_role(ns, {"metadata": {"name": role}, "rules": [rule]})
+    subject = {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "alice"}
+    role_ref = {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role}
+    rbac.create_namespaced_role_binding(ns, {"metadata": {"name": role}, "roleRef": role_ref, "subjects": [subject]})
+    alice = control_plane.kubeconfig_for("alice")
+
+    def converted() -> Result | None:  # RBAC takes effect through the API server's informer: soon, not at once
+        result = cli("convert", "--from-cluster", "-n", ns, "--report", "json", kubeconfig=alice)
+        return result if result.code == 0 else None
+
+    result = wait_for(converted, "alice's conversion of her namespace")
+    names = [(o["kind"], o["metadata"]["name"]) for o in yaml.safe_load_all(result.out)]
+    assert names == [("Issuer", "selfsigned"), ("Certificate", "api"), ("Certificate", "web")]
+    (read_error,) = json.loads(result.err)["readErrors"]
+    assert read_error.startswith("cannot list cert-manager clusterissuers: forbidden")

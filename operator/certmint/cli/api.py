@@ -161,10 +161,12 @@ class Cluster:
     async def _list(self, what: str, path: str) -> list[JSON]:
         return await self._call(what, lambda: self._client.list(path))
 
-    async def cert_manager_objects(self, namespace: str | None) -> list[JSON]:
+    async def cert_manager_objects(self, namespace: str | None) -> tuple[list[JSON], list[str]]:
         """cert-manager's Issuers, Certificates and CertificateRequests of ``namespace`` (None: every namespace) and
-        every ClusterIssuer, as the API serves them (status included), issuers first. A cluster that does not serve
-        cert-manager.io/v1 is one clear error."""
+        the ClusterIssuers, as the API serves them (status included), issuers first; and what could not be read.
+
+        A cluster that does not serve cert-manager.io/v1 is one clear error. ClusterIssuers that a namespace's user
+        may not list are a read error, not the end: that user can still convert the namespace."""
         discovery = await self.get(f"API group {CERT_MANAGER_API}", f"/apis/{CERT_MANAGER_API}")
         if discovery is None:
             raise CliError(
@@ -176,15 +178,27 @@ class Cluster:
         if missing:
             raise CliError(f"this cluster's {CERT_MANAGER_API} does not serve {', '.join(missing)}")
         objects: list[JSON] = []
+        read_errors: list[str] = []
         for kind, plural in CERT_MANAGER_RESOURCES.items():
             if namespace is None or kind == "ClusterIssuer":
                 path, where = f"/apis/{CERT_MANAGER_API}/{plural}", "all namespaces"
             else:
                 path, where = f"/apis/{CERT_MANAGER_API}/namespaces/{namespace}/{plural}", f"namespace {namespace}"
-            listed = await self._list(f"list cert-manager {plural} in {where}", path)
+            what = (
+                f"list cert-manager {plural} in {where}" if kind != "ClusterIssuer" else f"list cert-manager {plural}"
+            )
+            try:
+                listed = await self._list(what, path)
+            except Unreachable:
+                raise
+            except CliError as e:
+                if kind != "ClusterIssuer" or namespace is None or e.code != Exit.API:
+                    raise
+                read_errors.append(e.message)
+                continue
             for item in sorted(listed, key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"])):
                 objects.append({"apiVersion": CERT_MANAGER_API, "kind": kind, **item})
-        return objects
+        return objects, read_errors
 
     async def lease(self, namespace: str) -> JSON | None:
         path = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{LEASE_NAME}"

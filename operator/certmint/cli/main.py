@@ -308,25 +308,31 @@ def _referenced_cluster_issuers(objects: list[JSON]) -> set[str]:
     return {r.get("name", "") for r in refs if r.get("kind") == "ClusterIssuer"}
 
 
-async def from_cluster(args: argparse.Namespace) -> list[tuple[str, Any]]:
-    """The cluster's cert-manager objects: a namespace's (and the ClusterIssuers they use), or all with -A."""
+async def from_cluster(args: argparse.Namespace) -> tuple[list[tuple[str, Any]], list[str]]:
+    """The cluster's cert-manager objects: a namespace's (and the ClusterIssuers they use), or all with -A; and what
+    could not be read (ClusterIssuers a namespace's user may not list)."""
     connection = load_connection(kubeconfig=args.kubeconfig, context=args.context, namespace=args.namespace)
     namespace = None if args.all_namespaces else connection.namespace
     async with connect(connection, request_timeout=args.request_timeout or 15.0) as cluster:
-        objects = await cluster.cert_manager_objects(namespace)
+        objects, read_errors = await cluster.cert_manager_objects(namespace)
     if namespace is not None:
         used = _referenced_cluster_issuers(objects)
         objects = [o for o in objects if o["kind"] != "ClusterIssuer" or o["metadata"]["name"] in used]
-    return [(f"cluster {o['kind']} {o['metadata'].get('namespace', '')}/{o['metadata']['name']}", o) for o in objects]
+    labelled = [
+        (f"cluster {o['kind']} {o['metadata'].get('namespace', '')}/{o['metadata']['name']}", o) for o in objects
+    ]
+    return labelled, read_errors
 
 
 async def run_convert(args: argparse.Namespace) -> int:
     """Convert, print the certmint manifests on stdout and the report on stderr; exit 1 unless all was faithful."""
     documents = read_sources(args.sources)
+    read_errors: list[str] = []
     if args.from_cluster:
-        documents += await from_cluster(args)
+        listed, read_errors = await from_cluster(args)
+        documents += listed
     conversion = convert(documents)
-    report = render.convert_report(conversion)
+    report = render.convert_report(conversion, read_errors)
     sys.stdout.write(render.convert_output(conversion.objects, args.output))
     sys.stdout.flush()
     text = json.dumps(report, indent=2) if args.report == "json" else render.convert_text(report)

@@ -719,9 +719,9 @@ def dump(report: JSON, output: str, text: Callable[[JSON], str]) -> str:
 # -- convert -----------------------------------------------------------------------------------------------------
 
 
-def convert_report(conversion: Conversion) -> JSON:
-    """The report of ``convert`` (docs/cli.md): which objects were converted, which not, which left out, and every
-    finding."""
+def convert_report(conversion: Conversion, read_errors: Sequence[str] = ()) -> JSON:
+    """The report of ``convert`` (docs/cli.md): which objects were converted, which not, which left out, every
+    finding, and what could not be read from the cluster."""
 
     def entry(doc: Document) -> JSON:
         return {"source": doc.source, "kind": doc.kind, "namespace": doc.namespace, "name": doc.name}
@@ -743,6 +743,7 @@ def convert_report(conversion: Conversion) -> JSON:
             for doc in conversion.documents
             for f in doc.findings
         ],
+        "readErrors": list(read_errors),
     }
 
 
@@ -752,6 +753,7 @@ def convert_text(report: JSON) -> str:
     for f in report["findings"]:
         where = f"{f['object']}: {f['path']}" if f["path"] else f["object"]
         lines.append(f"{f['severity']}: {where}: {f['message']}")
+    lines.extend(f"note: not read: {e}" for e in report["readErrors"])
     counts = [f"{len(report['converted'])} converted"]
     if report["notConverted"]:
         counts.append(f"{len(report['notConverted'])} not converted (see the errors)")
