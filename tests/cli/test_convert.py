@@ -327,7 +327,7 @@ def test_what_a_signing_key_cannot_do_is_left_out_with_a_note(algorithm: str) ->
 
 
 def test_a_ca_issuer_that_signs_a_ca_is_allowed_to() -> None:
-    issuer = {"apiVersion": "cert-manager.io/v1", "kind": "Issuer", "metadata": {"name": "ca", "namespace": "ns"}}
+    issuer = {"apiVersion": "cert-manager.io/v1", "kind": "Issuer", "metadata": {"name": "ca"}}  # namespace: by -n
     issuer["spec"] = {"ca": {"secretName": "root"}}
     ca = {**LEAF, "isCA": True, "commonName": "sub CA"}
     cert = {"apiVersion": "cert-manager.io/v1", "kind": "Certificate", "metadata": {"name": "x", "namespace": "ns"}}

@@ -699,7 +699,11 @@ def _issuer_of(
     ref = spec.get("issuerRef")
     if not isinstance(ref, dict) or (ref.get("group") or CERT_MANAGER_GROUP) != CERT_MANAGER_GROUP:
         return None
-    return issuers.get(_issuer_key(ref.get("kind") or "Issuer", doc.namespace, ref.get("name")))
+    kind = ref.get("kind") or "Issuer"
+    found = issuers.get(_issuer_key(kind, doc.namespace, ref.get("name")))
+    # An Issuer written without a namespace (kustomize or `kubectl apply -n` sets it) serves the Certificates of
+    # the namespace it is applied to.
+    return found or issuers.get(_issuer_key(kind, None, ref.get("name")))
 
 
 def _link_issuer(doc: Document, issuers: Mapping[tuple[str, str | None, str], Document]) -> None:
