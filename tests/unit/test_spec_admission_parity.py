@@ -13,6 +13,7 @@ import pytest
 from certmint.core.spec import CertificateSpec, IssuerSpec, SpecError
 
 MINIMAL: dict[str, Any] = {"secretName": "web-tls", "issuerRef": {"name": "ca"}, "dnsNames": ["web"]}
+KEYSTORE: dict[str, Any] = {"create": True, "passwordSecretRef": {"name": "pw", "key": "password"}}
 
 
 @pytest.mark.parametrize(
@@ -65,6 +66,21 @@ MINIMAL: dict[str, Any] = {"secretName": "web-tls", "issuerRef": {"name": "ca"},
             id="other-names",
         ),
         pytest.param({"literalSubject": "CN=web"}, "spec.literalSubject: is not supported by certmint", id="literal"),
+        pytest.param(
+            {"keystores": {"pkcs12": {**KEYSTORE, "password": "hunter2"}}},
+            "spec.keystores.pkcs12.password: is not supported by certmint",
+            id="pkcs12-literal-password",
+        ),
+        pytest.param(
+            {"keystores": {"jks": {**KEYSTORE, "password": "hunter2"}}},
+            "spec.keystores.jks.password: is not supported by certmint",
+            id="jks-literal-password",
+        ),
+        pytest.param(
+            {"keystores": {"pkcs12": {**KEYSTORE, "profile": "LegacyRC2"}}},
+            "spec.keystores.pkcs12.profile: only Modern2023 is supported",
+            id="pkcs12-legacy-profile",
+        ),
         pytest.param(
             {"secretTemplate": {"labels": {"Certmint.Dev/handover-to": "web"}}},
             "spec.secretTemplate.labels: must not set Certmint.Dev/handover-to",
@@ -136,3 +152,8 @@ def test_issuer_approval_defaults_to_automatic() -> None:
     assert not IssuerSpec.from_dict({"ca": {"secretName": "ca"}}).policy.manual_approval
     manual = IssuerSpec.from_dict({"ca": {"secretName": "ca"}, "policy": {"approval": "Manual"}})
     assert manual.policy.manual_approval
+
+
+def test_the_pkcs12_profile_certmint_writes_is_accepted() -> None:
+    spec = CertificateSpec.from_dict({**MINIMAL, "keystores": {"pkcs12": {**KEYSTORE, "profile": "Modern2023"}}})
+    assert spec.keystores.pkcs12 is not None and spec.keystores.pkcs12.secret == "pw"

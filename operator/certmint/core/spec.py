@@ -467,6 +467,18 @@ class Keystores:
         for kind in ("pkcs12", "jks"):
             where = f"{path}.{kind}"
             item = _mapping(d.get(kind), where)
+            if "password" in item:  # never echoed: it is a secret
+                raise _fail(
+                    f"{where}.password",
+                    "is not supported by certmint: put the password in a Secret and name it with passwordSecretRef",
+                )
+            profile = item.get("profile") if kind == "pkcs12" else None
+            if profile is not None and profile != "Modern2023":
+                raise _fail(
+                    f"{where}.profile",
+                    "only Modern2023 is supported: certmint writes PBES2 with AES-256 and a SHA-256 MAC, not the "
+                    "legacy RC2 or DES encryption",
+                )
             if not _boolean(item.get("create"), f"{where}.create"):
                 found[kind] = None
                 continue
