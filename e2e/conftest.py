@@ -25,8 +25,24 @@ SUMMARY: list[str] = []
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "e2e: needs a kind cluster (made by e2e/kind/run.sh); see e2e/kind/NOTES.md")
+    config.addinivalue_line("markers", "e2e_early: runs before the other e2e tests (see pytest_collection_modifyitems)")
+    config.addinivalue_line("markers", "e2e_late: runs after the other e2e tests (see pytest_collection_modifyitems)")
     # e2e/operator_image.py imports the image helpers of tests/chart/test_image.py, which is marked `chart`.
     config.addinivalue_line("markers", "chart: the chart tier (tests/chart)")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Among the e2e tests only (their places in the run stay theirs): ``e2e_early`` ones first, ``e2e_late`` ones
+    last. The pod-certificate rotation waits 10-17 min for the kubelet: its pods start early, the other scenarios
+    run while it waits, and the rotation is checked at the end."""
+    places = [i for i, item in enumerate(items) if item.get_closest_marker("e2e") is not None]
+
+    def rank(item: pytest.Item) -> int:
+        return 0 if item.get_closest_marker("e2e_early") else 2 if item.get_closest_marker("e2e_late") else 1
+
+    ordered = sorted((items[i] for i in places), key=rank)  # stable: the collection order within each rank
+    for i, item in zip(places, ordered, strict=True):
+        items[i] = item
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -122,7 +122,7 @@ class ClusterProvider(Protocol):
     def diagnostics(self) -> str: ...
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def provider(kind_cluster: KindProvider) -> ClusterProvider:
     return kind_cluster
 
@@ -215,7 +215,7 @@ def summary(line: str) -> None:
 # -- the operator, installed with the chart ------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def kube(provider: ClusterProvider) -> Kube:
     return Kube(config.new_client_from_config(config_file=str(provider.kubeconfig)))
 
@@ -260,7 +260,7 @@ class Installed:
     image: str
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def operator(provider: ClusterProvider, kube: Kube) -> Iterator[Installed]:
     repository, tag = provider.operator_image
     args = ["upgrade", "--install", RELEASE, str(CHART), "--namespace", OPERATOR_NS, "--create-namespace"]
@@ -305,7 +305,8 @@ def operator(provider: ClusterProvider, kube: Kube) -> Iterator[Installed]:
             kube.core.delete_namespace(OPERATOR_NS)
         except client.ApiException as e:
             print(f"e2e cleanup: deleting namespace {OPERATOR_NS}: {e.reason}", file=sys.stderr)
-        # The next module installs the chart again (--create-namespace), which a terminating namespace refuses.
+        # A later run on a kept cluster installs the chart again (--create-namespace), which a terminating namespace
+        # refuses.
         try:
             wait_for(lambda: _namespace_gone(kube, OPERATOR_NS), f"namespace {OPERATOR_NS} deleted", 180)
         except AssertionError as e:

@@ -19,13 +19,14 @@ checks and logs the server's.
 3. pod-rotation  the client connects every 250 ms while the kubelet refreshes both pods' certificates (a new key, a
                  new request, from ``beginRefreshAt`` plus the kubelet's own 0-5 min): both serials change and not
                  one handshake fails. The earliest refresh Kubernetes allows is 10 minutes after notBefore, so this
-                 scenario takes 10-17 minutes.
+                 scenario takes 10-17 minutes: the mesh starts first in the run (marker ``e2e_early``), and the
+                 rotation is checked last (``e2e_late``), so e2e/test_mtls.py's scenarios run during the wait.
 
 Prints ``e2e: scenario=<name> ...`` lines as test_mtls.py does.
 """
 
-# The fixtures kube, operator and provider are e2e/test_mtls.py's, imported: parameters of those names are meant to
-# shadow the imports (that is how pytest hands them over).
+# The fixtures kube, operator and provider are e2e/test_mtls.py's (session-scoped: one install for the run),
+# imported: parameters of those names are meant to shadow the imports (that is how pytest hands them over).
 # ruff: noqa: F811
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ class Pods:
     ns: str
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def pods(kube: Kube, operator: Installed) -> Iterator[Pods]:
     """The pod-certificate issuer (Published trust anchors) and a namespace with the ServiceAccounts and scripts."""
     if not serves_pod_certificates(kube):
@@ -232,7 +233,7 @@ def start_pod(kube: Kube, provider: ClusterProvider, ns: str, name: str, sa: str
     )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def mesh(kube: Kube, provider: ClusterProvider, pods: Pods) -> Mesh:
     ns = pods.ns
     argv = ["/scripts/mtls_server.py", "--tls-dir", "/tls", "--port", str(PORT)]
@@ -252,6 +253,7 @@ def mesh(kube: Kube, provider: ClusterProvider, pods: Pods) -> Mesh:
     return Mesh(ns, "pod-server", "pod-client", server_id, client_id, started, issued)
 
 
+@pytest.mark.e2e_early
 def test_pods_with_only_kubelet_credentials_talk_mtls_and_log_each_others_spiffe_id(kube: Kube, mesh: Mesh) -> None:
     ns = mesh.ns
     ok = wait_for(
@@ -278,6 +280,7 @@ def test_pods_with_only_kubelet_credentials_talk_mtls_and_log_each_others_spiffe
     )
 
 
+@pytest.mark.e2e_early
 def test_a_pod_whose_service_account_is_refused_does_not_start(
     kube: Kube, provider: ClusterProvider, pods: Pods
 ) -> None:
@@ -318,6 +321,7 @@ def test_a_pod_whose_service_account_is_refused_does_not_start(
     )
 
 
+@pytest.mark.e2e_late
 def test_the_kubelet_rotates_both_certificates_without_one_failed_handshake(kube: Kube, mesh: Mesh) -> None:
     ns = mesh.ns
 
