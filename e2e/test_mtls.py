@@ -269,7 +269,14 @@ def operator(provider: ClusterProvider, kube: Kube) -> Iterator[Installed]:
     # The chart's own hook makes the self-signed bootstrap issuer the CA chain starts from.
     args += ["--set", "clusterIssuer.create=true", "--set", f"clusterIssuer.name={BOOTSTRAP}"]
     args += ["--set", f"operator.trustPropagationSeconds={TRUST_PROPAGATION_S}"]  # this node's kubelet: 5 s sync
-    if serves_pod_certificates(kube):  # e2e/test_pod_certificates.py; the chart refuses it where not served
+    pod_certificates = serves_pod_certificates(kube)
+    if not pod_certificates and provider.local:
+        # kind-config-local.yaml serves them, but a cluster created a moment ago may not list them in discovery yet:
+        # installing without them then leaves every PodCertificateRequest of e2e/test_pod_certificates.py unanswered.
+        pod_certificates = bool(
+            wait_for(lambda: serves_pod_certificates(kube) or None, "PodCertificateRequests served (discovery)", 90)
+        )
+    if pod_certificates:  # e2e/test_pod_certificates.py; the chart refuses it where not served
         args += ["--set", "podCertificates.enabled=true"]
     args += ["--wait", "--timeout", "180s"]
     start = time.monotonic()
