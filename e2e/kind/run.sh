@@ -97,9 +97,12 @@ if [ "$local_mode" = 1 ]; then
   export DOCKER_HOST="unix://$run_dir/docker.sock"
   started="$run_dir/dockerd.started-by-run.sh"  # the PID of a dockerd that `run.sh up` started and kept
   if [ "${1:-}" = logs ]; then
+    # Not exec: kind and docker are the links in $work/bin, which is removed only once kind is done.
     trap - EXIT
+    rc=0
+    kind export logs --name "$cluster" "${CERTMINT_E2E_KIND_LOGS:?names the directory}" || rc=$?
     rm -rf "$work"
-    exec kind export logs --name "$cluster" "${CERTMINT_E2E_KIND_LOGS:?names the directory}"
+    exit "$rc"
   fi
   if [ "${1:-}" = down ]; then
     ! docker version >/dev/null 2>&1 || kind delete cluster --name "$cluster"
