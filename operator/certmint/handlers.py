@@ -80,11 +80,15 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
 
 
 def _alive(op: Operator, memo: kopf.Memo) -> bool:
-    """Liveness: the Secret and Bundle watches run, and the leader's workers run or a standby's campaign does."""
+    """Liveness: the Secret and Bundle watches run, the PodCertificateRequest watch has not failed (it ends on its
+    own only where the API server does not serve them), and the leader's workers run or a standby's campaign does."""
     for watch in ("secrets_task", "bundle_inputs_task"):
         task_: asyncio.Task[None] | None = memo.get(watch)
         if task_ is not None and task_.done():
             return False
+    pod_requests: asyncio.Task[None] | None = memo.get("pod_requests_task")
+    if pod_requests is not None and pod_requests.done() and (pod_requests.cancelled() or pod_requests.exception()):
+        return False
     if op.queue.started:
         return op.queue.alive
     task: asyncio.Task[None] | None = memo.get("elector_task")

@@ -23,6 +23,9 @@ What it models, as the API server does it:
   ``limit``/``continue`` paging, and the list's ``metadata.resourceVersion``;
 - watch (``stream``) from a resourceVersion with a label selector: an object that starts matching
   arrives as ADDED, one that stops matching as DELETED, as the API server's filtered watch does;
+- discovery of a group version (``GET /apis/<group>/<version>``): an APIResourceList of what ``served``
+  names for it (by default certificates.k8s.io/v1beta1 with PodCertificateRequests and ClusterTrustBundles,
+  as Kubernetes 1.36 with their gates on), else 404;
 - DELETE removes the object at once: there is no garbage collector (owner references are not
   followed, as on an API server without kube-controller-manager) and no finalizers.
 
@@ -79,6 +82,12 @@ class Target:
     @property
     def custom(self) -> bool:
         return self.prefix.startswith(CUSTOM_GROUP_PREFIX)
+
+
+def _is_group_version(path: str) -> bool:
+    """``/apis/<group>/<version>`` (or ``/api/v1``): a discovery document, not a resource."""
+    parts = [p for p in path.split("?", maxsplit=1)[0].split("/") if p]
+    return parts in (["api", "v1"],) or (len(parts) == 3 and parts[0] == "apis")
 
 
 def parse_path(path: str) -> Target:
@@ -190,6 +199,10 @@ class FakeKube(KubeClient):
         self._hooks: list[_Hook] = []
         self._watchers: list[_Watcher] = []
         self.log: list[tuple[str, str, str | None]] = []  # (verb, resource, name) of every request, in order
+        # Discovery: group version path → the resources it serves.
+        self.served: dict[str, set[str]] = {
+            "/apis/certificates.k8s.io/v1beta1": {"podcertificaterequests", "clustertrustbundles"}
+        }
 
     # -- test controls ------------------------------------------------------------------------------------
 
@@ -272,6 +285,10 @@ class FakeKube(KubeClient):
         verb = verb or _VERBS[method]
         self._count(verb, path)
         await asyncio.sleep(0)  # a request is I/O: other tasks (watch deliveries, workers) run meanwhile
+        if method == "GET" and _is_group_version(path):
+            self._injected(verb, path, None)
+            self.health.succeeded()
+            return self._discover(path)
         target = parse_path(path)
         self._injected(verb, path, target.name)
         self.health.succeeded()
@@ -345,6 +362,14 @@ class FakeKube(KubeClient):
                         raise ApiUnavailable(f"API server unreachable: {text}")
                     raise ApiUnavailable(f"API server unavailable: {text}", status=fault.status)
                 raise _status_error(fault.status, _REASONS.get(fault.status, ""), fault.message)
+
+    def _discover(self, path: str) -> JSON:
+        served = self.served.get(path)
+        if served is None:
+            raise _status_error(404, "NotFound", f"the server could not find the requested resource ({path})")
+        resources = [{"name": name, "namespaced": name != "clustertrustbundles"} for name in sorted(served)]
+        group_version = path.removeprefix("/apis/").removeprefix("/api/")
+        return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}
 
     def _next_rv(self) -> str:
         self._rv += 1

@@ -7,8 +7,11 @@ the exact status and at how many writes it took.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import datetime
+import time
 from typing import Any
 
 from cryptography import x509
@@ -128,3 +131,26 @@ async def test_a_request_waits_while_its_issuer_cannot_sign(root_ca: CAPair) -> 
         await mesh(harness)  # the issuer's check wakes its requests
         [issued] = answered(harness, "apps", "early")["conditions"]
         assert issued["type"] == "Issued"
+
+
+async def test_the_pod_request_watch_starts_after_an_api_server_out_of_reach_at_startup(root_ca: CAPair) -> None:
+    """On a new kind cluster (2026-11-30) the operator started before CoreDNS answered for kubernetes.default.svc:
+    the watch's first read, discovery, failed, the watch task ended, and no pod certificate was signed until the
+    operator restarted. It must retry discovery as the watch retries everything else."""
+    async with running_harness(root_ca, controller_settings(pod_certificates=True)) as harness:
+        await mesh(harness)
+        harness.api.put(resources.pod_certificate_requests_path("apps"), pod_request("req-1", "apps"))
+        outage = harness.api.fail("get", "discovery", unavailable=True, message="Temporary failure in name resolution")
+        watch = asyncio.create_task(harness.op.watch_pod_requests())
+        try:
+            deadline = time.monotonic() + 20  # the retry waits its first back-off (0.5 s) in real time
+            while not answered(harness, "apps", "req-1") and time.monotonic() < deadline:
+                assert not watch.done(), watch.exception() if not watch.cancelled() else "cancelled"
+                await harness.settle()
+                await asyncio.sleep(0.05)
+            assert outage.times == 0  # the watch's discovery met the outage, and was retried
+            assert [c["type"] for c in answered(harness, "apps", "req-1")["conditions"]] == ["Issued"]
+        finally:
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch

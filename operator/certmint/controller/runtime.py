@@ -41,7 +41,7 @@ from certmint.core.spec import SIGNER_DOMAIN
 from certmint.kube import resources
 from certmint.kube.client import ApiError, ApiUnavailable, Credentials, KubeClient
 from certmint.kube.leader import LeaderElector, LeaseConfig
-from certmint.kube.watch import ListWatch
+from certmint.kube.watch import ListWatch, until_answered
 from certmint.settings import Settings
 
 log = logging.getLogger("certmint")
@@ -507,8 +507,13 @@ class Operator:
     async def watch_pod_requests(self) -> None:
         """Watch PodCertificateRequests until cancelled, where the API server serves them (else log once and
         return). Every signer's requests arrive (a field selector takes one signer name, and the kubelet sets no
-        labels): those of other signers are dropped at once."""
-        if not await resources.pod_certificate_requests_served(self.api):
+        labels): those of other signers are dropped at once. Discovery is retried as the watch is: an operator that
+        starts while the API server is out of reach (its Service name not yet resolvable, a control-plane restart)
+        must still sign once it answers."""
+        served = await until_answered(
+            "discovery of podcertificaterequests", lambda: resources.pod_certificate_requests_served(self.api)
+        )
+        if not served:
             log.info(
                 "the API server does not serve certificates.k8s.io/%s podcertificaterequests (feature gate "
                 "PodCertificateRequest off): no pod certificates are signed",

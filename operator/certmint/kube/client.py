@@ -492,4 +492,6 @@ def _resource_of(path: str) -> str:
         rest = parts[3:] if parts[0] == "apis" else parts[2:]
     if len(rest) >= 3:
         return f"{rest[0]}/{rest[2]}"
-    return rest[0] if rest else "?"
+    if not rest:
+        return "discovery" if parts[:1] in (["api"], ["apis"]) else "?"  # /apis/<group>/<version>, /api/v1
+    return rest[0]

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import aiohttp
 
@@ -25,6 +26,10 @@ from certmint.kube.client import JSON, METADATA_LIST, METADATA_OBJECT, ApiError,
 log = logging.getLogger("certmint.watch")
 
 Key = tuple[str, str]  # (namespace, name)
+T = TypeVar("T")
+
+#: What a watch, or a read it starts with, retries: the API server's errors, an outage, a broken connection.
+RETRIED = (ApiError, ApiUnavailable, aiohttp.ClientError, TimeoutError, ValueError)
 
 
 class Gone(Exception):
@@ -57,9 +62,8 @@ class ListWatch:
             except Gone:
                 log.info("watch of %s expired (410 Gone): listing again", self.path)
                 resource_version = None
-            except (ApiError, ApiUnavailable, aiohttp.ClientError, TimeoutError, ValueError) as e:
-                level = logging.DEBUG if isinstance(e, ApiUnavailable) else logging.WARNING
-                log.log(level, "watch of %s failed: %s; retrying in %.1f s", self.path, e, delay)
+            except RETRIED as e:
+                _log_retry(f"watch of {self.path}", e, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.max_backoff_s)
 
@@ -107,3 +111,24 @@ class ListWatch:
             if kind != "BOOKMARK":
                 self.on_event(str(kind), obj)
         return resource_version
+
+
+async def until_answered(
+    what: str, call: Callable[[], Awaitable[T]], *, min_backoff_s: float = 0.5, max_backoff_s: float = 30.0
+) -> T:
+    """``call()`` until it answers, with ListWatch's back-off on the failures it retries (a watch that must first
+    read something, such as discovery, must not end on an outage the watch itself would outlast)."""
+    delay = min_backoff_s
+    while True:
+        try:
+            return await call()
+        except RETRIED as e:
+            _log_retry(what, e, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_backoff_s)
+
+
+def _log_retry(what: str, error: Exception, delay: float) -> None:
+    # An outage is reported once by the client (ApiHealth): each retry during it is DEBUG only.
+    level = logging.DEBUG if isinstance(error, ApiUnavailable) else logging.WARNING
+    log.log(level, "%s failed: %s; retrying in %.1f s", what, error, delay)
