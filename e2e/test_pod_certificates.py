@@ -70,12 +70,6 @@ from e2e.test_mtls import (  # noqa: F401  (kube, operator, provider: the module
 )
 
 pytestmark = pytest.mark.e2e
-# Passed on kind at 22:25 and 23:13 on 2026-11-30 (0 failed handshakes); from 23:55 the same code, on the same
-# machine, timed out waiting for the pods' PodCertificateRequests (pod-server never Running, the intruder's request
-# never answered) while every other e2e scenario passed. Not understood yet (see the session note): non-strict, so
-# the tests still run and report.
-POD_CERTIFICATES_ON_KIND = "PodCertificateRequests unanswered on kind since 2026-11-30 23:55, cause unknown"
-
 ISSUER = "e2e-pods"
 SIGNER = f"certmint.dev/{ISSUER}"
 CA_SECRET = "e2e-pods-ca"
@@ -259,7 +253,6 @@ def mesh(kube: Kube, provider: ClusterProvider, pods: Pods) -> Mesh:
 
 
 @pytest.mark.e2e_early
-@pytest.mark.xfail(strict=False, reason=POD_CERTIFICATES_ON_KIND)
 def test_pods_with_only_kubelet_credentials_talk_mtls_and_log_each_others_spiffe_id(kube: Kube, mesh: Mesh) -> None:
     ns = mesh.ns
     ok = wait_for(
@@ -287,7 +280,6 @@ def test_pods_with_only_kubelet_credentials_talk_mtls_and_log_each_others_spiffe
 
 
 @pytest.mark.e2e_early
-@pytest.mark.xfail(strict=False, reason=POD_CERTIFICATES_ON_KIND)
 def test_a_pod_whose_service_account_is_refused_does_not_start(
     kube: Kube, provider: ClusterProvider, pods: Pods
 ) -> None:
@@ -329,7 +321,6 @@ def test_a_pod_whose_service_account_is_refused_does_not_start(
 
 
 @pytest.mark.e2e_late
-@pytest.mark.xfail(strict=False, reason=POD_CERTIFICATES_ON_KIND)
 def test_the_kubelet_rotates_both_certificates_without_one_failed_handshake(kube: Kube, mesh: Mesh) -> None:
     ns = mesh.ns
 
