@@ -13,7 +13,6 @@ import concurrent.futures
 import datetime
 import functools
 import logging
-import multiprocessing
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any, assert_never
 
 from certmint import metrics
 from certmint.controller.housekeeping import release_memory, release_memory_when_quiet
+from certmint.controller.processes import worker_pool
 from certmint.controller.state import (
     BundleTarget,
     IssuerKey,
@@ -237,9 +237,7 @@ class Operator:
         reconcile and the health endpoint. The pool is started on first use only.
         """
         if self._process_pool is None:
-            self._process_pool = concurrent.futures.ProcessPoolExecutor(
-                max_workers=self.settings.keygen_processes, mp_context=multiprocessing.get_context("spawn")
-            )
+            self._process_pool = worker_pool(self.settings.keygen_processes)
         return await asyncio.get_running_loop().run_in_executor(self._process_pool, fn, *args)
 
     # -- watch events (called from the thin kopf handlers) ----------------------------------------------
