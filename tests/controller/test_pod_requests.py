@@ -14,12 +14,15 @@ import datetime
 import time
 from typing import Any
 
+import kopf
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from certmint.core.conditions import parse_rfc3339
+from certmint.handlers import _alive
 from certmint.kube import resources
+from certmint.kube.client import ApiUnavailable
 from certmint.pki.inspect import load_pem_chain
 from certmint.pki.keys import generate_private_key
 from tests.controller.conftest import CA_SECRET, running_harness
@@ -154,3 +157,24 @@ async def test_the_pod_request_watch_starts_after_an_api_server_out_of_reach_at_
             watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watch
+
+
+async def test_liveness_fails_once_the_pod_request_watch_has_ended_with_an_error(root_ca: CAPair) -> None:
+    """A watch task that died would sign nothing, silently: the kubelet restarts an operator that reports it. A
+    watch that returned (the API server does not serve PodCertificateRequests) is not a failure."""
+
+    async def not_served() -> None:
+        return None
+
+    async def failed() -> None:
+        raise ApiUnavailable("API server unreachable: OSError: Temporary failure in name resolution")
+
+    async with running_harness(root_ca, controller_settings(pod_certificates=True)) as harness:
+        memo = kopf.Memo()
+        memo.pod_requests_task = asyncio.create_task(not_served())
+        await memo.pod_requests_task
+        assert _alive(harness.op, memo)
+        memo.pod_requests_task = asyncio.create_task(failed())
+        with contextlib.suppress(ApiUnavailable):
+            await memo.pod_requests_task
+        assert not _alive(harness.op, memo)
