@@ -84,12 +84,6 @@ class Target:
         return self.prefix.startswith(CUSTOM_GROUP_PREFIX)
 
 
-def _is_group_version(path: str) -> bool:
-    """``/apis/<group>/<version>`` (or ``/api/v1``): a discovery document, not a resource."""
-    parts = [p for p in path.split("?", maxsplit=1)[0].split("/") if p]
-    return parts in (["api", "v1"],) or (len(parts) == 3 and parts[0] == "apis")
-
-
 def parse_path(path: str) -> Target:
     parts = [p for p in path.split("?", maxsplit=1)[0].split("/") if p]
     if parts[0] == "api":
@@ -285,7 +279,7 @@ class FakeKube(KubeClient):
         verb = verb or _VERBS[method]
         self._count(verb, path)
         await asyncio.sleep(0)  # a request is I/O: other tasks (watch deliveries, workers) run meanwhile
-        if method == "GET" and _is_group_version(path):
+        if method == "GET" and _resource_of(path) == "discovery":  # /apis/<group>/<version>, /api/v1
             self._injected(verb, path, None)
             self.health.succeeded()
             return self._discover(path)
